@@ -1,0 +1,409 @@
+package proto
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// SchemaVersion is the version of the record bodies below. A reader refuses
+// any other; bump it on any change that an older reader would misread.
+const SchemaVersion = 1
+
+// Kind tells which record a file holds. It is stored in the file's envelope
+// and is part of the file name (<lag>.<kind>).
+type Kind uint8
+
+// The record kinds.
+const (
+	KindSnapshot Kind = 1 + iota // <lag>.snapshot, written by the outgoing shim
+	KindStandby                  // <lag>.standby, written by the standby shim when ready
+	KindActive                   // <lag>.active, written by the shim that transmits
+	KindCutover                  // cutover, written by the supervisor
+)
+
+var kindNames = map[Kind]string{
+	KindSnapshot: "snapshot",
+	KindStandby:  "standby",
+	KindActive:   "active",
+	KindCutover:  "cutover",
+}
+
+// String returns the kind's name as used in file names.
+func (k Kind) String() string {
+	if s, ok := kindNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Valid reports whether k is one of the kinds above.
+func (k Kind) Valid() bool { _, ok := kindNames[k]; return ok }
+
+// ParseKind is the inverse of Kind.String.
+func ParseKind(s string) (Kind, bool) {
+	for k, name := range kindNames {
+		if name == s {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// Record is implemented by the four record types.
+type Record interface {
+	// Kind is the record's kind.
+	Kind() Kind
+	// RecordLAG is the LAG the record is about ("" for a cutover).
+	RecordLAG() string
+	// RecordEpoch is the epoch the record belongs to (for a cutover, the
+	// epoch being handed to).
+	RecordEpoch() uint64
+	// Validate checks the fields a reader relies on.
+	Validate() error
+}
+
+// ErrInvalid is matched (errors.Is) by every error Validate returns.
+var ErrInvalid = errors.New("invalid record")
+
+// FieldError names a record field that is missing or wrong.
+type FieldError struct {
+	Field  string // dotted path, e.g. "members[2].name"
+	Reason string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("field %s: %s", e.Field, e.Reason) }
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// lagName matches what SONiC and the kernel accept as a team device name
+// (IFNAMSIZ-1 at most), and keeps record file names safe.
+var lagName = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,15}$`)
+
+// ValidLAGName reports whether s can name a LAG and thus a record file.
+func ValidLAGName(s string) bool { return lagName.MatchString(s) && s != "." && s != ".." }
+
+// Process identifies the process that wrote a record.
+type Process struct {
+	Container string `msgpack:"container" json:"container"` // container name or ID, "" on the host
+	Hostname  string `msgpack:"hostname" json:"hostname"`
+	PID       int    `msgpack:"pid" json:"pid"`
+}
+
+// Runner holds the lacp runner settings both sides must agree on.
+type Runner struct {
+	Active   bool   `msgpack:"active" json:"active"`
+	FastRate bool   `msgpack:"fast_rate" json:"fast_rate"`
+	SysPrio  uint16 `msgpack:"sys_prio" json:"sys_prio"`
+}
+
+// Member is one LAG member port as the outgoing teamd left it.
+type Member struct {
+	Name    string `msgpack:"name" json:"name"`
+	Ifindex int    `msgpack:"ifindex" json:"ifindex"`
+	MAC     MAC    `msgpack:"mac" json:"mac"`
+	Actor   Info   `msgpack:"actor" json:"actor"`
+	Partner Info   `msgpack:"partner" json:"partner"`
+	// State is teamd's runner state of the port: "current", "expired",
+	// "defaulted" or "disabled".
+	State        string `msgpack:"state" json:"state"`
+	Selected     bool   `msgpack:"selected" json:"selected"`
+	AggregatorID int    `msgpack:"aggregator_id" json:"aggregator_id"`
+	// LastTxMono is CLOCK_MONOTONIC (ns) of the last PDU the old teamd can
+	// have sent: the moment it was told to stop. It is a lower bound, so a
+	// deadline computed from it errs on the early side.
+	LastTxMono int64     `msgpack:"last_tx_mono" json:"last_tx_mono"`
+	LastTx     time.Time `msgpack:"last_tx" json:"last_tx"`
+	// LastRx is the last LACPDU frame received from the partner, as teamd
+	// saved it in its dump file (124 bytes), or empty if it saved none.
+	LastRx []byte `msgpack:"last_rx" json:"last_rx"`
+}
+
+// Snapshot is the outgoing shim's record of a LAG. It is written only after
+// the old teamd stopped transmitting: its existence means "the old speaker
+// is silent".
+type Snapshot struct {
+	Schema       int     `msgpack:"schema" json:"schema"`
+	LAG          string  `msgpack:"lag" json:"lag"`
+	Epoch        uint64  `msgpack:"epoch" json:"epoch"`
+	Writer       Process `msgpack:"writer" json:"writer"`
+	ConfigDigest string  `msgpack:"config_digest" json:"config_digest"`
+	TeamMAC      MAC     `msgpack:"team_mac" json:"team_mac"`
+	Runner       Runner  `msgpack:"runner" json:"runner"`
+	// TeamdStop says how the old teamd ended, e.g. "exited 0" or
+	// "killed after 1s: ignored SIGUSR1".
+	TeamdStop string    `msgpack:"teamd_stop" json:"teamd_stop"`
+	TakenMono int64     `msgpack:"taken_mono" json:"taken_mono"`
+	Taken     time.Time `msgpack:"taken" json:"taken"`
+	Members   []Member  `msgpack:"members" json:"members"`
+	// LAGDump is teamd's per-LAG dump file (carrier and port list), if it
+	// wrote one.
+	LAGDump []byte `msgpack:"lag_dump" json:"lag_dump"`
+}
+
+// StandbyMember is what the standby has learned about one member.
+type StandbyMember struct {
+	Name    string `msgpack:"name" json:"name"`
+	State   string `msgpack:"state" json:"state"`
+	Partner Info   `msgpack:"partner" json:"partner"`
+}
+
+// Standby says: this LAG's teamd in the new container is up, passive, and
+// receives partner PDUs on every member.
+type Standby struct {
+	Schema       int             `msgpack:"schema" json:"schema"`
+	LAG          string          `msgpack:"lag" json:"lag"`
+	Epoch        uint64          `msgpack:"epoch" json:"epoch"`
+	Writer       Process         `msgpack:"writer" json:"writer"`
+	ConfigDigest string          `msgpack:"config_digest" json:"config_digest"`
+	ReadyMono    int64           `msgpack:"ready_mono" json:"ready_mono"`
+	Ready        time.Time       `msgpack:"ready" json:"ready"`
+	Members      []StandbyMember `msgpack:"members" json:"members"`
+}
+
+// Path says how a shim became the LAG's speaker.
+type Path string
+
+// The paths to Active.
+const (
+	PathCold      Path = "cold"       // started active with no handoff
+	PathWarmStart Path = "warm-start" // started active from teamd's own dump files (-w)
+	PathSnapshot  Path = "snapshot"   // took over on a valid snapshot
+	PathDeadline  Path = "deadline"   // took over because no valid snapshot came in time
+	PathRestart   Path = "restart"    // restarted after it had taken over
+)
+
+func (p Path) valid() bool {
+	switch p {
+	case PathCold, PathWarmStart, PathSnapshot, PathDeadline, PathRestart:
+		return true
+	}
+	return false
+}
+
+// Timings are the takeover's measured moments, CLOCK_MONOTONIC ns; zero
+// where a step did not happen.
+type Timings struct {
+	CutoverSeen  int64 `msgpack:"cutover_seen" json:"cutover_seen"`
+	SnapshotSeen int64 `msgpack:"snapshot_seen" json:"snapshot_seen"`
+	SignalSent   int64 `msgpack:"signal_sent" json:"signal_sent"`
+	// Confirmed is when a PDU from the new teamd was seen leaving on every
+	// member; zero if that was not confirmed.
+	Confirmed int64 `msgpack:"confirmed" json:"confirmed"`
+}
+
+// Active says: this shim's teamd is the LAG's speaker since Since.
+type Active struct {
+	Schema       int       `msgpack:"schema" json:"schema"`
+	LAG          string    `msgpack:"lag" json:"lag"`
+	Epoch        uint64    `msgpack:"epoch" json:"epoch"`
+	Writer       Process   `msgpack:"writer" json:"writer"`
+	ConfigDigest string    `msgpack:"config_digest" json:"config_digest"`
+	Path         Path      `msgpack:"path" json:"path"`
+	SinceMono    int64     `msgpack:"since_mono" json:"since_mono"`
+	Since        time.Time `msgpack:"since" json:"since"`
+	// FromEpoch is the epoch of the snapshot taken over (0 if none).
+	FromEpoch uint64  `msgpack:"from_epoch" json:"from_epoch"`
+	Timings   Timings `msgpack:"timings" json:"timings"`
+	// Note explains a non-snapshot path, e.g. why snapshots were rejected.
+	Note    string   `msgpack:"note" json:"note"`
+	Members []string `msgpack:"members" json:"members"`
+}
+
+// Cutover is the supervisor's order to hand every LAG from FromEpoch to
+// ToEpoch, and the clock the standbys' deadline runs on.
+type Cutover struct {
+	Schema       int       `msgpack:"schema" json:"schema"`
+	FromEpoch    uint64    `msgpack:"from_epoch" json:"from_epoch"`
+	ToEpoch      uint64    `msgpack:"to_epoch" json:"to_epoch"`
+	Writer       Process   `msgpack:"writer" json:"writer"`
+	StartedMono  int64     `msgpack:"started_mono" json:"started_mono"`
+	Started      time.Time `msgpack:"started" json:"started"`
+	DeadlineMono int64     `msgpack:"deadline_mono" json:"deadline_mono"`
+	LAGs         []string  `msgpack:"lags" json:"lags"`
+}
+
+func (*Snapshot) Kind() Kind { return KindSnapshot }
+func (*Standby) Kind() Kind  { return KindStandby }
+func (*Active) Kind() Kind   { return KindActive }
+func (*Cutover) Kind() Kind  { return KindCutover }
+
+func (r *Snapshot) RecordLAG() string { return r.LAG }
+func (r *Standby) RecordLAG() string  { return r.LAG }
+func (r *Active) RecordLAG() string   { return r.LAG }
+func (r *Cutover) RecordLAG() string  { return "" }
+
+func (r *Snapshot) RecordEpoch() uint64 { return r.Epoch }
+func (r *Standby) RecordEpoch() uint64  { return r.Epoch }
+func (r *Active) RecordEpoch() uint64   { return r.Epoch }
+func (r *Cutover) RecordEpoch() uint64  { return r.ToEpoch }
+
+// NewRecord returns an empty record of kind k, or nil if k is not a kind.
+func NewRecord(k Kind) Record {
+	switch k {
+	case KindSnapshot:
+		return new(Snapshot)
+	case KindStandby:
+		return new(Standby)
+	case KindActive:
+		return new(Active)
+	case KindCutover:
+		return new(Cutover)
+	}
+	return nil
+}
+
+func checkHeader(schema int, lag string, epoch uint64) error {
+	if schema != SchemaVersion {
+		return fieldErr("schema", "got %d, want %d", schema, SchemaVersion)
+	}
+	if !ValidLAGName(lag) {
+		return fieldErr("lag", "%q is not a LAG name (1-15 of A-Z a-z 0-9 _ . -)", lag)
+	}
+	if epoch == 0 {
+		return fieldErr("epoch", "missing (must be 1 or more)")
+	}
+	return nil
+}
+
+func checkDigest(d string) error {
+	if d == "" {
+		return fieldErr("config_digest", "missing")
+	}
+	return nil
+}
+
+var portStates = map[string]bool{"current": true, "expired": true, "defaulted": true, "disabled": true}
+
+// Validate implements Record.
+func (r *Snapshot) Validate() error {
+	if err := checkHeader(r.Schema, r.LAG, r.Epoch); err != nil {
+		return err
+	}
+	if err := checkDigest(r.ConfigDigest); err != nil {
+		return err
+	}
+	if r.TakenMono <= 0 {
+		return fieldErr("taken_mono", "missing")
+	}
+	seen := make(map[string]bool, len(r.Members))
+	at := func(i int, field string) string { return fmt.Sprintf("members[%d].%s", i, field) }
+	for i, m := range r.Members {
+		if m.Name == "" {
+			return fieldErr(at(i, "name"), "missing")
+		}
+		if seen[m.Name] {
+			return fieldErr(at(i, "name"), "%q listed twice", m.Name)
+		}
+		seen[m.Name] = true
+		if !portStates[m.State] {
+			return fieldErr(at(i, "state"), "%q, want current, expired, defaulted or disabled", m.State)
+		}
+		if len(m.LastRx) != 0 {
+			if _, err := ParseLACPDU(m.LastRx); err != nil {
+				return fieldErr(at(i, "last_rx"), "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Validate implements Record.
+func (r *Standby) Validate() error {
+	if err := checkHeader(r.Schema, r.LAG, r.Epoch); err != nil {
+		return err
+	}
+	if err := checkDigest(r.ConfigDigest); err != nil {
+		return err
+	}
+	if r.ReadyMono <= 0 {
+		return fieldErr("ready_mono", "missing")
+	}
+	for i, m := range r.Members {
+		if m.Name == "" {
+			return fieldErr(fmt.Sprintf("members[%d].name", i), "missing")
+		}
+	}
+	return nil
+}
+
+// Validate implements Record.
+func (r *Active) Validate() error {
+	if err := checkHeader(r.Schema, r.LAG, r.Epoch); err != nil {
+		return err
+	}
+	if err := checkDigest(r.ConfigDigest); err != nil {
+		return err
+	}
+	if !r.Path.valid() {
+		return fieldErr("path", "%q, want cold, warm-start, snapshot, deadline or restart", r.Path)
+	}
+	if r.SinceMono <= 0 {
+		return fieldErr("since_mono", "missing")
+	}
+	if r.Path == PathSnapshot && r.FromEpoch == 0 {
+		return fieldErr("from_epoch", "missing for path snapshot")
+	}
+	return nil
+}
+
+// Validate implements Record.
+func (r *Cutover) Validate() error {
+	if r.Schema != SchemaVersion {
+		return fieldErr("schema", "got %d, want %d", r.Schema, SchemaVersion)
+	}
+	if r.FromEpoch == 0 {
+		return fieldErr("from_epoch", "missing")
+	}
+	if r.ToEpoch != r.FromEpoch+1 {
+		return fieldErr("to_epoch", "got %d, want from_epoch+1 = %d", r.ToEpoch, r.FromEpoch+1)
+	}
+	if r.StartedMono <= 0 {
+		return fieldErr("started_mono", "missing")
+	}
+	if r.DeadlineMono <= r.StartedMono {
+		return fieldErr("deadline_mono", "not after started_mono")
+	}
+	for i, l := range r.LAGs {
+		if !ValidLAGName(l) {
+			return fieldErr(fmt.Sprintf("lags[%d]", i), "%q is not a LAG name", l)
+		}
+	}
+	return nil
+}
+
+// FileName is the record file name for kind k of LAG lag: "<lag>.<kind>",
+// or "cutover" for the supervisor's record.
+func FileName(lag string, k Kind) string {
+	if k == KindCutover {
+		return "cutover"
+	}
+	return lag + "." + k.String()
+}
+
+// RecordFileName is FileName for rec.
+func RecordFileName(rec Record) string { return FileName(rec.RecordLAG(), rec.Kind()) }
+
+// ParseFileName is the inverse of FileName; ok is false for names that are
+// not record files (temp files, teamd's own files, anything else).
+func ParseFileName(name string) (lag string, k Kind, ok bool) {
+	if name == "cutover" {
+		return "", KindCutover, true
+	}
+	for i := len(name) - 1; i > 0; i-- {
+		if name[i] == '.' {
+			k, ok := ParseKind(name[i+1:])
+			if !ok || k == KindCutover || !ValidLAGName(name[:i]) {
+				return "", 0, false
+			}
+			return name[:i], k, true
+		}
+	}
+	return "", 0, false
+}

@@ -1,0 +1,100 @@
+package proto_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/proto/prototest"
+)
+
+func TestValidate(t *testing.T) {
+	c := prototest.DefaultClock
+	tests := []struct {
+		name  string
+		rec   func() proto.Record
+		field string // "" means valid
+	}{
+		{"snapshot", func() proto.Record { return prototest.Snapshot("PortChannel1", 3, 2, c) }, ""},
+		{"standby", func() proto.Record { return prototest.Standby("PortChannel1", 4, 2, c) }, ""},
+		{"active", func() proto.Record { return prototest.Active("PortChannel1", 4, 2, c) }, ""},
+		{"cutover", func() proto.Record { return prototest.Cutover(3, []string{"PortChannel1"}, c) }, ""},
+		{"snapshot schema", func() proto.Record { s := prototest.Snapshot("PortChannel1", 3, 2, c); s.Schema = 2; return s }, "schema"},
+		{"snapshot lag", func() proto.Record { s := prototest.Snapshot("../etc", 3, 2, c); return s }, "lag"},
+		{"snapshot epoch", func() proto.Record { return prototest.Snapshot("PortChannel1", 0, 2, c) }, "epoch"},
+		{"snapshot digest", func() proto.Record { s := prototest.Snapshot("PortChannel1", 3, 2, c); s.ConfigDigest = ""; return s }, "config_digest"},
+		{"member name", func() proto.Record {
+			s := prototest.Snapshot("PortChannel1", 3, 2, c)
+			s.Members[1].Name = ""
+			return s
+		}, "members[1].name"},
+		{"member twice", func() proto.Record {
+			s := prototest.Snapshot("PortChannel1", 3, 2, c)
+			s.Members[1].Name = s.Members[0].Name
+			return s
+		}, "members[1].name"},
+		{"member state", func() proto.Record {
+			s := prototest.Snapshot("PortChannel1", 3, 2, c)
+			s.Members[0].State = "up"
+			return s
+		}, "members[0].state"},
+		{"member last_rx", func() proto.Record {
+			s := prototest.Snapshot("PortChannel1", 3, 2, c)
+			s.Members[0].LastRx = s.Members[0].LastRx[:50]
+			return s
+		}, "members[0].last_rx"},
+		{"active path", func() proto.Record { a := prototest.Active("PortChannel1", 4, 2, c); a.Path = "magic"; return a }, "path"},
+		{"active from", func() proto.Record { a := prototest.Active("PortChannel1", 4, 2, c); a.FromEpoch = 0; return a }, "from_epoch"},
+		{"cutover epochs", func() proto.Record { x := prototest.Cutover(3, nil, c); x.ToEpoch = 5; return x }, "to_epoch"},
+		{"cutover deadline", func() proto.Record { x := prototest.Cutover(3, nil, c); x.DeadlineMono = x.StartedMono; return x }, "deadline_mono"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.rec().Validate()
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			var fe *proto.FieldError
+			if !errors.As(err, &fe) || !errors.Is(err, proto.ErrInvalid) {
+				t.Fatalf("want a *FieldError matching ErrInvalid, got %v", err)
+			}
+			if fe.Field != tt.field {
+				t.Fatalf("want field %q, got %q (%v)", tt.field, fe.Field, err)
+			}
+		})
+	}
+}
+
+func TestFileNames(t *testing.T) {
+	tests := []struct {
+		name string
+		lag  string
+		kind proto.Kind
+		ok   bool
+	}{
+		{"PortChannel1.snapshot", "PortChannel1", proto.KindSnapshot, true},
+		{"PortChannel0001.standby", "PortChannel0001", proto.KindStandby, true},
+		{"Po.1.active", "Po.1", proto.KindActive, true},
+		{"cutover", "", proto.KindCutover, true},
+		{"PortChannel1.cutover", "", 0, false},
+		{".PortChannel1.snapshot.tmp-0a1b", "", 0, false},
+		{"PortChannel1", "", 0, false},
+		{"Ethernet40", "", 0, false},
+		{".snapshot", "", 0, false},
+		{"a-name-that-is-too-long.active", "", 0, false},
+	}
+	for _, tt := range tests {
+		lag, kind, ok := proto.ParseFileName(tt.name)
+		if lag != tt.lag || kind != tt.kind || ok != tt.ok {
+			t.Errorf("ParseFileName(%q) = %q, %v, %v; want %q, %v, %v", tt.name, lag, kind, ok, tt.lag, tt.kind, tt.ok)
+		}
+		if tt.ok {
+			if got := proto.FileName(lag, kind); got != tt.name {
+				t.Errorf("FileName(%q, %v) = %q, want %q", lag, kind, got, tt.name)
+			}
+		}
+	}
+}

@@ -1,0 +1,239 @@
+package statefile
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/teamdwarm/teamdwarm/proto"
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnsafe is matched (errors.Is) when a record file or directory is
+// refused for what it is rather than what it holds: a symlink, not a regular
+// file, too large, or a directory others can write to.
+var ErrUnsafe = errors.New("unsafe record path")
+
+// tempPrefix starts every temp file name; Watch and List skip such names.
+const tempPrefix = "."
+
+// Dir is a record directory, e.g. /var/warmboot/teamdwarm.
+type Dir struct {
+	path string
+}
+
+// OpenDir opens the record directory at path, creating it (mode 0700) and
+// its parents if missing. A directory that is not owned by this user or that
+// others may write to is refused with an error matching ErrUnsafe.
+func OpenDir(path string) (*Dir, error) {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return nil, fmt.Errorf("record directory %s: %w", path, err)
+	}
+	if err := checkDir(path); err != nil {
+		return nil, err
+	}
+	return &Dir{path: path}, nil
+}
+
+func checkDir(path string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return fmt.Errorf("record directory %s: %w", path, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return fmt.Errorf("record directory %s: not a directory: %w", path, ErrUnsafe)
+	case st.Mode&0o002 != 0:
+		return fmt.Errorf("record directory %s: mode %#o is world-writable: %w", path, st.Mode&0o7777, ErrUnsafe)
+	case int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("record directory %s: owned by uid %d, not by uid %d: %w", path, st.Uid, os.Geteuid(), ErrUnsafe)
+	}
+	return nil
+}
+
+// Path returns the directory's path.
+func (d *Dir) Path() string { return d.path }
+
+// File returns the path of a record file in d.
+func (d *Dir) File(lag string, k proto.Kind) string {
+	return filepath.Join(d.path, proto.FileName(lag, k))
+}
+
+// Write stores rec atomically and durably under its file name
+// (proto.FileName) and returns the path. Whenever the writer dies, the final
+// name holds either the previous complete record or this one.
+func (d *Dir) Write(rec proto.Record) (string, error) {
+	path := filepath.Join(d.path, proto.RecordFileName(rec))
+	b, err := Encode(rec)
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := WriteFileAtomic(path, b); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// WriteFileAtomic writes b to path through a temp file in the same
+// directory: exclusive create with mode 0600, write, fsync, rename, fsync
+// the directory.
+func WriteFileAtomic(path string, b []byte) (err error) {
+	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, tempPrefix+name+".tmp-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("write %s: fsync: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	df, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	defer df.Close()
+	if err := df.Sync(); err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ReadFile reads and checks one record file. If the file has a record
+// file name, the record must be the one that name says. A missing file gives an error
+// matching errors.Is(err, fs.ErrNotExist); a symlink, non-regular or
+// oversized file one matching ErrUnsafe; bad content one matching
+// ErrCorrupt. Every error names the file.
+func ReadFile(path string) (proto.Record, error) {
+	b, err := readBounded(path)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// A record under another record's name (copied or renamed by hand) must
+	// not stand in for that one.
+	if name := filepath.Base(path); name != proto.RecordFileName(rec) {
+		if _, _, isRecordName := proto.ParseFileName(name); isRecordName {
+			return nil, fmt.Errorf("%s: holds the record %s: %w", path, proto.RecordFileName(rec), &CorruptError{Offset: -1, Reason: "file name does not match the record"})
+		}
+	}
+	return rec, nil
+}
+
+// readBounded reads a regular file of at most MaxFileSize bytes without
+// following a symlink in its last component.
+func readBounded(path string) ([]byte, error) {
+	// O_NONBLOCK: opening a FIFO must not hang; fstat refuses it next.
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("%s: is a symlink: %w", path, ErrUnsafe)
+		}
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s): %w", path, st.Mode().Type(), ErrUnsafe)
+	}
+	if st.Size() > MaxFileSize {
+		return nil, fmt.Errorf("%s: %d bytes, over the %d-byte limit: %w", path, st.Size(), MaxFileSize, ErrUnsafe)
+	}
+	// The file may grow after fstat; read at most one byte past the cap.
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > MaxFileSize {
+		return nil, fmt.Errorf("%s: over the %d-byte limit: %w", path, MaxFileSize, ErrUnsafe)
+	}
+	return b, nil
+}
+
+// Read reads the record of kind k for lag from d.
+func (d *Dir) Read(lag string, k proto.Kind) (proto.Record, error) {
+	return ReadFile(d.File(lag, k))
+}
+
+// Remove deletes the record of kind k for lag; a missing one is not an error.
+func (d *Dir) Remove(lag string, k proto.Kind) error {
+	if err := os.Remove(d.File(lag, k)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Entry is one record file found in a directory.
+type Entry struct {
+	Name   string       // file name
+	LAG    string       // "" for cutover
+	Kind   proto.Kind   // from the file name
+	Record proto.Record // nil if Err != nil
+	Err    error        // why the file could not be read
+	Info   fs.FileInfo
+}
+
+// List reads every record file of the directory at path, sorted by name.
+// Files whose names are not record names are skipped; records that fail to
+// read are returned with Err set.
+func List(path string) ([]Entry, error) {
+	des, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, de := range des {
+		name := de.Name()
+		if strings.HasPrefix(name, tempPrefix) {
+			continue
+		}
+		lag, k, ok := proto.ParseFileName(name)
+		if !ok {
+			continue
+		}
+		e := Entry{Name: name, LAG: lag, Kind: k}
+		e.Info, _ = de.Info()
+		e.Record, e.Err = ReadFile(filepath.Join(path, name))
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

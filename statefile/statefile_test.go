@@ -1,0 +1,438 @@
+package statefile_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/proto/prototest"
+	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+var clock = prototest.DefaultClock
+
+func TestRoundTrip(t *testing.T) {
+	for _, rec := range []proto.Record{
+		prototest.Snapshot("PortChannel1", 7, 3, clock),
+		prototest.Standby("PortChannel1", 8, 3, clock),
+		prototest.Active("PortChannel1", 8, 3, clock),
+		prototest.Cutover(7, []string{"PortChannel1", "PortChannel2"}, clock),
+	} {
+		t.Run(rec.Kind().String(), func(t *testing.T) {
+			b, err := statefile.Encode(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := statefile.Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// cmp compares times with Equal: msgpack gives them back in Local.
+			if diff := cmp.Diff(rec, got); diff != "" {
+				t.Fatalf("round trip changed the record (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// reseal fixes the envelope's length and checksum after a test changed the
+// body, so that only the change under test is wrong.
+func reseal(b []byte) []byte {
+	binary.BigEndian.PutUint32(b[16:], uint32(len(b)-24))
+	c := crc32.Update(0, crc32.MakeTable(crc32.Castagnoli), b[:20])
+	c = crc32.Update(c, crc32.MakeTable(crc32.Castagnoli), b[24:])
+	binary.BigEndian.PutUint32(b[20:], c)
+	return b
+}
+
+// withBody encodes v as the body of a record of kind k and epoch.
+func withBody(t *testing.T, k proto.Kind, epoch uint64, v any) []byte {
+	t.Helper()
+	body, err := msgpack.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := make([]byte, 24)
+	copy(hdr, "TDWR")
+	hdr[4], hdr[5] = 1, byte(k)
+	binary.BigEndian.PutUint64(hdr[8:], epoch)
+	return reseal(append(hdr, body...))
+}
+
+func snapshotMap(t *testing.T) map[string]any {
+	t.Helper()
+	b, err := msgpack.Marshal(prototest.Snapshot("PortChannel1", 7, 2, clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := msgpack.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good, err := statefile.Encode(prototest.Snapshot("PortChannel1", 7, 2, clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	tests := []struct {
+		name string
+		in   []byte
+		want string // a fragment of the message
+	}{
+		{"empty", nil, "truncated envelope"},
+		{"short header", good[:10], "truncated envelope"},
+		{"magic", mod(func(b []byte) []byte { b[0] = 'X'; return b }), "bad magic"},
+		{"version", mod(func(b []byte) []byte { b[4] = 9; return b }), "format version 9"},
+		{"kind", mod(func(b []byte) []byte { b[5] = 99; return b }), "unknown record kind 99"},
+		{"flags", mod(func(b []byte) []byte { b[7] = 1; return b }), "flags"},
+		{"truncated body", good[:len(good)-5], "truncated: envelope says"},
+		{"trailing bytes", append(bytes.Clone(good), 0, 0), "trailing bytes"},
+		{"crc", mod(func(b []byte) []byte { b[len(b)-1] ^= 0xff; return b }), "checksum mismatch"},
+		{"epoch flipped", mod(func(b []byte) []byte { b[15] ^= 1; return b }), "checksum mismatch"},
+		{"epoch differs", mod(func(b []byte) []byte { b[15] = 9; return reseal(b) }), "envelope epoch 9"},
+		{"unknown field", func() []byte {
+			m := snapshotMap(t)
+			m["favourite_colour"] = "blue"
+			return withBody(t, proto.KindSnapshot, 7, m)
+		}(), `unknown field "favourite_colour"`},
+		{"missing field", func() []byte {
+			m := snapshotMap(t)
+			delete(m, "runner")
+			return withBody(t, proto.KindSnapshot, 7, m)
+		}(), "missing field(s) runner"},
+		{"missing nested field", func() []byte {
+			m := snapshotMap(t)
+			delete(m["members"].([]any)[1].(map[string]any), "selected")
+			return withBody(t, proto.KindSnapshot, 7, m)
+		}(), "member: missing field selected"},
+		{"unknown nested field", func() []byte {
+			m := snapshotMap(t)
+			m["members"].([]any)[1].(map[string]any)["speed"] = 100000
+			return withBody(t, proto.KindSnapshot, 7, m)
+		}(), `member: unknown field "speed"`},
+		{"missing field in writer", func() []byte {
+			m := snapshotMap(t)
+			delete(m["writer"].(map[string]any), "pid")
+			return withBody(t, proto.KindSnapshot, 7, m)
+		}(), "snapshot.writer: missing field(s) pid"},
+		{"short info", func() []byte {
+			m := snapshotMap(t)
+			m["members"].([]any)[0].(map[string]any)["actor"] = []byte{1, 2, 3}
+			return withBody(t, proto.KindSnapshot, 7, m)
+		}(), "LACP info: 3 bytes, want 18"},
+		{"wrong type", func() []byte {
+			m := snapshotMap(t)
+			m["lag"] = 12
+			return withBody(t, proto.KindSnapshot, 7, m)
+		}(), "snapshot body"},
+		{"invalid field", func() []byte {
+			m := snapshotMap(t)
+			m["lag"] = "../../etc"
+			return withBody(t, proto.KindSnapshot, 7, m)
+		}(), "field lag"},
+		// A body that declares 2^32-1 members in a few bytes must be refused
+		// before anything sized by that number is allocated.
+		{"forged array length", reseal(append(bytes.Clone(good[:24]), 0x81, 0xa7, 'm', 'e', 'm', 'b', 'e', 'r', 's', 0xdd, 0xff, 0xff, 0xff, 0xff)), "array declares 4294967295"},
+		{"forged string length", reseal(append(bytes.Clone(good[:24]), 0x81, 0xdb, 0x7f, 0xff, 0xff, 0xff)), "value declares 2147483647"},
+		{"forged map length", reseal(append(bytes.Clone(good[:24]), 0xdf, 0x7f, 0xff, 0xff, 0xff)), "map declares"},
+		{"deep nesting", reseal(append(bytes.Clone(good[:24]), append([]byte{0x81, 0xa3, 'l', 'a', 'g'}, bytes.Repeat([]byte{0x91}, 40)...)...)), "nested deeper"},
+		{"bad type byte", reseal(append(bytes.Clone(good[:24]), 0xc1)), "invalid msgpack type byte"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := statefile.Decode(tt.in)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, statefile.ErrCorrupt) {
+				t.Fatalf("error does not match ErrCorrupt: %v", err)
+			}
+			if !bytes.Contains([]byte(err.Error()), []byte(tt.want)) {
+				t.Fatalf("error %q does not say %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeFieldErrorIsInvalid(t *testing.T) {
+	s := prototest.Snapshot("PortChannel1", 7, 2, clock)
+	b, err := msgpack.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	_ = msgpack.Unmarshal(b, &m)
+	m["config_digest"] = ""
+	_, err = statefile.Decode(withBody(t, proto.KindSnapshot, 7, m))
+	var fe *proto.FieldError
+	if !errors.As(err, &fe) || fe.Field != "config_digest" {
+		t.Fatalf("want a *proto.FieldError for config_digest, got %v", err)
+	}
+}
+
+func TestReadFileRefuses(t *testing.T) {
+	dir := t.TempDir()
+	good, _ := statefile.Encode(prototest.Active("PortChannel1", 2, 1, clock))
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	real := write("PortChannel1.active", good)
+	link := filepath.Join(dir, "link.active")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "PortChannel2.active")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := write("big", make([]byte, statefile.MaxFileSize+1))
+	renamed := write("PortChannel9.active", good)
+
+	tests := []struct {
+		name   string
+		path   string
+		target error
+	}{
+		{"missing", filepath.Join(dir, "nope.active"), fs.ErrNotExist},
+		{"symlink", link, statefile.ErrUnsafe},
+		{"fifo", fifo, statefile.ErrUnsafe},
+		{"too large", big, statefile.ErrUnsafe},
+		{"under another record's name", renamed, statefile.ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := statefile.ReadFile(tt.path)
+			if !errors.Is(err, tt.target) {
+				t.Fatalf("want %v, got %v", tt.target, err)
+			}
+			if !bytes.Contains([]byte(err.Error()), []byte(tt.path)) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+		})
+	}
+	if _, err := statefile.ReadFile(real); err != nil {
+		t.Fatalf("the good file: %v", err)
+	}
+}
+
+func TestOpenDir(t *testing.T) {
+	base := t.TempDir()
+	d, err := statefile.OpenDir(filepath.Join(base, "a", "teamdwarm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(d.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, got := fs.FileMode(0o700), st.Mode().Perm(); want != got {
+		t.Fatalf("mode: want %v, got %v", want, got)
+	}
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := statefile.OpenDir(open); !errors.Is(err, statefile.ErrUnsafe) {
+		t.Fatalf("world-writable directory: want ErrUnsafe, got %v", err)
+	}
+	if os.Geteuid() == 0 {
+		other := filepath.Join(base, "other")
+		if err := os.Mkdir(other, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(other, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := statefile.OpenDir(other); !errors.Is(err, statefile.ErrUnsafe) {
+			t.Fatalf("directory of another user: want ErrUnsafe, got %v", err)
+		}
+	}
+}
+
+func TestWriteThenList(t *testing.T) {
+	d, err := statefile.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range []proto.Record{
+		prototest.Active("PortChannel1", 2, 2, clock),
+		prototest.Standby("PortChannel1", 3, 2, clock),
+		prototest.Cutover(2, []string{"PortChannel1"}, clock),
+	} {
+		p, err := d.Write(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := os.Stat(p)
+		if want, got := fs.FileMode(0o600), st.Mode().Perm(); want != got {
+			t.Fatalf("%s mode: want %v, got %v", p, want, got)
+		}
+	}
+	_ = os.WriteFile(filepath.Join(d.Path(), "PortChannel2.snapshot"), []byte("garbage"), 0o600)
+	_ = os.WriteFile(filepath.Join(d.Path(), ".PortChannel2.snapshot.tmp-1"), []byte("half"), 0o600)
+	_ = os.WriteFile(filepath.Join(d.Path(), "README"), []byte("not a record"), 0o600)
+	es, err := statefile.List(d.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name)
+		if (e.Err != nil) != (e.Name == "PortChannel2.snapshot") {
+			t.Errorf("%s: unexpected error state %v", e.Name, e.Err)
+		}
+	}
+	if want := []string{"PortChannel1.active", "PortChannel1.standby", "PortChannel2.snapshot", "cutover"}; !reflect.DeepEqual(want, names) {
+		t.Fatalf("want %v, got %v", want, names)
+	}
+}
+
+// TestHelperWriter is not a test: TestWriteKilledAnyInstant runs it in a
+// child process that writes two alternating versions of one record until it
+// is killed.
+func TestHelperWriter(t *testing.T) {
+	dir := os.Getenv("STATEFILE_HELPER_DIR")
+	if dir == "" {
+		t.Skip("helper process only")
+	}
+	d, err := statefile.OpenDir(dir)
+	if err != nil {
+		os.Exit(3)
+	}
+	small := prototest.Snapshot("PortChannel1", 1, 1, clock)
+	large := prototest.Snapshot("PortChannel1", 2, 64, clock)
+	os.Stdout.WriteString("ready\n")
+	for i := 0; ; i++ {
+		rec := small
+		if i%2 == 1 {
+			rec = large
+		}
+		if _, err := d.Write(rec); err != nil {
+			os.Exit(4)
+		}
+	}
+}
+
+// TestWriteKilledAnyInstant kills a writer at random moments and checks that
+// the final name always holds one complete version or nothing yet.
+func TestWriteKilledAnyInstant(t *testing.T) {
+	runs := 150
+	if testing.Short() {
+		runs = 30
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[uint64]int{}
+	for i := range runs {
+		dir := t.TempDir()
+		cmd := exec.Command(exe, "-test.run=^TestHelperWriter$")
+		cmd.Env = append(os.Environ(), "STATEFILE_HELPER_DIR="+dir)
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 6)
+		if _, err := out.Read(buf); err != nil {
+			t.Fatalf("helper did not start: %v", err)
+		}
+		time.Sleep(time.Duration(rand.IntN(8000)) * time.Microsecond) // the random instant of the kill
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		rec, err := statefile.ReadFile(filepath.Join(dir, "PortChannel1.snapshot"))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			counts[0]++
+		case err != nil:
+			t.Fatalf("run %d: a killed writer left a bad file: %v", i, err)
+		default:
+			counts[rec.RecordEpoch()]++
+		}
+	}
+	t.Logf("after %d kills: %d no file yet, %d small version, %d large version", runs, counts[0], counts[1], counts[2])
+	if counts[1]+counts[2] == 0 {
+		t.Fatal("no run got as far as a complete write: the test proves nothing")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, rec := range []proto.Record{
+		prototest.Snapshot("PortChannel1", 7, 2, clock),
+		prototest.Standby("PortChannel1", 8, 2, clock),
+		prototest.Active("PortChannel1", 8, 2, clock),
+		prototest.Cutover(7, []string{"PortChannel1"}, clock),
+	} {
+		b, _ := statefile.Encode(rec)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec, err := statefile.Decode(b)
+		if err != nil {
+			if !errors.Is(err, statefile.ErrCorrupt) {
+				t.Fatalf("error does not match ErrCorrupt: %v", err)
+			}
+			return
+		}
+		if err := rec.Validate(); err != nil {
+			t.Fatalf("decoded an invalid record: %v", err)
+		}
+		// The checksum covers the body, so the fuzzer mostly tests the
+		// envelope; FuzzDecodeBody below goes past it.
+	})
+}
+
+// FuzzDecodeBody fuzzes the msgpack body behind a correct envelope, so that
+// the strict body walker and the msgpack decoder see the mutations.
+func FuzzDecodeBody(f *testing.F) {
+	for _, rec := range []proto.Record{
+		prototest.Snapshot("PortChannel1", 7, 2, clock),
+		prototest.Cutover(7, []string{"PortChannel1"}, clock),
+	} {
+		b, _ := statefile.Encode(rec)
+		f.Add(b[5], b[24:])
+	}
+	f.Fuzz(func(t *testing.T, kind byte, body []byte) {
+		hdr := make([]byte, 24, 24+len(body))
+		copy(hdr, "TDWR")
+		hdr[4], hdr[5] = 1, kind
+		b := append(hdr, body...)
+		// Take the epoch from wherever the body has it: try both 7 and 8.
+		for _, epoch := range []uint64{7, 8} {
+			binary.BigEndian.PutUint64(b[8:], epoch)
+			rec, err := statefile.Decode(reseal(b))
+			if err == nil {
+				if err := rec.Validate(); err != nil {
+					t.Fatalf("decoded an invalid record: %v", err)
+				}
+			} else if !errors.Is(err, statefile.ErrCorrupt) {
+				t.Fatalf("error does not match ErrCorrupt: %v", err)
+			}
+		}
+	})
+}
+

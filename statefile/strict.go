@@ -1,0 +1,316 @@
+package statefile
+
+import (
+	"encoding/binary"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// checkBody walks the raw msgpack body before the msgpack package sees it.
+// It proves that every declared length fits in the bytes that remain (so a
+// forged length cannot drive an allocation), that the nesting is bounded, and
+// that each map meant for a struct has exactly that struct's fields: no
+// unknown ones, none missing. Type mismatches of scalars are left to the
+// msgpack decoder.
+func checkBody(body []byte, rec proto.Record) error {
+	w := walker{b: body, path: make([]string, 0, maxDepth+2)}
+	w.push(rec.Kind().String())
+	if err := w.value(reflect.TypeOf(rec).Elem(), 0); err != nil {
+		return err
+	}
+	if w.off != len(body) {
+		return corrupt(headerLen+w.off, "%d bytes after the msgpack body", len(body)-w.off)
+	}
+	return nil
+}
+
+const maxDepth = 16
+
+var (
+	timeType      = reflect.TypeFor[time.Time]()
+	customDecoder = reflect.TypeFor[msgpack.CustomDecoder]()
+)
+
+type walker struct {
+	b   []byte
+	off int
+	// path is where the walk is, e.g. [snapshot members [] actor]; it is
+	// turned into a string only for an error message.
+	path []string
+}
+
+func (w *walker) push(name string) { w.path = append(w.path, name) }
+func (w *walker) pop()             { w.path = w.path[:len(w.path)-1] }
+
+func (w *walker) where() string {
+	var b strings.Builder
+	for i, name := range w.path {
+		if i > 0 && name != "[]" && name != "{}" {
+			b.WriteByte('.')
+		}
+		b.WriteString(name)
+	}
+	return b.String()
+}
+
+// fail reports a problem at the current offset and path.
+func (w *walker) fail(format string, args ...any) error {
+	return corrupt(headerLen+w.off, "%s: %s", w.where(), fmt.Sprintf(format, args...))
+}
+
+func (w *walker) need(n uint64, what string) error {
+	if n > uint64(len(w.b)-w.off) {
+		return w.fail("%s declares %d bytes, only %d remain", what, n, len(w.b)-w.off)
+	}
+	return nil
+}
+
+func (w *walker) uint(size int) (uint64, error) {
+	if err := w.need(uint64(size), "length"); err != nil {
+		return 0, err
+	}
+	var v uint64
+	switch size {
+	case 1:
+		v = uint64(w.b[w.off])
+	case 2:
+		v = uint64(binary.BigEndian.Uint16(w.b[w.off:]))
+	case 4:
+		v = uint64(binary.BigEndian.Uint32(w.b[w.off:]))
+	}
+	w.off += size
+	return v, nil
+}
+
+// header reads one msgpack type byte and its length. For str, bin and ext
+// the payload is skipped here; for arrays and maps n is the element count.
+type mpKind int
+
+const (
+	mpScalar mpKind = iota
+	mpNil
+	mpStr
+	mpBin
+	mpExt
+	mpArray
+	mpMap
+)
+
+func (w *walker) header() (mpKind, uint64, error) {
+	if w.off >= len(w.b) {
+		return 0, 0, w.fail("body ends where a value should start")
+	}
+	c := w.b[w.off]
+	w.off++
+	var (
+		k       mpKind
+		lenSize int    // bytes of a length field that follows
+		payload uint64 // payload bytes to skip (after the length field, if any)
+	)
+	switch {
+	case c <= 0x7f || c >= 0xe0:
+		return mpScalar, 0, nil
+	case c <= 0x8f:
+		return mpMap, uint64(c & 0x0f), nil
+	case c <= 0x9f:
+		return mpArray, uint64(c & 0x0f), nil
+	case c <= 0xbf:
+		k, payload = mpStr, uint64(c&0x1f)
+	case c == 0xc0:
+		return mpNil, 0, nil
+	case c == 0xc2 || c == 0xc3:
+		return mpScalar, 0, nil
+	case c >= 0xc4 && c <= 0xc6:
+		k, lenSize = mpBin, 1<<(c-0xc4)
+	case c >= 0xc7 && c <= 0xc9:
+		k, lenSize, payload = mpExt, 1<<(c-0xc7), 1 // + the type byte
+	case c == 0xca || c == 0xcb:
+		k, payload = mpScalar, 4<<(c-0xca)
+	case c >= 0xcc && c <= 0xcf:
+		k, payload = mpScalar, 1<<(c-0xcc)
+	case c >= 0xd0 && c <= 0xd3:
+		k, payload = mpScalar, 1<<(c-0xd0)
+	case c >= 0xd4 && c <= 0xd8:
+		k, payload = mpExt, 1+1<<(c-0xd4)
+	case c >= 0xd9 && c <= 0xdb:
+		k, lenSize = mpStr, 1<<(c-0xd9)
+	case c == 0xdc || c == 0xdd:
+		n, err := w.uint(2 << (c - 0xdc))
+		return mpArray, n, err
+	case c == 0xde || c == 0xdf:
+		n, err := w.uint(2 << (c - 0xde))
+		return mpMap, n, err
+	default:
+		w.off--
+		return 0, 0, w.fail("invalid msgpack type byte %#02x", c)
+	}
+	if lenSize > 0 {
+		n, err := w.uint(lenSize)
+		if err != nil {
+			return 0, 0, err
+		}
+		payload += n
+	}
+	if err := w.need(payload, "value"); err != nil {
+		return 0, 0, err
+	}
+	w.off += int(payload)
+	return k, payload, nil
+}
+
+// value checks one value meant for a Go value of type t (nil t: anything).
+func (w *walker) value(t reflect.Type, depth int) error {
+	if depth > maxDepth {
+		return w.fail("nested deeper than %d", maxDepth)
+	}
+	start := w.off
+	k, n, err := w.header()
+	if err != nil {
+		return err
+	}
+	switch k {
+	case mpArray:
+		// Every element takes at least one byte.
+		if err := w.need(n, "array"); err != nil {
+			return err
+		}
+		var elem reflect.Type
+		if t != nil && t.Kind() == reflect.Slice {
+			elem = t.Elem()
+		}
+		w.push("[]")
+		defer w.pop()
+		for i := uint64(0); i < n; i++ {
+			if err := w.value(elem, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case mpMap:
+		if err := w.need(2*n, "map"); err != nil {
+			return err
+		}
+		if fields := schemas[t]; fields != nil {
+			return w.structFields(fields, n, depth)
+		}
+		return w.anyEntries(n, depth)
+	}
+	if schemas[t] != nil && k != mpNil {
+		w.off = start
+		return w.fail("want a map, got msgpack type %#02x", w.b[start])
+	}
+	return nil
+}
+
+func (w *walker) anyEntries(n uint64, depth int) error {
+	w.push("{}")
+	defer w.pop()
+	for i := uint64(0); i < 2*n; i++ {
+		if err := w.value(nil, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *walker) structFields(fields *fieldSet, n uint64, depth int) error {
+	var seen uint64 // bit i: fields.names[i] was given; no record struct has more than 64 fields
+	for i := uint64(0); i < n; i++ {
+		keyStart := w.off
+		k, kn, err := w.header()
+		if err != nil {
+			return err
+		}
+		if k != mpStr {
+			w.off = keyStart
+			return w.fail("map key is not a string")
+		}
+		key := w.b[w.off-int(kn) : w.off]
+		idx := fields.lookup(key)
+		if idx < 0 {
+			w.off = keyStart
+			return w.fail("unknown field %q", key)
+		}
+		if seen&(1<<idx) != 0 {
+			w.off = keyStart
+			return w.fail("field %q given twice", key)
+		}
+		seen |= 1 << idx
+		w.push(fields.names[idx])
+		err = w.value(fields.types[idx], depth+1)
+		w.pop()
+		if err != nil {
+			return err
+		}
+	}
+	var missing []string
+	for i, name := range fields.names {
+		if seen&(1<<i) == 0 {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return w.fail("missing field(s) %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+type fieldSet struct {
+	names []string
+	types []reflect.Type
+}
+
+// lookup finds key among the names; a linear scan of a dozen short strings
+// beats hashing here.
+func (fs *fieldSet) lookup(key []byte) int {
+	for i, name := range fs.names {
+		if name == string(key) {
+			return i
+		}
+	}
+	return -1
+}
+
+// schemas holds the field set of every struct reachable from a record type.
+// It is computed once at start and only read afterwards.
+var schemas = func() map[reflect.Type]*fieldSet {
+	m := map[reflect.Type]*fieldSet{}
+	for k := proto.KindSnapshot; k.Valid(); k++ {
+		addSchema(m, reflect.TypeOf(proto.NewRecord(k)).Elem())
+	}
+	return m
+}()
+
+func addSchema(m map[reflect.Type]*fieldSet, t reflect.Type) {
+	for t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || t == timeType || m[t] != nil {
+		return
+	}
+	if reflect.PointerTo(t).Implements(customDecoder) {
+		return // a fixed binary form (proto.Info, proto.MAC): its decoder checks it
+	}
+	fs := &fieldSet{}
+	m[t] = fs
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fs.names = append(fs.names, name)
+		fs.types = append(fs.types, f.Type)
+		addSchema(m, f.Type)
+	}
+}

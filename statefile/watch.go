@@ -1,0 +1,158 @@
+package statefile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"golang.org/x/sys/unix"
+)
+
+// Event reports one record file of a watched directory.
+type Event struct {
+	Name    string       // file name, e.g. "PortChannel1.snapshot"
+	Path    string       // full path
+	LAG     string       // from the name; "" for cutover
+	Kind    proto.Kind   // from the name
+	Record  proto.Record // the complete record; nil if Removed or Err != nil
+	Removed bool         // the file was removed or renamed away
+	// Err says why a file that is there could not be used (corrupt,
+	// unsafe, ...). With Name == "" it is an error of the watch itself.
+	Err error
+}
+
+// fileID tells apart two versions of a name: every atomic write is a new
+// inode.
+type fileID struct {
+	ino, mtime, size int64
+}
+
+// Watch watches the record directory dir until ctx is done, then closes the
+// returned channel. It first reports the records already there, then each
+// record renamed into place, rewritten or removed. Temp files and names that
+// are not record names are ignored. A version of a file is reported once,
+// also across the rescan that follows an inotify queue overflow.
+//
+// The watch is on the directory, never on a file: the writer replaces files
+// by rename, which a watch on the file would not follow.
+func Watch(ctx context.Context, dir string) (<-chan Event, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", dir, err)
+	}
+	// Watching first, then scanning: a record that lands in between is seen
+	// twice and reported once.
+	if err := w.Add(dir); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watch %s: %w", dir, err)
+	}
+	ch := make(chan Event, 16)
+	go func() {
+		defer close(ch)
+		defer w.Close()
+		s := scanner{dir: dir, seen: map[string]fileID{}, out: ch, ctx: ctx}
+		if !s.rescan() {
+			return
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if !s.look(filepath.Base(ev.Name)) {
+					return
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				if errors.Is(err, fsnotify.ErrEventOverflow) {
+					if !s.rescan() {
+						return
+					}
+					continue
+				}
+				if !s.send(Event{Err: fmt.Errorf("watch %s: %w", dir, err)}) {
+					return
+				}
+			}
+		}
+	}()
+	return ch, nil
+}
+
+type scanner struct {
+	ctx  context.Context
+	dir  string
+	seen map[string]fileID // owned by the watch goroutine
+	out  chan<- Event
+}
+
+func (s *scanner) send(ev Event) bool {
+	select {
+	case s.out <- ev:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// rescan looks at every name in the directory and at every name reported
+// before (which may be gone now).
+func (s *scanner) rescan() bool {
+	des, err := os.ReadDir(s.dir)
+	if err != nil {
+		return s.send(Event{Err: fmt.Errorf("watch %s: %w", s.dir, err)})
+	}
+	names := map[string]bool{}
+	for _, de := range des {
+		names[de.Name()] = true
+	}
+	for name := range s.seen {
+		names[name] = true
+	}
+	for name := range names {
+		if !s.look(name) {
+			return false
+		}
+	}
+	return true
+}
+
+// look reports name if it is a record name whose version changed.
+func (s *scanner) look(name string) bool {
+	if strings.HasPrefix(name, tempPrefix) {
+		return true
+	}
+	lag, kind, ok := proto.ParseFileName(name)
+	if !ok {
+		return true
+	}
+	path := filepath.Join(s.dir, name)
+	ev := Event{Name: name, Path: path, LAG: lag, Kind: kind}
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		if _, known := s.seen[name]; known && errors.Is(err, fs.ErrNotExist) {
+			delete(s.seen, name)
+			ev.Removed = true
+			return s.send(ev)
+		}
+		return true
+	}
+	id := fileID{ino: int64(st.Ino), mtime: st.Mtim.Nano(), size: st.Size}
+	if prev, known := s.seen[name]; known && prev == id {
+		return true
+	}
+	s.seen[name] = id
+	ev.Record, ev.Err = ReadFile(path)
+	return s.send(ev)
+}
