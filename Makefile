@@ -1,0 +1,54 @@
+# teamdwarm — see README.md for the two commands a newcomer runs.
+GO        ?= go
+BIN       := bin
+# Static binaries: they go into images built FROM scratch.
+export CGO_ENABLED ?= 0
+FUZZTIME  ?= 10s
+COMMANDS  := teamd-shim teamd-warm teamd-state
+TOOLS     := teamdsim
+
+.PHONY: all deps build test unit fuzz bench lint demo clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	@mkdir -p $(BIN)
+	@for c in $(COMMANDS); do [ -d cmd/$$c ] && $(GO) build -trimpath -o $(BIN)/$$c ./cmd/$$c || true; done
+	@for c in $(TOOLS); do [ -d integration/cmd/$$c ] && $(GO) build -trimpath -o $(BIN)/$$c ./integration/cmd/$$c || true; done
+
+# The README's test command: everything, from a fresh clone.
+test: deps build lint unit
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+unit:
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+# Every fuzz target, one after the other, for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
+	      { $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 1x $$pkg; exit 1; }; \
+	  done; \
+	done
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+lint:
+	$(GO) vet ./...
+	@[ -x $(STATICCHECK) ] || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
+	$(STATICCHECK) ./...
+
+# The README's main job.
+demo: deps build
+	$(BIN)/teamd-state show internal/cli/statecmd/testdata/samples/teamdwarm
+	$(BIN)/teamd-state show internal/cli/statecmd/testdata/samples/teamdwarm/PortChannel1.snapshot
+
+clean:
+	rm -rf $(BIN)

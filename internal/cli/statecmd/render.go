@@ -1,0 +1,178 @@
+package statecmd
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/teamdwarm/teamdwarm/proto"
+)
+
+func yesno(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// writeTable prints one line per item: the directory view.
+func writeTable(w io.Writer, items []Item) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LAG\tROLE\tEPOCH\tAGE\tMEMBERS\tDETAIL")
+	for _, it := range items {
+		lag, role, epoch, age, members := it.LAG, it.Kind, "-", "-", "-"
+		detail := ""
+		switch {
+		case it.Error != "":
+			detail = "INVALID: " + it.Error
+		case it.Type == typeRecord:
+			epoch = fmt.Sprint(it.Epoch)
+			age = fmt.Sprintf("%.1fs", it.AgeSeconds)
+			if it.LAG != "" {
+				members = fmt.Sprint(it.Members)
+			}
+			detail = recordDetail(it.Record)
+		case it.Type == typePortDump:
+			role, lag = "teamd port dump", "-"
+			detail = portName(it.Path) + ": partner " + it.PortDump.Actor.String()
+		case it.Type == typeLAGDump:
+			role, lag = "teamd LAG dump", portName(it.Path)
+			members = fmt.Sprint(it.Members)
+			detail = "carrier " + yesno(it.LAGDump.Carrier)
+		}
+		if lag == "" {
+			lag = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", lag, role, epoch, age, members, detail)
+	}
+	return tw.Flush()
+}
+
+func portName(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
+
+func recordDetail(rec proto.Record) string {
+	switch r := rec.(type) {
+	case *proto.Snapshot:
+		return "teamd " + r.TeamdStop
+	case *proto.Standby:
+		return "ready, container " + r.Writer.Container
+	case *proto.Active:
+		s := "path " + string(r.Path)
+		if r.FromEpoch != 0 {
+			s += fmt.Sprintf(" from epoch %d", r.FromEpoch)
+		}
+		if r.Note != "" {
+			s += " (" + r.Note + ")"
+		}
+		return s
+	case *proto.Cutover:
+		return fmt.Sprintf("epoch %d -> %d, %d LAGs, deadline +%.0fms", r.FromEpoch, r.ToEpoch, len(r.LAGs),
+			float64(r.DeadlineMono-r.StartedMono)/1e6)
+	}
+	return ""
+}
+
+// writeItem prints one file in detail, in the layout of teamdctl's
+// "state view".
+func writeItem(w io.Writer, it Item) {
+	switch it.Type {
+	case typePortDump:
+		fmt.Fprintf(w, "%s: teamd per-port dump (the last LACPDU received from the partner)\n", it.Path)
+		fmt.Fprintf(w, "  source: %s\n", it.PortDump.Src)
+		writeInfo(w, "  ", "partner lacpdu info (the partner's actor)", it.PortDump.Actor)
+		writeInfo(w, "  ", "actor lacpdu info (us, as the partner saw us)", it.PortDump.Partner)
+	case typeLAGDump:
+		fmt.Fprintf(w, "%s: teamd LAG dump\n", it.Path)
+		fmt.Fprintf(w, "  carrier: %s\n", yesno(it.LAGDump.Carrier))
+		fmt.Fprintf(w, "ports:\n")
+		for _, p := range it.LAGDump.Ports {
+			fmt.Fprintf(w, "  %s\n    enabled: %s\n", p.Name, yesno(p.Enabled))
+		}
+	case typeRecord:
+		writeRecord(w, it)
+	}
+}
+
+func writeInfo(w io.Writer, indent, title string, i proto.Info) {
+	fmt.Fprintf(w, "%s%s:\n", indent, title)
+	fmt.Fprintf(w, "%s  system priority: %d\n", indent, i.SystemPriority)
+	fmt.Fprintf(w, "%s  system: %s\n", indent, i.System)
+	fmt.Fprintf(w, "%s  key: %d\n", indent, i.Key)
+	fmt.Fprintf(w, "%s  port priority: %d\n", indent, i.PortPriority)
+	fmt.Fprintf(w, "%s  port: %d\n", indent, i.Port)
+	fmt.Fprintf(w, "%s  state: %#02x (%s)\n", indent, uint8(i.State), i.State)
+}
+
+func writeRecord(w io.Writer, it Item) {
+	fmt.Fprintf(w, "%s: %s record, epoch %d, %.1fs old\n", it.Path, it.Kind, it.Epoch, it.AgeSeconds)
+	switch r := it.Record.(type) {
+	case *proto.Snapshot:
+		fmt.Fprintf(w, "setup:\n  lag: %s\n  team mac: %s\n  config digest: %s\n  written by: %s\n  teamd: %s\n",
+			r.LAG, r.TeamMAC, r.ConfigDigest, writer(r.Writer), r.TeamdStop)
+		fmt.Fprintf(w, "runner:\n  active: %s\n  fast rate: %s\n  sys_prio: %d\n", yesno(r.Runner.Active), yesno(r.Runner.FastRate), r.Runner.SysPrio)
+		fmt.Fprintf(w, "ports:\n")
+		for _, m := range r.Members {
+			fmt.Fprintf(w, "  %s\n    ifindex: %d\n    mac: %s\n", m.Name, m.Ifindex, m.MAC)
+			fmt.Fprintf(w, "    runner:\n      aggregator ID: %d%s\n      selected: %s\n      state: %s\n",
+				m.AggregatorID, map[bool]string{true: ", Selected"}[m.Selected], yesno(m.Selected), m.State)
+			writeInfo(w, "      ", "actor lacpdu info", m.Actor)
+			writeInfo(w, "      ", "partner lacpdu info", m.Partner)
+			fmt.Fprintf(w, "      last PDU sent no later than: %s\n", m.LastTx.Format("15:04:05.000"))
+			if len(m.LastRx) > 0 {
+				fmt.Fprintf(w, "      last PDU received: %d bytes saved\n", len(m.LastRx))
+			}
+		}
+	case *proto.Standby:
+		fmt.Fprintf(w, "setup:\n  lag: %s\n  config digest: %s\n  written by: %s\n  ready since: %s\n",
+			r.LAG, r.ConfigDigest, writer(r.Writer), r.Ready.Format("15:04:05.000"))
+		fmt.Fprintf(w, "ports:\n")
+		for _, m := range r.Members {
+			fmt.Fprintf(w, "  %s\n    state: %s\n", m.Name, m.State)
+			writeInfo(w, "    ", "partner lacpdu info", m.Partner)
+		}
+	case *proto.Active:
+		fmt.Fprintf(w, "setup:\n  lag: %s\n  config digest: %s\n  written by: %s\n  path: %s\n  since: %s\n",
+			r.LAG, r.ConfigDigest, writer(r.Writer), r.Path, r.Since.Format("15:04:05.000"))
+		if r.FromEpoch != 0 {
+			fmt.Fprintf(w, "  from epoch: %d\n", r.FromEpoch)
+		}
+		if r.Note != "" {
+			fmt.Fprintf(w, "  note: %s\n", r.Note)
+		}
+		t := r.Timings
+		if t.SignalSent != 0 {
+			fmt.Fprintf(w, "timings:\n")
+			base := t.CutoverSeen
+			if base == 0 {
+				base = t.SnapshotSeen
+			}
+			for _, s := range []struct {
+				name string
+				at   int64
+			}{{"cutover seen", t.CutoverSeen}, {"snapshot seen", t.SnapshotSeen}, {"takeover signal sent", t.SignalSent}, {"teamd confirmed transmitting", t.Confirmed}} {
+				if s.at != 0 {
+					fmt.Fprintf(w, "  %s: +%.3fms\n", s.name, float64(s.at-base)/1e6)
+				}
+			}
+		}
+		fmt.Fprintf(w, "ports: %s\n", strings.Join(r.Members, " "))
+	case *proto.Cutover:
+		fmt.Fprintf(w, "cutover:\n  from epoch: %d\n  to epoch: %d\n  started: %s\n  deadline: +%.0fms\n  by: %s\n  lags: %s\n",
+			r.FromEpoch, r.ToEpoch, r.Started.Format("15:04:05.000"), float64(r.DeadlineMono-r.StartedMono)/1e6,
+			writer(r.Writer), strings.Join(r.LAGs, " "))
+	}
+}
+
+func writer(p proto.Process) string {
+	where := p.Container
+	if where == "" {
+		where = "host"
+	}
+	return fmt.Sprintf("pid %d in %s (%s)", p.PID, where, p.Hostname)
+}
