@@ -1,0 +1,202 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/integration/testbed"
+	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+)
+
+// bins holds the binaries TestMain builds for the tests.
+var bins struct{ teamdsim string }
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if os.Geteuid() == 0 {
+		testbed.Sweep(os.Getpid(), false) // leftovers of killed runs
+		// An interrupted run still removes what it made.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-sigs
+			testbed.Sweep(os.Getpid(), true)
+			os.Exit(1)
+		}()
+	}
+	dir, err := os.MkdirTemp("", "teamdwarm-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.teamdsim = filepath.Join(dir, "teamdsim")
+	build := exec.Command("go", "build", "-o", bins.teamdsim, "../integration/cmd/teamdsim")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building teamdsim: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if os.Geteuid() == 0 {
+		testbed.Sweep(os.Getpid(), true)
+	}
+	os.Exit(code)
+}
+
+// needBed skips a test that needs root and Open vSwitch.
+func needBed(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces)")
+	}
+	if _, err := exec.LookPath("ovs-vswitchd"); err != nil {
+		t.Skip("needs Open vSwitch (make deps installs it)")
+	}
+}
+
+func newBed(t *testing.T, lags, members int) *testbed.Bed {
+	t.Helper()
+	needBed(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := testbed.New(ctx, testbed.Topology{LAGs: lags, Members: members}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+	})
+	return b
+}
+
+// sim is one stand-in process in the DUT namespace, started by the test.
+type sim struct {
+	cmd    *exec.Cmd
+	runDir string
+	log    *syncBuffer
+	done   chan struct{}
+	lag    testbed.LAG
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type simOpts struct {
+	warm     bool
+	takeover string // --takeover-signal
+	dumpDir  string
+	runDir   string
+}
+
+func startSim(t *testing.T, b *testbed.Bed, l testbed.LAG, o simOpts) *sim {
+	t.Helper()
+	if o.runDir == "" {
+		o.runDir = t.TempDir()
+	}
+	args := []string{"netns", "exec", b.DUT, bins.teamdsim, "-t", l.Name, "-c", l.TeamdConfig(true), "--run-dir", o.runDir}
+	if o.dumpDir != "" {
+		args = append(args, "-L", o.dumpDir)
+	}
+	if o.warm {
+		args = append(args, "-w")
+	}
+	if o.takeover != "" {
+		args = append(args, "--takeover-signal", o.takeover)
+	}
+	s := &sim{runDir: o.runDir, log: &syncBuffer{}, done: make(chan struct{}), lag: l}
+	s.cmd = exec.Command("ip", args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		s.signal(syscall.SIGKILL)
+		<-s.done
+		if t.Failed() {
+			t.Logf("%s stand-in (pid %d) log:\n%s", l.Name, s.cmd.Process.Pid, s.log.String())
+		}
+	})
+	return s
+}
+
+func (s *sim) signal(sig syscall.Signal) {
+	select {
+	case <-s.done:
+	default:
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
+func (s *sim) client() *teamdctl.Client {
+	return teamdctl.New(teamdctl.SocketPath(s.runDir, s.lag.Name))
+}
+
+// waitExit waits for the stand-in to exit, up to timeout.
+func (s *sim) waitExit(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s stand-in did not exit within %v", s.lag.Name, timeout)
+	}
+}
+
+// waitState polls the stand-in's StateDump until ok accepts it.
+func (s *sim) waitState(t *testing.T, timeout time.Duration, ok func(*teamdctl.State) bool) *teamdctl.State {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := s.client().StateDump(ctx)
+		cancel()
+		if err == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: state not reached within %v (last: %v, err %v)", s.lag.Name, timeout, st, err)
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("%s stand-in exited:\n%s", s.lag.Name, s.log.String())
+		case <-time.After(50 * time.Millisecond): // StateDump has no change notification
+		}
+	}
+}
+
+// allCurrent: every member hears the partner.
+func allCurrent(st *teamdctl.State) bool {
+	for _, p := range st.Ports {
+		if p.Runner.State != "current" {
+			return false
+		}
+	}
+	return len(st.Ports) > 0
+}

@@ -1,0 +1,242 @@
+package teamdsim
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/teamdwarm/teamdwarm/internal/signame"
+)
+
+// CmdLine is teamd's command line as the stand-in reads it.
+type CmdLine struct {
+	Team       string // -t
+	ConfigJSON string // -c, or the contents of -f
+	DumpDir    string // -L
+	Warm       bool   // -w
+	TakeOver   bool   // -o
+	Recreate   bool   // -r
+	PIDFile    string // -p
+	Daemonize  bool   // -d
+	Debug      int    // -g, repeatable
+	NoPorts    bool   // -n
+	// Stand-in only (long options, or the environment for when a shim
+	// passes teamd's own command line): --run-dir / TEAMDSIM_RUN_DIR and
+	// --takeover-signal / TEAMDSIM_TAKEOVER_SIGNAL.
+	RunDir         string
+	TakeoverSignal syscall.Signal
+}
+
+// teamd's short options: letters followed by ':' take an argument.
+const shortOpts = "hdkevf:c:p:groNt:nDZ:Uul:L:w"
+
+// ParseCmdLine reads teamd's options getopt-style: clustered flags (-gd),
+// attached (-tPortChannel1) or separate arguments, "--" ends options.
+func ParseCmdLine(args []string, getenv func(string) string) (CmdLine, error) {
+	cl := CmdLine{RunDir: getenv("TEAMDSIM_RUN_DIR"), TakeoverSignal: syscall.SIGUSR2}
+	if s := getenv("TEAMDSIM_TAKEOVER_SIGNAL"); s != "" {
+		sig, err := signame.Parse(s)
+		if err != nil {
+			return cl, fmt.Errorf("TEAMDSIM_TAKEOVER_SIGNAL: %w", err)
+		}
+		cl.TakeoverSignal = sig
+	}
+	configFile := ""
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			if i+1 < len(args) {
+				return cl, fmt.Errorf("unexpected argument %q", args[i+1])
+			}
+			break
+		}
+		if long, ok := strings.CutPrefix(a, "--"); ok {
+			name, val, has := strings.Cut(long, "=")
+			if !has && i+1 < len(args) && (name == "run-dir" || name == "takeover-signal") {
+				i++
+				val = args[i]
+			}
+			switch name {
+			case "run-dir":
+				cl.RunDir = val
+			case "takeover-signal":
+				sig, err := signame.Parse(val)
+				if err != nil {
+					return cl, fmt.Errorf("--takeover-signal: %w", err)
+				}
+				cl.TakeoverSignal = sig
+			default:
+				return cl, fmt.Errorf("unknown option --%s", name)
+			}
+			continue
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			return cl, fmt.Errorf("unexpected argument %q", a)
+		}
+		for j := 1; j < len(a); j++ {
+			c := a[j]
+			k := strings.IndexByte(shortOpts, c)
+			if k < 0 || c == ':' {
+				return cl, fmt.Errorf("unknown option -%c", c)
+			}
+			var val string
+			if k+1 < len(shortOpts) && shortOpts[k+1] == ':' {
+				if j+1 < len(a) {
+					val = a[j+1:]
+				} else if i+1 < len(args) {
+					i++
+					val = args[i]
+				} else {
+					return cl, fmt.Errorf("option -%c needs an argument", c)
+				}
+				j = len(a)
+			}
+			switch c {
+			case 't':
+				cl.Team = val
+			case 'c':
+				cl.ConfigJSON = val
+			case 'f':
+				configFile = val
+			case 'L':
+				cl.DumpDir = val
+			case 'p':
+				cl.PIDFile = val
+			case 'w':
+				cl.Warm = true
+			case 'o':
+				cl.TakeOver = true
+			case 'r':
+				cl.Recreate = true
+			case 'd':
+				cl.Daemonize = true
+			case 'g':
+				cl.Debug++
+			case 'n':
+				cl.NoPorts = true
+			case 'h', 'k', 'e', 'v':
+				return cl, fmt.Errorf("option -%c is not implemented by the stand-in", c)
+			}
+			// -N, -D, -Z, -U, -u, -l: accepted, nothing to do without a kernel team device.
+		}
+	}
+	if configFile != "" {
+		b, err := os.ReadFile(configFile)
+		if err != nil {
+			return cl, fmt.Errorf("-f: %w", err)
+		}
+		cl.ConfigJSON = string(b)
+	}
+	if cl.ConfigJSON == "" {
+		return cl, fmt.Errorf("no config: give -c JSON or -f FILE")
+	}
+	return cl, nil
+}
+
+// env names of the daemonized child.
+const (
+	envChild   = "TEAMDSIM_DAEMON_CHILD"
+	readyFDNum = 3 // the child's fd of the readiness pipe (first ExtraFiles entry)
+)
+
+// Main is the stand-in's entry point; it returns the exit code.
+func Main(args []string, stderr io.Writer) int {
+	cl, err := ParseCmdLine(args, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "teamd: %v\n", err)
+		return 2
+	}
+	cfg, err := ParseConfig([]byte(cl.ConfigJSON), cl.Team)
+	if err != nil {
+		fmt.Fprintf(stderr, "teamd: %v\n", err)
+		return 1
+	}
+	if cl.NoPorts {
+		cfg.Ports = map[string]PortConfig{}
+	}
+	if cl.Daemonize && os.Getenv(envChild) == "" {
+		return daemonize(args, cl, cfg, stderr)
+	}
+	level := slog.LevelInfo
+	if cl.Debug > 0 {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	opts := Options{Config: cfg, ConfigJSON: cl.ConfigJSON, DumpDir: cl.DumpDir, Warm: cl.Warm, RunDir: cl.RunDir,
+		PIDFile: cl.PIDFile, Debug: cl.Debug, TakeoverSignal: cl.TakeoverSignal, Logger: logger}
+	var ready *os.File
+	if os.Getenv(envChild) != "" {
+		opts.Daemonized = true
+		ready = os.NewFile(readyFDNum, "ready")
+		opts.Ready = func() { fmt.Fprintln(ready, "ok"); ready.Close() }
+	}
+	d, err := New(opts)
+	if err == nil {
+		err = d.Run(context.Background())
+	}
+	if err != nil {
+		if ready != nil {
+			fmt.Fprintln(ready, err) // the waiting parent prints it
+		}
+		logger.Error("teamd stand-in failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// daemonize starts a copy of this process as the daemon and returns once it
+// is ready, as teamd -d does. The daemon's log goes to <run dir>/<team>.log.
+func daemonize(args []string, cl CmdLine, cfg Config, stderr io.Writer) int {
+	runDir := cl.RunDir
+	if runDir == "" {
+		runDir = "/var/run/teamd"
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		fmt.Fprintf(stderr, "teamd: %v\n", err)
+		return 1
+	}
+	logf, err := os.OpenFile(filepath.Join(runDir, cfg.Device+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		fmt.Fprintf(stderr, "teamd: %v\n", err)
+		return 1
+	}
+	defer logf.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(stderr, "teamd: %v\n", err)
+		return 1
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "teamd: %v\n", err)
+		return 1
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Args[0] = os.Args[0]
+	cmd.Env = append(os.Environ(), envChild+"=1")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "teamd: %v\n", err)
+		return 1
+	}
+	pw.Close()
+	line, _ := bufio.NewReader(pr).ReadString('\n')
+	if strings.TrimSpace(line) != "ok" {
+		if line == "" {
+			line = "daemon exited before it was ready"
+		}
+		fmt.Fprintf(stderr, "teamd: %s", strings.TrimSpace(line)+"\n")
+		return 1
+	}
+	_ = cmd.Process.Release()
+	return 0
+}

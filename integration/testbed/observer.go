@@ -1,0 +1,88 @@
+package testbed
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/internal/lacpsock"
+	"github.com/teamdwarm/teamdwarm/proto"
+)
+
+// PDU is one LACPDU from the DUT as the peer side received it.
+type PDU struct {
+	At  time.Time
+	PDU proto.LACPDU
+	Err error // the frame did not decode
+}
+
+// Observer records every LACPDU arriving at the peer side of each member,
+// independently of Open vSwitch (which has its own sockets on the same
+// interfaces).
+type Observer struct {
+	mu    sync.Mutex
+	pdus  map[string][]PDU // by peer-side interface; guarded by mu
+	conns []*lacpsock.Conn
+	wg    sync.WaitGroup
+}
+
+func observe(peerNS string, lags []LAG) (*Observer, error) {
+	o := &Observer{pdus: map[string][]PDU{}}
+	for _, l := range lags {
+		for _, m := range l.Members {
+			var c *lacpsock.Conn
+			err := InNetns(peerNS, func() (err error) {
+				c, err = lacpsock.Listen(m.Peer)
+				return err
+			})
+			if err != nil {
+				o.close()
+				return nil, err
+			}
+			o.conns = append(o.conns, c)
+			o.wg.Add(1)
+			go o.read(m.Peer, c)
+		}
+	}
+	return o, nil
+}
+
+func (o *Observer) read(name string, c *lacpsock.Conn) {
+	defer o.wg.Done()
+	buf := make([]byte, 2048)
+	for {
+		fr, err := c.Read(buf)
+		if errors.Is(err, lacpsock.ErrClosed) {
+			return
+		}
+		if err != nil || fr.Outgoing {
+			continue // OVS's own PDUs leave through this interface
+		}
+		p := PDU{At: fr.At}
+		p.PDU, p.Err = proto.ParseLACPDU(fr.Data)
+		o.mu.Lock()
+		o.pdus[name] = append(o.pdus[name], p)
+		o.mu.Unlock()
+	}
+}
+
+func (o *Observer) close() error {
+	for _, c := range o.conns {
+		c.Close()
+	}
+	o.wg.Wait()
+	return nil
+}
+
+// PDUs returns what arrived on the peer interface name in [from, to].
+func (o *Observer) PDUs(name string, from, to time.Time) []PDU {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []PDU
+	for _, p := range o.pdus[name] {
+		if !p.At.Before(from) && !p.At.After(to) {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,5 @@
+package integration
+
+import "strings"
+
+type stringsBuilder = strings.Builder

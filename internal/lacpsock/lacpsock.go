@@ -1,0 +1,152 @@
+// Package lacpsock sends and receives Slow Protocols frames (LACPDUs) on one
+// network interface through an AF_PACKET socket, as teamd's lacp runner does.
+//
+// A Conn sees frames in both directions: those that arrive on the interface
+// and, flagged Outgoing, those this host sends on it. The stand-in reads the
+// first, the shim's takeover confirmation the second, and the test bed's
+// wire observer reads arrivals at the peer.
+//
+// # Network namespaces
+//
+// A socket belongs to the namespace of the thread that created it; open it
+// inside the wanted namespace (see integration's netns helper) and use it
+// from anywhere.
+package lacpsock
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/proto"
+	"golang.org/x/sys/unix"
+)
+
+// Conn is an AF_PACKET socket bound to one interface and ethertype 0x8809.
+type Conn struct {
+	f       *os.File
+	ifindex int
+	ifname  string
+	mac     proto.MAC
+}
+
+// Frame is one received frame.
+type Frame struct {
+	Data     []byte
+	At       time.Time // kernel receive timestamp
+	Outgoing bool      // sent by this host, not received
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Listen opens a socket on the interface named ifname in the calling
+// thread's network namespace and joins the Slow Protocols multicast group.
+func Listen(ifname string) (*Conn, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("lacpsock: %s: %w", ifname, err)
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, int(htons(proto.EtherTypeSlow)))
+	if err != nil {
+		return nil, fmt.Errorf("lacpsock: %s: socket: %w", ifname, err)
+	}
+	fail := func(op string, err error) (*Conn, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lacpsock: %s: %s: %w", ifname, op, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto.EtherTypeSlow), Ifindex: ifi.Index}); err != nil {
+		return fail("bind", err)
+	}
+	mreq := unix.PacketMreq{Ifindex: int32(ifi.Index), Type: unix.PACKET_MR_MULTICAST, Alen: 6}
+	copy(mreq.Address[:], proto.SlowProtocolsMAC[:])
+	if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
+		return fail("join multicast", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return fail("SO_TIMESTAMPNS", err)
+	}
+	c := &Conn{f: os.NewFile(uintptr(fd), "lacp:"+ifname), ifindex: ifi.Index, ifname: ifname}
+	copy(c.mac[:], ifi.HardwareAddr)
+	return c, nil
+}
+
+// Ifindex is the interface's index; MAC its hardware address.
+func (c *Conn) Ifindex() int   { return c.ifindex }
+func (c *Conn) MAC() proto.MAC { return c.mac }
+func (c *Conn) Name() string   { return c.ifname }
+
+// ErrClosed is returned by Read and Write after Close.
+var ErrClosed = errors.New("lacpsock: closed")
+
+// Read blocks until a frame arrives or the Conn is closed.
+func (c *Conn) Read(buf []byte) (Frame, error) {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return Frame{}, ErrClosed
+	}
+	var (
+		fr   Frame
+		oob  [64]byte
+		rerr error
+	)
+	err = rc.Read(func(fd uintptr) bool {
+		n, oobn, _, from, err := unix.Recvmsg(int(fd), buf, oob[:], 0)
+		if err == unix.EAGAIN {
+			return false
+		}
+		if err != nil {
+			rerr = err
+			return true
+		}
+		fr.Data = buf[:n]
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok {
+			fr.Outgoing = ll.Pkttype == unix.PACKET_OUTGOING
+		}
+		fr.At = timestamp(oob[:oobn])
+		return true
+	})
+	if err != nil {
+		// RawConn.Read fails only once the file is closed (poll's "use of
+		// closed file", which is not os.ErrClosed).
+		return Frame{}, ErrClosed
+	}
+	return fr, rerr
+}
+
+func timestamp(oob []byte) time.Time {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err == nil {
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+				ts := *(*unix.Timespec)(unsafePointer(m.Data))
+				return time.Unix(ts.Unix())
+			}
+		}
+	}
+	return time.Now()
+}
+
+// Write sends one complete frame (Ethernet header included).
+func (c *Conn) Write(frame []byte) error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return ErrClosed
+	}
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		werr = unix.Sendto(int(fd), frame, 0, &unix.SockaddrLinklayer{Ifindex: c.ifindex, Halen: 6, Addr: [8]byte{0x01, 0x80, 0xc2, 0, 0, 0x02}})
+		return werr != unix.EAGAIN
+	})
+	if err != nil {
+		return ErrClosed
+	}
+	if werr != nil {
+		return fmt.Errorf("lacpsock: %s: send: %w", c.ifname, werr)
+	}
+	return nil
+}
+
+// Close closes the socket; a blocked Read returns ErrClosed.
+func (c *Conn) Close() error { return c.f.Close() }

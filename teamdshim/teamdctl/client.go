@@ -1,0 +1,120 @@
+package teamdctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+)
+
+// DefaultRunDir is teamd's run directory in SONiC's build.
+const DefaultRunDir = "/var/run/teamd"
+
+// DefaultTimeout bounds a call whose context has no deadline; teamdctl
+// waits 5 s for a reply that teamd may never send.
+const DefaultTimeout = 5 * time.Second
+
+// maxMessage is the receive buffer: a StateDump of 64 ports is ~60 KiB, and
+// a SOCK_SEQPACKET read with a short buffer truncates the record.
+const maxMessage = 1 << 20
+
+// SocketPath is where teamd for team device team listens.
+func SocketPath(runDir, team string) string {
+	if runDir == "" {
+		runDir = DefaultRunDir
+	}
+	return filepath.Join(runDir, team+".sock")
+}
+
+// Client calls one teamd. The zero value is not usable; use New.
+type Client struct {
+	path string
+}
+
+// New returns a client for the socket at path (see SocketPath).
+func New(path string) *Client { return &Client{path: path} }
+
+// Path is the socket path.
+func (c *Client) Path() string { return c.path }
+
+// Call sends one request on a fresh connection and returns the success
+// payload. An error reply is a *Error; no reply within the context's
+// deadline (DefaultTimeout if it has none) is a timeout error matching
+// errors.Is(err, context.DeadlineExceeded).
+func (c *Client) Call(ctx context.Context, method string, args ...string) (string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unixpacket", c.path)
+	if err != nil {
+		return "", fmt.Errorf("teamd %s: %w", method, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := conn.Write(EncodeRequest(method, args...)); err != nil {
+		return "", fmt.Errorf("teamd %s: %w", method, ctxErr(ctx, err))
+	}
+	buf := make([]byte, maxMessage)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return "", fmt.Errorf("teamd %s: no reply: %w", method, ctxErr(ctx, err))
+	}
+	return ParseReply(method, buf[:n])
+}
+
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// StateDump returns teamd's state (teamdctl <team> state dump).
+func (c *Client) StateDump(ctx context.Context) (*State, error) {
+	s, err := c.Call(ctx, MethodStateDump)
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal([]byte(s), &st); err != nil {
+		return nil, fmt.Errorf("teamd StateDump: %w", err)
+	}
+	return &st, nil
+}
+
+// PortAdd adds a port (teamdctl <team> port add <ifname>).
+func (c *Client) PortAdd(ctx context.Context, ifname string) error {
+	_, err := c.Call(ctx, MethodPortAdd, ifname)
+	return err
+}
+
+// PortConfigUpdate sets a port's config (teamdctl <team> port config update).
+func (c *Client) PortConfigUpdate(ctx context.Context, ifname, config string) error {
+	_, err := c.Call(ctx, MethodPortConfigUpdate, ifname, config)
+	return err
+}
+
+// StateItemValueGet reads one state item, e.g. "setup.pid".
+func (c *Client) StateItemValueGet(ctx context.Context, path string) (string, error) {
+	return c.Call(ctx, MethodStateItemValueGet, path)
+}
+
+// Ready reports whether teamd answers at all: a StateDump succeeds.
+func (c *Client) Ready(ctx context.Context) bool {
+	_, err := c.StateDump(ctx)
+	return err == nil
+}
+
+// IsNotRunning reports whether err means no teamd listens on the socket
+// (missing socket or refused connection).
+func IsNotRunning(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
