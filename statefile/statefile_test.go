@@ -435,4 +435,3 @@ func FuzzDecodeBody(f *testing.F) {
 		}
 	})
 }
-

@@ -137,6 +137,12 @@ func ParseCmdLine(args []string, getenv func(string) string) (CmdLine, error) {
 	if cl.ConfigJSON == "" {
 		return cl, fmt.Errorf("no config: give -c JSON or -f FILE")
 	}
+	if cl.TakeoverSignal >= 32 && cl.TakeoverSignal <= 34 {
+		// A C teamd can take SIGRTMIN (34 with glibc); this Go program
+		// cannot: the Go runtime keeps signals 32-34 for itself.
+		return cl, fmt.Errorf("takeover signal %s: the stand-in is a Go program and the Go runtime reserves signals 32-34; use SIGRTMIN+1 or later, or SIGUSR2",
+			signame.String(cl.TakeoverSignal))
+	}
 	return cl, nil
 }
 

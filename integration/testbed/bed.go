@@ -27,7 +27,7 @@ import (
 // Topology says what to build.
 type Topology struct {
 	LAGs    int // PortChannel1..N
-	Members int // per LAG
+	Members int // per LAG, 2 or more (an OVS bond needs two)
 }
 
 // Member is one LAG member: a veth pair, DUT side and peer side.
@@ -60,14 +60,15 @@ type Bed struct {
 
 // New builds the topology under dir and starts Open vSwitch and the
 // observer. On error everything built so far is removed.
-func New(ctx context.Context, topo Topology, dir string) (b *Bed, err error) {
-	if topo.LAGs < 1 || topo.Members < 1 || topo.LAGs*topo.Members > 512 {
+func New(ctx context.Context, topo Topology, dir string) (_ *Bed, err error) {
+	// Open vSwitch wants two interfaces at least for a bond.
+	if topo.LAGs < 1 || topo.Members < 2 || topo.LAGs*topo.Members > 512 {
 		return nil, fmt.Errorf("testbed: topology %dx%d out of range", topo.LAGs, topo.Members)
 	}
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
 	id := fmt.Sprintf("%s%dx%x", namePrefix, os.Getpid(), rnd)
-	b = &Bed{DUT: id + "-dut", PEER: id + "-peer", Dir: dir}
+	b := &Bed{DUT: id + "-dut", PEER: id + "-peer", Dir: dir}
 	defer func() {
 		if err != nil {
 			b.Close()

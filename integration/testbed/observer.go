@@ -86,3 +86,16 @@ func (o *Observer) PDUs(name string, from, to time.Time) []PDU {
 	}
 	return out
 }
+
+// Before returns the last decodable PDU that arrived on name before t.
+func (o *Observer) Before(name string, t time.Time) (PDU, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ps := o.pdus[name]
+	for i := len(ps) - 1; i >= 0; i-- {
+		if ps[i].At.Before(t) && ps[i].Err == nil {
+			return ps[i], true
+		}
+	}
+	return PDU{}, false
+}

@@ -282,7 +282,7 @@ func (o *OVS) ShowStats(ctx context.Context, bond string) (map[string]Stats, err
 	return res, nil
 }
 
-var memberHeader = regexp.MustCompile(`^member: (\S+):?$`)
+var memberHeader = regexp.MustCompile(`^member: ([^\s:]+):?$`)
 
 // LogOffset is the current size of the vswitchd log: a mark for LogSince.
 func (o *OVS) LogOffset() int64 {

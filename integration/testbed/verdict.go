@@ -104,7 +104,8 @@ func (b *Bed) Judge(ctx context.Context, w Window) (Verdict, error) {
 			return v, err
 		}
 		for _, m := range l.Members {
-			mv := judgeMember(m, b.observer.PDUs(m.Peer, w.From, to), w.From, to)
+			prior, _ := b.observer.Before(m.Peer, w.From)
+			mv := judgeMember(m, prior, b.observer.PDUs(m.Peer, w.From, to), w.From, to)
 			for _, line := range logs {
 				if mentions(line, m.Peer) && isTrouble(line) {
 					mv.OVSEvents = append(mv.OVSEvents, line)
@@ -138,11 +139,17 @@ func isTrouble(line string) bool {
 	return false
 }
 
-func judgeMember(m Member, pdus []PDU, from, to time.Time) MemberVerdict {
+// judgeMember looks at one member's PDUs; prior is the last PDU before the
+// window (zero if none), which says whether the member was already in
+// service when the window opened.
+func judgeMember(m Member, prior PDU, pdus []PDU, from, to time.Time) MemberVerdict {
 	mv := MemberVerdict{LAG: m.LAG, Member: m.DUT, Peer: m.Peer}
 	prev := from
 	var first *proto.Info
-	distributing := false
+	distributing := prior.PDU.Actor.State.Has(proto.InService)
+	if distributing {
+		first = &prior.PDU.Actor
+	}
 	for _, p := range pdus {
 		if p.Err != nil {
 			mv.Malformed++

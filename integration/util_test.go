@@ -1,5 +1,0 @@
-package integration
-
-import "strings"
-
-type stringsBuilder = strings.Builder
