@@ -130,16 +130,21 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// ReadFile reads and checks one record file. If the file has a record
-// file name, the record must be the one that name says. A missing file gives an error
-// matching errors.Is(err, fs.ErrNotExist); a symlink, non-regular or
-// oversized file one matching ErrUnsafe; bad content one matching
-// ErrCorrupt. Every error names the file.
+// ReadFile reads and checks one record file: ReadBounded, then Parse. A
+// missing file gives an error matching errors.Is(err, fs.ErrNotExist); a
+// symlink, non-regular or oversized file one matching ErrUnsafe; bad content
+// one matching ErrCorrupt. Every error names the file.
 func ReadFile(path string) (proto.Record, error) {
-	b, err := readBounded(path)
+	b, err := ReadBounded(path)
 	if err != nil {
 		return nil, err
 	}
+	return Parse(path, b)
+}
+
+// Parse decodes b, the contents of the file at path. If the file has a
+// record file name, the record must be the one that name says.
+func Parse(path string, b []byte) (proto.Record, error) {
 	rec, err := Decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -154,9 +159,10 @@ func ReadFile(path string) (proto.Record, error) {
 	return rec, nil
 }
 
-// readBounded reads a regular file of at most MaxFileSize bytes without
-// following a symlink in its last component.
-func readBounded(path string) ([]byte, error) {
+// ReadBounded reads a regular file of at most MaxFileSize bytes without
+// following a symlink in its last component; other files are refused with an
+// error matching ErrUnsafe. Use it for any file an operator may point at.
+func ReadBounded(path string) ([]byte, error) {
 	// O_NONBLOCK: opening a FIFO must not hang; fstat refuses it next.
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {

@@ -3,7 +3,6 @@ package teamdctl
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -104,17 +103,4 @@ func (c *Client) PortConfigUpdate(ctx context.Context, ifname, config string) er
 // StateItemValueGet reads one state item, e.g. "setup.pid".
 func (c *Client) StateItemValueGet(ctx context.Context, path string) (string, error) {
 	return c.Call(ctx, MethodStateItemValueGet, path)
-}
-
-// Ready reports whether teamd answers at all: a StateDump succeeds.
-func (c *Client) Ready(ctx context.Context) bool {
-	_, err := c.StateDump(ctx)
-	return err == nil
-}
-
-// IsNotRunning reports whether err means no teamd listens on the socket
-// (missing socket or refused connection).
-func IsNotRunning(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }

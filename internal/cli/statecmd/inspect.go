@@ -56,15 +56,16 @@ const (
 var ErrUnknownFile = errors.New("not a teamdwarm record nor a teamd dump file")
 
 // inspect reads one file and tells what it is. now dates the records.
+// The read is bounded: an operator may point it at anything.
 func inspect(path string, now time.Time) (Item, error) {
 	it := Item{Path: path}
-	b, err := os.ReadFile(path)
+	b, err := statefile.ReadBounded(path)
 	if err != nil {
 		return it, err
 	}
 	switch {
 	case bytes.HasPrefix(b, []byte("TDWR")):
-		rec, err := statefile.ReadFile(path)
+		rec, err := statefile.Parse(path, b)
 		if err != nil {
 			return it, err
 		}

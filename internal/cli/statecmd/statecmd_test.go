@@ -94,6 +94,12 @@ func TestCommands(t *testing.T) {
 	dump := filepath.Join(dir, "teamd")
 	garbage := filepath.Join(dir, "garbage")
 	_ = os.WriteFile(garbage, []byte("hello\n"), 0o644)
+	// A sparse 2 GiB file: refused by its size, never read into memory.
+	huge := filepath.Join(dir, "huge")
+	if f, err := os.Create(huge); err == nil {
+		_ = f.Truncate(2 << 30)
+		f.Close()
+	}
 	empty := filepath.Join(dir, "empty")
 	_ = os.Mkdir(empty, 0o700)
 	corrupt := filepath.Join(dir, "corrupt")
@@ -131,6 +137,7 @@ func TestCommands(t *testing.T) {
 		{"show dump dir", []string{"show", dump}, 0, []string{"teamd port dump", "Ethernet0", "teamd port dump", "Ethernet4", "teamd LAG dump"}, ""},
 		{"show missing", []string{"show", filepath.Join(dir, "nope")}, 1, nil, "nope: no such file or directory"},
 		{"show garbage", []string{"show", garbage}, 1, nil, "not a teamdwarm record nor a teamd dump file"},
+		{"show huge file", []string{"show", huge}, 1, nil, "over the 1048576-byte limit"},
 		{"show empty dir", []string{"show", empty}, 1, nil, "no teamdwarm records and no teamd dump files"},
 		{"validate ok", []string{"validate", rec}, 0, []string{"PortChannel1.active: ok (active of PortChannel1, epoch 2, 2 members)", "cutover: ok (cutover, epoch 2)"}, ""},
 		{"validate corrupt", []string{"validate", corrupt, filepath.Join(rec, "cutover")}, 1, []string{
