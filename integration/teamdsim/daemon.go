@@ -331,13 +331,7 @@ func (d *Daemon) takeover() {
 // warmStop is SONiC's SIGUSR1: one last PDU on each selected port, the dump
 // files, exit without touching anything more.
 func (d *Daemon) warmStop() {
-	if !d.silent {
-		for _, p := range d.lag.sortedPorts() {
-			if p.selected {
-				d.send(p, d.lag.pdu(p, d.lag.actor(p)))
-			}
-		}
-	}
+	d.lastPDU()
 	d.closePorts() // nothing more goes out
 	if err := d.writeDumps(); err != nil {
 		d.log.Error("writing dump files", "err", err)
@@ -347,15 +341,22 @@ func (d *Daemon) warmStop() {
 
 // fastStop is SONiC's SIGUSR2 (fast-reboot): last PDU, no per-port files.
 func (d *Daemon) fastStop() {
-	if !d.silent {
-		for _, p := range d.lag.sortedPorts() {
-			if p.selected {
-				d.send(p, d.lag.pdu(p, d.lag.actor(p)))
-			}
-		}
-	}
+	d.lastPDU()
 	d.closePorts()
 	d.log.Info("fast stop (SIGUSR2): exiting")
+}
+
+// lastPDU sends SONiC's parting PDU, unchanged state, on each selected
+// port, unless this is a silent standby.
+func (d *Daemon) lastPDU() {
+	if d.silent {
+		return
+	}
+	for _, p := range d.lag.sortedPorts() {
+		if p.selected {
+			d.send(p, d.lag.pdu(p, d.lag.actor(p)))
+		}
+	}
 }
 
 // quit is stock teamd's stop: every port says it is out of sync.
