@@ -120,7 +120,7 @@ func startSim(t *testing.T, b *testbed.Bed, l testbed.LAG, o simOpts) *sim {
 	if o.runDir == "" {
 		o.runDir = t.TempDir()
 	}
-	args := []string{"netns", "exec", b.DUT, bins.teamdsim, "-t", l.Name, "-c", l.TeamdConfig(true), "--run-dir", o.runDir}
+	args := []string{"netns", "exec", b.DUT, bins.teamdsim, "-t", l.Name, "-c", l.TeamdConfig(true), "--run-dir=" + o.runDir}
 	if o.dumpDir != "" {
 		args = append(args, "-L", o.dumpDir)
 	}
@@ -128,7 +128,7 @@ func startSim(t *testing.T, b *testbed.Bed, l testbed.LAG, o simOpts) *sim {
 		args = append(args, "-w")
 	}
 	if o.takeover != "" {
-		args = append(args, "--takeover-signal", o.takeover)
+		args = append(args, "--takeover-signal="+o.takeover)
 	}
 	s := &sim{runDir: o.runDir, log: &syncBuffer{}, done: make(chan struct{}), lag: l}
 	s.cmd = exec.Command("ip", args...)

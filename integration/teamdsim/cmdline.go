@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/teamdwarm/teamdwarm/internal/signame"
+	"github.com/teamdwarm/teamdwarm/teamdshim/teamdargs"
 )
 
 // CmdLine is teamd's command line as the stand-in reads it.
@@ -32,13 +33,15 @@ type CmdLine struct {
 	// --takeover-signal / TEAMDSIM_TAKEOVER_SIGNAL.
 	RunDir         string
 	TakeoverSignal syscall.Signal
+	// Faults for tests, from the environment only, so that a test can
+	// give them to a stand-in that a shim or a container starts:
+	// TEAMDSIM_FAULT=ignore-sigusr1 (an old teamd that does not hand over)
+	// or deaf (a teamd that never hears the partner, so never gets ready).
+	Fault Fault
 }
 
-// teamd's short options: letters followed by ':' take an argument.
-const shortOpts = "hdkevf:c:p:groNt:nDZ:Uul:L:w"
-
-// ParseCmdLine reads teamd's options getopt-style: clustered flags (-gd),
-// attached (-tPortChannel1) or separate arguments, "--" ends options.
+// ParseCmdLine reads teamd's options (see teamdargs) and the stand-in's own
+// long options, given as --name=value.
 func ParseCmdLine(args []string, getenv func(string) string) (CmdLine, error) {
 	cl := CmdLine{RunDir: getenv("TEAMDSIM_RUN_DIR"), TakeoverSignal: syscall.SIGUSR2}
 	if s := getenv("TEAMDSIM_TAKEOVER_SIGNAL"); s != "" {
@@ -48,84 +51,60 @@ func ParseCmdLine(args []string, getenv func(string) string) (CmdLine, error) {
 		}
 		cl.TakeoverSignal = sig
 	}
+	switch f := Fault(getenv("TEAMDSIM_FAULT")); f {
+	case FaultNone, FaultIgnoreSIGUSR1, FaultDeaf:
+		cl.Fault = f
+	default:
+		return cl, fmt.Errorf("TEAMDSIM_FAULT: %q, want %s or %s", f, FaultIgnoreSIGUSR1, FaultDeaf)
+	}
+	a, err := teamdargs.Parse(args)
+	if err != nil {
+		return cl, err
+	}
 	configFile := ""
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			if i+1 < len(args) {
-				return cl, fmt.Errorf("unexpected argument %q", args[i+1])
-			}
-			break
-		}
-		if long, ok := strings.CutPrefix(a, "--"); ok {
-			name, val, has := strings.Cut(long, "=")
-			if !has && i+1 < len(args) && (name == "run-dir" || name == "takeover-signal") {
-				i++
-				val = args[i]
-			}
-			switch name {
+	for _, o := range a.Opts {
+		if o.Long {
+			switch o.Name {
 			case "run-dir":
-				cl.RunDir = val
+				cl.RunDir = o.Value
 			case "takeover-signal":
-				sig, err := signame.Parse(val)
+				sig, err := signame.Parse(o.Value)
 				if err != nil {
 					return cl, fmt.Errorf("--takeover-signal: %w", err)
 				}
 				cl.TakeoverSignal = sig
 			default:
-				return cl, fmt.Errorf("unknown option --%s", name)
+				return cl, fmt.Errorf("unknown option --%s", o.Name)
 			}
 			continue
 		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			return cl, fmt.Errorf("unexpected argument %q", a)
+		switch o.Name {
+		case "t":
+			cl.Team = o.Value
+		case "c":
+			cl.ConfigJSON = o.Value
+		case "f":
+			configFile = o.Value
+		case "L":
+			cl.DumpDir = o.Value
+		case "p":
+			cl.PIDFile = o.Value
+		case "w":
+			cl.Warm = true
+		case "o":
+			cl.TakeOver = true
+		case "r":
+			cl.Recreate = true
+		case "d":
+			cl.Daemonize = true
+		case "g":
+			cl.Debug++
+		case "n":
+			cl.NoPorts = true
+		case "h", "k", "e", "v":
+			return cl, fmt.Errorf("option -%s is not implemented by the stand-in", o.Name)
 		}
-		for j := 1; j < len(a); j++ {
-			c := a[j]
-			k := strings.IndexByte(shortOpts, c)
-			if k < 0 || c == ':' {
-				return cl, fmt.Errorf("unknown option -%c", c)
-			}
-			var val string
-			if k+1 < len(shortOpts) && shortOpts[k+1] == ':' {
-				if j+1 < len(a) {
-					val = a[j+1:]
-				} else if i+1 < len(args) {
-					i++
-					val = args[i]
-				} else {
-					return cl, fmt.Errorf("option -%c needs an argument", c)
-				}
-				j = len(a)
-			}
-			switch c {
-			case 't':
-				cl.Team = val
-			case 'c':
-				cl.ConfigJSON = val
-			case 'f':
-				configFile = val
-			case 'L':
-				cl.DumpDir = val
-			case 'p':
-				cl.PIDFile = val
-			case 'w':
-				cl.Warm = true
-			case 'o':
-				cl.TakeOver = true
-			case 'r':
-				cl.Recreate = true
-			case 'd':
-				cl.Daemonize = true
-			case 'g':
-				cl.Debug++
-			case 'n':
-				cl.NoPorts = true
-			case 'h', 'k', 'e', 'v':
-				return cl, fmt.Errorf("option -%c is not implemented by the stand-in", c)
-			}
-			// -N, -D, -Z, -U, -u, -l: accepted, nothing to do without a kernel team device.
-		}
+		// -N, -D, -Z, -U, -u, -l: accepted, nothing to do without a kernel team device.
 	}
 	if configFile != "" {
 		b, err := os.ReadFile(configFile)
@@ -176,7 +155,7 @@ func Main(args []string, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	opts := Options{Config: cfg, ConfigJSON: cl.ConfigJSON, DumpDir: cl.DumpDir, Warm: cl.Warm, RunDir: cl.RunDir,
-		PIDFile: cl.PIDFile, Debug: cl.Debug, TakeoverSignal: cl.TakeoverSignal, Logger: logger}
+		PIDFile: cl.PIDFile, Debug: cl.Debug, Fault: cl.Fault, TakeoverSignal: cl.TakeoverSignal, Logger: logger}
 	var ready *os.File
 	if os.Getenv(envChild) != "" {
 		opts.Daemonized = true

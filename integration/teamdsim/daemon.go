@@ -33,10 +33,21 @@ type Options struct {
 	// reviewed revision uses SIGRTMIN).
 	TakeoverSignal syscall.Signal
 	Logger         *slog.Logger
+	Fault          Fault
 	// Ready is called once the control socket listens and the ports are
 	// open (the daemonizing parent's cue).
 	Ready func()
 }
+
+// Fault makes the stand-in misbehave on purpose, for tests.
+type Fault string
+
+// The faults.
+const (
+	FaultNone          Fault = ""
+	FaultIgnoreSIGUSR1 Fault = "ignore-sigusr1" // keeps transmitting on SIGUSR1, like a teamd without SONiC's patch
+	FaultDeaf          Fault = "deaf"           // drops every received frame: never hears the partner
+)
 
 // tickEvery is the state goroutine's timer resolution.
 const tickEvery = 20 * time.Millisecond
@@ -127,7 +138,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer os.Remove(d.opts.PIDFile)
 	d.log.Info("teamd stand-in started", "pid", os.Getpid(), "warm_standby", d.silent, "ports", len(d.lag.ports),
-		"takeover_signal", d.opts.TakeoverSignal)
+		"takeover_signal", d.opts.TakeoverSignal, "fault", d.opts.Fault)
 	if d.opts.Ready != nil {
 		d.opts.Ready()
 	}
@@ -247,7 +258,7 @@ func (d *Daemon) read(name string, c *lacpsock.Conn) {
 
 func (d *Daemon) receive(f rxFrame, now time.Time) {
 	p, ok := d.lag.ports[f.port]
-	if !ok {
+	if !ok || d.opts.Fault == FaultDeaf {
 		return
 	}
 	pdu, err := proto.ParseLACPDU(f.frame)
@@ -286,6 +297,9 @@ func (d *Daemon) signal(s syscall.Signal) bool {
 			return false
 		}
 		d.takeover()
+		return false
+	case s == syscall.SIGUSR1 && d.opts.Fault == FaultIgnoreSIGUSR1:
+		d.log.Warn("SIGUSR1 ignored (fault ignore-sigusr1)")
 		return false
 	case s == syscall.SIGUSR1:
 		d.warmStop()

@@ -38,7 +38,7 @@ func TestParseCmdLineTeammgrd(t *testing.T) {
 		t.Fatalf("clustered: %+v, %v", cl, err)
 	}
 	for _, bad := range [][]string{
-		{"-t"}, {"-x", "-c", "{}"}, {"-t", "a"}, {"-c", "{}", "stray"}, {"-c", "{}", "--takeover-signal", "SIGRTMIN"},
+		{"-t"}, {"-x", "-c", "{}"}, {"-t", "a"}, {"-c", "{}", "stray"}, {"-c", "{}", "--takeover-signal=SIGRTMIN"},
 	} {
 		if _, err := ParseCmdLine(bad, func(string) string { return "" }); err == nil {
 			t.Errorf("%q accepted", bad)

@@ -1,0 +1,127 @@
+package teamdshim_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/teamdshim"
+	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+)
+
+// The shim installed as /usr/bin/teamd (a symlink) runs teammgrd's exact
+// command line: -d returns once teamd answers, teamd runs under a
+// daemonized shim, and that shim hands over on SIGUSR1.
+func TestInstalledAsTeamdUnderTeammgrd(t *testing.T) {
+	e := newEnv(t)
+	teamd := filepath.Join(t.TempDir(), "teamd")
+	if err := os.Symlink(bins.shim, teamd); err != nil {
+		t.Fatal(err)
+	}
+	// sonic-swss cfgmgr/teammgr.cpp, cold start.
+	cmd := exec.Command(teamd, "-r", "-t", "PortChannel7", "-c", config("PortChannel7"), "-L", e.dump, "-g", "-d")
+	cmd.Env = e.vars()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("teamd -d: %v\n%s", err, out)
+	}
+	shimPID := readPID(t, teamdshim.PIDFile(e.run, "PortChannel7"))
+	teamdPID := readPID(t, filepath.Join(e.run, "PortChannel7.pid"))
+	t.Cleanup(func() { // neither is this test's child
+		_ = syscall.Kill(shimPID, syscall.SIGKILL)
+		_ = syscall.Kill(teamdPID, syscall.SIGKILL)
+	})
+	// teamd -d returned: its control socket answers at once (teammgrd
+	// adds the ports with teamdctl next).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := teamdctl.New(teamdctl.SocketPath(e.run, "PortChannel7")).StateDump(ctx); err != nil {
+		t.Fatalf("teamd does not answer after teamd -d returned: %v", err)
+	}
+	activeRecord(t, e.dir, "PortChannel7", 1)
+	if err := syscall.Kill(shimPID, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	await(t, e.dir, "PortChannel7", proto.KindSnapshot, nil)
+	waitGone(t, shimPID, 5*time.Second)
+	if log, _ := os.ReadFile(filepath.Join(e.run, "PortChannel7.shim.log")); !strings.Contains(string(log), "snapshot written") {
+		t.Errorf("the daemon's log does not tell of the handoff:\n%s", log)
+	}
+}
+
+// teamd -d fails the way teamd does: non-zero, with the reason on stderr.
+func TestInstalledAsTeamdReportsFailure(t *testing.T) {
+	e := newEnv(t)
+	teamd := filepath.Join(t.TempDir(), "teamd")
+	if err := os.Symlink(bins.shim, teamd); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(teamd, "-r", "-t", "PortChannel7", "-c", `{"device":`, "-d")
+	cmd.Env = e.vars()
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "teamd config") {
+		t.Fatalf("teamd -d with a broken config: err %v, output %q", err, out)
+	}
+}
+
+func writeConfigs(t *testing.T, configs map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, c := range configs {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// init runs a shim per LAG, forwards SIGUSR1 to all, and exits 0 once
+// every LAG is handed over.
+func TestInitHandsOverEveryLAG(t *testing.T) {
+	e := newEnv(t)
+	confs := writeConfigs(t, map[string]string{"PortChannel1.conf": config("PortChannel1"), "PortChannel2.json": config("PortChannel2"), "README": "not a config"})
+	p := start(t, e.vars(), bins.shim, "init", "--config-dir", confs, "--", "-L", e.dump)
+	for _, lag := range []string{"PortChannel1", "PortChannel2"} {
+		activeRecord(t, e.dir, lag, 1)
+	}
+	p.signal(t, syscall.SIGUSR1)
+	if code := p.exit(t, 10*time.Second); code != 0 {
+		t.Fatalf("init: exit %d, want 0", code)
+	}
+	for _, lag := range []string{"PortChannel1", "PortChannel2"} {
+		if _, err := os.Stat(filepath.Join(e.dir, lag+".snapshot")); err != nil {
+			t.Errorf("%s: %v", lag, err)
+		}
+	}
+}
+
+// A LAG whose teamd cannot start does not stop the others, and init's exit
+// code says a LAG failed.
+func TestInitReportsAFailedLAG(t *testing.T) {
+	e := newEnv(t)
+	bad := `{"device":"PortChannel3","runner":{"name":"lacp"},"ports":{"nosuch0":{}}}`
+	confs := writeConfigs(t, map[string]string{"PortChannel1.conf": config("PortChannel1"), "PortChannel3.conf": bad})
+	p := start(t, e.vars(), bins.shim, "init", "--config-dir", confs)
+	activeRecord(t, e.dir, "PortChannel1", 1)
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exit(t, 10*time.Second); code != 1 {
+		t.Fatalf("init: exit %d, want 1", code)
+	}
+	if out := p.out.String(); !strings.Contains(out, "1 of 2 LAGs failed: PortChannel3") {
+		t.Errorf("init does not name the failed LAG:\n%s", out)
+	}
+}
+
+func TestInitWithoutConfigs(t *testing.T) {
+	e := newEnv(t)
+	p := start(t, e.vars(), bins.shim, "init", "--config-dir", t.TempDir())
+	if code := p.exit(t, 5*time.Second); code != 1 || !strings.Contains(p.out.String(), "no *.conf or *.json") {
+		t.Fatalf("exit %d, output %q", code, p.out.String())
+	}
+}

@@ -1,0 +1,154 @@
+package teamdshim
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/internal/signame"
+	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+)
+
+// Role is what a shim is started as.
+type Role string
+
+// The roles.
+const (
+	RoleActive  Role = "active"  // teamd transmits from the start
+	RoleStandby Role = "standby" // teamd starts passive and waits for the handoff
+)
+
+// Defaults; each is an Options field.
+const (
+	// DefaultDir is where the records live in a SONiC teamd container,
+	// beside teamd's own dump directory on the /host/warmboot bind mount.
+	DefaultDir = "/var/warmboot/teamdwarm"
+	// DefaultStopTimeout bounds the old teamd's exit after SIGUSR1. Its
+	// last PDU went out when it was told to stop; a teamd that has not
+	// exited within this is killed, well before the peer's 3 s timeout.
+	DefaultStopTimeout = time.Second
+	// DefaultBudget is how long after the cutover starts a standby waits
+	// for a valid snapshot before it takes over on its own: half the fast
+	// mode's 3 s timeout, leaving room for the takeover itself.
+	DefaultBudget = 1500 * time.Millisecond
+	// DefaultConfirmTimeout bounds the wait for the new teamd's first PDU
+	// on every member after the takeover signal.
+	DefaultConfirmTimeout = 2 * time.Second
+)
+
+// The environment a container gives its shims (the supervisor sets the
+// role and epoch of a new container; teammgrd passes its environment on to
+// teamd, and so to a shim installed as /usr/bin/teamd).
+const (
+	EnvRole           = "TEAMDWARM_ROLE"            // active | standby
+	EnvEpoch          = "TEAMDWARM_EPOCH"           // 1, 2, ...
+	EnvDir            = "TEAMDWARM_DIR"             // record directory
+	EnvRunDir         = "TEAMDWARM_RUN_DIR"         // teamd's run directory (socket, pid file)
+	EnvTakeoverSignal = "TEAMDWARM_TAKEOVER_SIGNAL" // e.g. SIGRTMIN
+	EnvBudget         = "TEAMDWARM_BUDGET"          // e.g. 1500ms
+	EnvStopTimeout    = "TEAMDWARM_STOP_TIMEOUT"    // e.g. 1s
+	EnvContainer      = "TEAMDWARM_CONTAINER"       // container name for the records
+)
+
+// Options configure a Shim.
+type Options struct {
+	// Teamd is teamd's command line, program first. A -d in it is the
+	// shim's business: teamd itself always runs in the foreground.
+	Teamd []string
+	Role  Role
+	// Epoch is this shim's epoch; 0 means: for an active shim, the epoch
+	// of the LAG's current .active record, or 1; a standby needs one.
+	Epoch          uint64
+	Dir            string         // record directory; DefaultDir if ""
+	RunDir         string         // teamd's run directory; teamdctl.DefaultRunDir if ""
+	TakeoverSignal syscall.Signal // sent to a passive teamd to take over; SIGUSR2 if 0
+	StopTimeout    time.Duration  // DefaultStopTimeout if 0
+	Budget         time.Duration  // DefaultBudget if 0
+	ConfirmTimeout time.Duration  // DefaultConfirmTimeout if 0
+	Container      string         // written into records; the host name if ""
+	Logger         *slog.Logger
+	// Ready, if set, is called once teamd's control socket answers: the
+	// moment teamd -d would have returned to its caller.
+	Ready func()
+}
+
+func (o *Options) defaults() {
+	if o.Dir == "" {
+		o.Dir = DefaultDir
+	}
+	if o.RunDir == "" {
+		o.RunDir = teamdctl.DefaultRunDir
+	}
+	if o.TakeoverSignal == 0 {
+		o.TakeoverSignal = syscall.SIGUSR2
+	}
+	if o.StopTimeout == 0 {
+		o.StopTimeout = DefaultStopTimeout
+	}
+	if o.Budget == 0 {
+		o.Budget = DefaultBudget
+	}
+	if o.ConfirmTimeout == 0 {
+		o.ConfirmTimeout = DefaultConfirmTimeout
+	}
+	if o.Container == "" {
+		o.Container, _ = os.Hostname()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if o.Role == "" {
+		o.Role = RoleActive
+	}
+}
+
+// FromEnv fills the fields the environment sets (see the Env constants);
+// fields already set win. Errors name the variable.
+func (o *Options) FromEnv(getenv func(string) string) error {
+	if v := getenv(EnvRole); v != "" && o.Role == "" {
+		switch r := Role(v); r {
+		case RoleActive, RoleStandby:
+			o.Role = r
+		default:
+			return fmt.Errorf("%s: %q, want active or standby", EnvRole, v)
+		}
+	}
+	if v := getenv(EnvEpoch); v != "" && o.Epoch == 0 {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			return fmt.Errorf("%s: %q, want a number from 1", EnvEpoch, v)
+		}
+		o.Epoch = n
+	}
+	if v := getenv(EnvTakeoverSignal); v != "" && o.TakeoverSignal == 0 {
+		sig, err := signame.Parse(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", EnvTakeoverSignal, err)
+		}
+		o.TakeoverSignal = sig
+	}
+	for _, d := range []struct {
+		env string
+		to  *time.Duration
+	}{{EnvBudget, &o.Budget}, {EnvStopTimeout, &o.StopTimeout}} {
+		if v := getenv(d.env); v != "" && *d.to == 0 {
+			t, err := time.ParseDuration(v)
+			if err != nil || t <= 0 {
+				return fmt.Errorf("%s: %q, want a duration such as 1500ms", d.env, v)
+			}
+			*d.to = t
+		}
+	}
+	for _, s := range []struct {
+		env string
+		to  *string
+	}{{EnvDir, &o.Dir}, {EnvRunDir, &o.RunDir}, {EnvContainer, &o.Container}} {
+		if v := getenv(s.env); v != "" && *s.to == "" {
+			*s.to = v
+		}
+	}
+	return nil
+}

@@ -1,0 +1,345 @@
+package teamdshim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/internal/monoclock"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/teamdshim/teamdargs"
+	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"golang.org/x/sys/unix"
+)
+
+// ErrAlreadyRunning is matched (errors.Is) when another shim holds the
+// LAG's lock in this run directory (this container).
+var ErrAlreadyRunning = errors.New("another teamd-shim runs this LAG")
+
+// ErrFenced is matched when the record directory shows a newer epoch for
+// the LAG than this shim's: another container has taken it over.
+var ErrFenced = errors.New("fenced by a newer epoch")
+
+// pollEvery is how often the shim asks teamd for its state while waiting
+// for it to answer or to hear the partner: teamd has no change notification.
+const pollEvery = 20 * time.Millisecond
+
+// callTimeout bounds one control-socket call.
+const callTimeout = time.Second
+
+// Shim wraps one teamd process. Create it with New; Run runs it once.
+type Shim struct {
+	opts    Options
+	log     *slog.Logger
+	argv    teamdargs.Args // teamd's options as given
+	lag     string
+	digest  string
+	dumpDir string // -L
+	dir     *statefile.Dir
+
+	// Owned by Run's goroutine.
+	teamd   *teamdProc
+	sigs    chan os.Signal
+	role    Role
+	epoch   uint64
+	path    proto.Path    // how this shim became active
+	prev    *proto.Active // the LAG's .active found at start
+	members []string      // teamd's ports when it last answered
+}
+
+// New checks the options and teamd's command line.
+func New(opts Options) (*Shim, error) {
+	opts.defaults()
+	if len(opts.Teamd) == 0 {
+		return nil, errors.New("no teamd command line")
+	}
+	a, err := teamdargs.Parse(opts.Teamd[1:])
+	if err != nil {
+		return nil, fmt.Errorf("teamd command line: %w", err)
+	}
+	lag, ok := a.Value("t")
+	if !ok || !proto.ValidLAGName(lag) {
+		return nil, fmt.Errorf("teamd command line: -t %q: want the LAG's device name (1-15 of A-Z a-z 0-9 _ . -)", lag)
+	}
+	config, err := configOf(a)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := ConfigDigest(config)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Role == RoleStandby && opts.Epoch < 2 {
+		return nil, fmt.Errorf("a standby needs an epoch of 2 or more (--epoch or %s), got %d", EnvEpoch, opts.Epoch)
+	}
+	dumpDir, _ := a.Value("L")
+	return &Shim{
+		opts: opts, argv: a, lag: lag, digest: digest, dumpDir: dumpDir,
+		log: opts.Logger.With("lag", lag),
+	}, nil
+}
+
+// configOf returns teamd's JSON config from -c or the file -f names.
+func configOf(a teamdargs.Args) ([]byte, error) {
+	if c, ok := a.Value("c"); ok {
+		return []byte(c), nil
+	}
+	if f, ok := a.Value("f"); ok {
+		b, err := statefile.ReadBounded(f)
+		if err != nil {
+			return nil, fmt.Errorf("teamd config: %w", err)
+		}
+		return b, nil
+	}
+	return nil, errors.New("teamd command line: no config (-c JSON or -f FILE)")
+}
+
+// LAG is the team device the shim runs teamd for.
+func (s *Shim) LAG() string { return s.lag }
+
+// Run starts teamd and plays the shim's role until teamd exits or the LAG
+// has been handed over. It returns the process exit code: teamd's, or 0
+// after a handoff. Cancelling ctx stops teamd as SIGTERM would.
+func (s *Shim) Run(ctx context.Context) (int, error) {
+	unlock, err := lockLAG(s.opts.RunDir, s.lag)
+	if err != nil {
+		return 1, err
+	}
+	defer unlock()
+	if s.dir, err = statefile.OpenDir(s.opts.Dir); err != nil {
+		return 1, err
+	}
+	if err := s.chooseRole(); err != nil {
+		return 1, err
+	}
+	// Signals first, then the child: a signal in between is not lost.
+	s.sigs = make(chan os.Signal, 8)
+	signal.Notify(s.sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	defer signal.Stop(s.sigs)
+
+	teamdArgs := s.argv.Without("d")
+	if s.role == RoleStandby {
+		teamdArgs = teamdArgs.With("w")
+	}
+	argv := append([]string{s.opts.Teamd[0]}, teamdArgs.Argv()...)
+	if s.teamd, err = startTeamd(argv, teamdctl.SocketPath(s.opts.RunDir, s.lag)); err != nil {
+		return 1, err
+	}
+	s.log.Info("teamd started", "pid", s.teamd.pid(), "role", s.role, "epoch", s.epoch, "argv", argv)
+
+	st, err := s.waitAnswer(ctx)
+	if err != nil {
+		return s.finish(err)
+	}
+	s.members = portNames(st)
+	if s.opts.Ready != nil {
+		s.opts.Ready()
+	}
+	if s.role == RoleStandby {
+		if done, err := s.standby(ctx); done || err != nil {
+			return s.finish(err)
+		}
+	} else if err := s.becomeActive(); err != nil {
+		return s.finish(err)
+	}
+	return s.active(ctx)
+}
+
+// finish stops teamd if it still runs after err and returns its exit code.
+func (s *Shim) finish(err error) (int, error) {
+	if !s.teamd.exited() {
+		_ = s.teamd.signal(syscall.SIGTERM)
+		s.teamd.stop(s.opts.StopTimeout, "did not exit on SIGTERM")
+	}
+	if s.role == RoleStandby {
+		if rerr := s.dir.Remove(s.lag, proto.KindStandby); rerr != nil {
+			s.log.Warn("removing the standby record", "err", rerr)
+		}
+	}
+	if err != nil {
+		return 1, err
+	}
+	code := s.teamd.exitCode()
+	s.log.Info("teamd exited", "status", s.teamd.describe())
+	return code, nil
+}
+
+// chooseRole applies the epoch rules of the package doc to what the
+// record directory holds.
+func (s *Shim) chooseRole() error {
+	s.role, s.epoch = s.opts.Role, s.opts.Epoch
+	rec, err := s.dir.Read(s.lag, proto.KindActive)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		s.log.Warn("ignoring the LAG's unreadable active record", "err", err)
+	default:
+		s.prev = rec.(*proto.Active)
+	}
+	prevEpoch := uint64(0)
+	if s.prev != nil {
+		prevEpoch = s.prev.Epoch
+	}
+	if s.role == RoleActive && s.epoch == 0 {
+		s.epoch = max(prevEpoch, 1)
+	}
+	switch {
+	case prevEpoch > s.epoch:
+		return fmt.Errorf("%s: %s holds epoch %d, this shim has epoch %d: %w",
+			s.lag, s.dir.File(s.lag, proto.KindActive), prevEpoch, s.epoch, ErrFenced)
+	case prevEpoch == s.epoch:
+		// This epoch was the LAG's speaker already: the container restarted.
+		s.role, s.path = RoleActive, proto.PathRestart
+	case s.argv.Has("w"):
+		s.path = proto.PathWarmStart
+	default:
+		s.path = proto.PathCold
+	}
+	return nil
+}
+
+// waitAnswer waits until teamd's control socket answers a StateDump.
+func (s *Shim) waitAnswer(ctx context.Context) (*teamdctl.State, error) {
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	var last error
+	for {
+		st, err := s.teamd.stateDump(ctx, callTimeout)
+		if err == nil {
+			return st, nil
+		}
+		last = err
+		select {
+		case <-s.teamd.done:
+			return nil, fmt.Errorf("teamd exited (%s) before its control socket answered: %v", s.teamd.describe(), last)
+		case <-ctx.Done():
+			_ = s.teamd.signal(syscall.SIGTERM)
+			return nil, ctx.Err()
+		case sig := <-s.sigs:
+			s.relay(sig.(syscall.Signal))
+		case <-tick.C:
+		}
+	}
+}
+
+// relay passes a stop signal on to teamd. SIGUSR1 is the shim's own and is
+// handled by the role; where it arrives, none has a use for it.
+func (s *Shim) relay(sig syscall.Signal) {
+	if sig == syscall.SIGUSR1 {
+		s.log.Warn("SIGUSR1 ignored: only an active shim hands over", "role", s.role)
+		return
+	}
+	s.log.Info("relaying signal to teamd", "signal", sig)
+	if err := s.teamd.signal(sig); err != nil && !errors.Is(err, errExited) {
+		s.log.Error("relaying signal", "err", err)
+	}
+}
+
+// becomeActive finishes an active start: a warm start (-w) is told to take
+// over at once, and the .active record is written.
+func (s *Shim) becomeActive() error {
+	var t proto.Timings
+	if s.argv.Has("w") {
+		// The HLD's teamd is passive under -w; an active start with -w is a
+		// system warm reboot (or a restart of one), where teamd reads its
+		// dump files and goes.
+		t.SignalSent = monoclock.Now()
+		if err := s.teamd.signal(s.opts.TakeoverSignal); err != nil {
+			return fmt.Errorf("warm start: %w", err)
+		}
+	}
+	return s.writeActive(s.path, 0, t, "")
+}
+
+func (s *Shim) writeActive(path proto.Path, from uint64, t proto.Timings, note string) error {
+	s.role, s.path = RoleActive, path
+	rec := &proto.Active{
+		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
+		Path: path, SinceMono: monoclock.Now(), Since: time.Now(), FromEpoch: from, Timings: t, Note: note,
+		Members: s.members,
+	}
+	if _, err := s.dir.Write(rec); err != nil {
+		return fmt.Errorf("active record: %w", err)
+	}
+	s.log.Info("active", "epoch", s.epoch, "path", path, "members", len(s.members))
+	return nil
+}
+
+func (s *Shim) writer() proto.Process {
+	host, _ := os.Hostname()
+	return proto.Process{Container: s.opts.Container, Hostname: host, PID: os.Getpid()}
+}
+
+// active runs while teamd is the speaker: SIGUSR1 hands the LAG over.
+func (s *Shim) active(ctx context.Context) (int, error) {
+	for {
+		select {
+		case <-s.teamd.done:
+			return s.finish(nil)
+		case <-ctx.Done():
+			s.relay(syscall.SIGTERM)
+			ctx = context.Background() // once
+		case sig := <-s.sigs:
+			if sig != syscall.SIGUSR1 {
+				s.relay(sig.(syscall.Signal))
+				continue
+			}
+			if err := s.handOver(ctx); err != nil {
+				return 1, err
+			}
+			return 0, nil
+		}
+	}
+}
+
+func portNames(st *teamdctl.State) []string {
+	names := make([]string, 0, len(st.Ports))
+	for n := range st.Ports {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// PIDFile is the shim's pid file for lag in runDir. It is also the lock
+// that keeps a second shim for the LAG out of this container, and where an
+// operator finds the process to send SIGUSR1 to.
+func PIDFile(runDir, lag string) string { return filepath.Join(runDir, lag+".shim.pid") }
+
+// lockLAG takes the LAG's lock for the life of the process and writes the
+// pid into it: two teamd for one device would step on each other's socket
+// and pid file.
+func lockLAG(runDir, lag string) (unlock func(), err error) {
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	path := PIDFile(runDir, lag)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s (lock %s is held): %w", lag, path, ErrAlreadyRunning)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = fmt.Fprintf(f, "%d\n", os.Getpid())
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("pid file %s: %w", path, err)
+	}
+	return func() { os.Remove(path); f.Close() }, nil
+}

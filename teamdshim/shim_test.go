@@ -1,0 +1,192 @@
+package teamdshim_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/internal/monoclock"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/teamdshim"
+)
+
+func runShim(t *testing.T, e env, lag string, flags []string, extraEnv ...string) *proc {
+	t.Helper()
+	argv := append([]string{bins.shim, "run"}, flags...)
+	argv = append(argv, "--", bins.teamdsim, "-t", lag, "-c", config(lag), "-L", e.dump)
+	return start(t, e.vars(extraEnv...), argv...)
+}
+
+// An active shim announces itself, and on SIGUSR1 stops teamd and leaves a
+// snapshot behind, then exits 0.
+func TestActiveHandsOver(t *testing.T) {
+	e := newEnv(t)
+	p := runShim(t, e, "PortChannel1", nil)
+	a := activeRecord(t, e.dir, "PortChannel1", 1)
+	if a.Path != proto.PathCold || a.Writer.PID != p.cmd.Process.Pid {
+		t.Errorf("active record: path %q writer %+v, want cold by pid %d", a.Path, a.Writer, p.cmd.Process.Pid)
+	}
+	teamdPID := readPID(t, filepath.Join(e.run, "PortChannel1.pid"))
+	sent := monoclock.Now()
+	p.signal(t, syscall.SIGUSR1)
+	if code := p.exit(t, 5*time.Second); code != 0 {
+		t.Fatalf("exit %d after the handoff, want 0", code)
+	}
+	waitGone(t, teamdPID, time.Second)
+	rec, err := statefile.ReadFile(filepath.Join(e.dir, "PortChannel1.snapshot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rec.(*proto.Snapshot)
+	if s.Epoch != 1 || s.TakenMono < sent || s.TeamdStop != "exit status 0" {
+		t.Errorf("snapshot: epoch %d, taken %d (signal at %d), teamd %q", s.Epoch, s.TakenMono, sent, s.TeamdStop)
+	}
+	// SONiC's per-LAG dump file, written by teamd on SIGUSR1, is carried.
+	if _, err := proto.ParseLAGDump(s.LAGDump); err != nil {
+		t.Errorf("LAG dump in the snapshot: %v", err)
+	}
+	if _, err := os.Stat(teamdshim.PIDFile(e.run, "PortChannel1")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the shim's pid file is left behind: %v", err)
+	}
+}
+
+// An old teamd that ignores SIGUSR1 is killed at the bound; the snapshot
+// says so.
+func TestHandOverKillsTeamdPastTheBound(t *testing.T) {
+	e := newEnv(t)
+	p := runShim(t, e, "PortChannel1", []string{"--stop-timeout", "300ms"}, "TEAMDSIM_FAULT=ignore-sigusr1")
+	activeRecord(t, e.dir, "PortChannel1", 1)
+	p.signal(t, syscall.SIGUSR1)
+	if code := p.exit(t, 5*time.Second); code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	rec, err := statefile.ReadFile(filepath.Join(e.dir, "PortChannel1.snapshot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.(*proto.Snapshot).TeamdStop; !strings.HasPrefix(got, "killed after 300ms") {
+		t.Errorf("teamd_stop = %q, want killed after 300ms", got)
+	}
+}
+
+func TestSecondShimForALAGIsRefused(t *testing.T) {
+	e := newEnv(t)
+	runShim(t, e, "PortChannel1", nil)
+	activeRecord(t, e.dir, "PortChannel1", 1)
+	second := runShim(t, e, "PortChannel1", nil)
+	if code := second.exit(t, 5*time.Second); code != 1 {
+		t.Fatalf("second shim: exit %d, want 1", code)
+	}
+	if out := second.out.String(); !strings.Contains(out, "another teamd-shim runs this LAG") {
+		t.Errorf("second shim's message: %q", out)
+	}
+}
+
+// The shim passes stop signals on and exits with teamd's status.
+func TestRelaysSignalsAndExitsWithTeamdStatus(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		send func(t *testing.T, shim *proc, teamdPID int)
+		want int
+	}{
+		{"SIGTERM to the shim", func(t *testing.T, shim *proc, _ int) { shim.signal(t, syscall.SIGTERM) }, 0},
+		// teamd does not handle SIGHUP (teamd.c): it dies of it, and so
+		// the shim reports.
+		{"SIGHUP to the shim", func(t *testing.T, shim *proc, _ int) { shim.signal(t, syscall.SIGHUP) }, 128 + 1},
+		{"teamd killed", func(t *testing.T, _ *proc, pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }, 128 + 9},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			p := runShim(t, e, "PortChannel1", nil)
+			activeRecord(t, e.dir, "PortChannel1", 1)
+			tt.send(t, p, readPID(t, filepath.Join(e.run, "PortChannel1.pid")))
+			if code := p.exit(t, 5*time.Second); code != tt.want {
+				t.Fatalf("exit %d, want %d", code, tt.want)
+			}
+		})
+	}
+}
+
+// Epochs fence: a shim of the LAG's current epoch comes back active
+// whatever role it is given; an older one refuses to run.
+func TestEpochs(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		existing uint64 // epoch of the .active already there, 0 for none
+		flags    []string
+		epoch    uint64     // of the .active it writes
+		path     proto.Path // "" if it must refuse
+	}{
+		{"first start", 0, nil, 1, proto.PathCold},
+		{"restart of the active", 3, nil, 3, proto.PathRestart},
+		{"standby restarted after its takeover", 2, []string{"--role", "standby", "--epoch", "2"}, 2, proto.PathRestart},
+		{"warm start", 0, []string{"--", "-w"}, 1, proto.PathWarmStart},
+		{"standby older than the active", 3, []string{"--role", "standby", "--epoch", "2"}, 0, ""},
+		{"active older than the active", 3, []string{"--epoch", "2"}, 0, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			if tt.existing > 0 {
+				d, err := statefile.OpenDir(e.dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := d.Write(&proto.Active{Schema: proto.SchemaVersion, LAG: "PortChannel1", Epoch: tt.existing,
+					ConfigDigest: "sha256:x", Path: proto.PathSnapshot, FromEpoch: tt.existing - 1, SinceMono: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			flags, teamdExtra := tt.flags, []string(nil)
+			if len(flags) > 0 && flags[0] == "--" {
+				flags, teamdExtra = nil, flags[1:]
+			}
+			argv := append(append([]string{bins.shim, "run"}, flags...), "--", bins.teamdsim, "-t", "PortChannel1", "-c", config("PortChannel1"))
+			p := start(t, e.vars(), append(argv, teamdExtra...)...)
+			if tt.path == "" {
+				if code := p.exit(t, 5*time.Second); code != 1 || !strings.Contains(p.out.String(), "fenced by a newer epoch") {
+					t.Fatalf("exit %d, want 1 with a fencing message:\n%s", code, p.out.String())
+				}
+				return
+			}
+			a := await(t, e.dir, "PortChannel1", proto.KindActive, func(r proto.Record) bool {
+				return r.(*proto.Active).Writer.PID == p.cmd.Process.Pid
+			}).(*proto.Active)
+			if a.Path != tt.path || a.Epoch != tt.epoch {
+				t.Fatalf("active record: path %q epoch %d, want %q epoch %d", a.Path, a.Epoch, tt.path, tt.epoch)
+			}
+		})
+	}
+}
+
+// A standby needs an epoch, and bad settings are refused before teamd runs.
+func TestUsageErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		flags []string
+		env   []string
+		want  string
+	}{
+		{"standby without epoch", []string{"--role", "standby"}, nil, "a standby needs an epoch"},
+		{"bad role", []string{"--role", "leader"}, nil, `--role "leader"`},
+		{"bad epoch env", nil, []string{"TEAMDWARM_EPOCH=zero"}, "TEAMDWARM_EPOCH"},
+		{"bad signal", []string{"--takeover-signal", "SIGNOPE"}, nil, "--takeover-signal"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			p := runShim(t, e, "PortChannel1", tt.flags, tt.env...)
+			code := p.exit(t, 5*time.Second)
+			if code == 0 || !strings.Contains(p.out.String(), tt.want) {
+				t.Fatalf("exit %d, output %q: want failure mentioning %q", code, p.out.String(), tt.want)
+			}
+			if _, err := os.Stat(filepath.Join(e.run, "PortChannel1.pid")); err == nil {
+				t.Error("teamd was started")
+			}
+		})
+	}
+}
