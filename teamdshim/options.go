@@ -28,12 +28,16 @@ const (
 	DefaultDir = "/var/warmboot/teamdwarm"
 	// DefaultStopTimeout bounds the old teamd's exit after SIGUSR1. Its
 	// last PDU went out when it was told to stop; a teamd that has not
-	// exited within this is killed, well before the peer's 3 s timeout.
-	DefaultStopTimeout = time.Second
+	// exited within this is killed, so that its snapshot still lands
+	// before the standby's budget is spent.
+	DefaultStopTimeout = 800 * time.Millisecond
 	// DefaultBudget is how long after the cutover starts a standby waits
-	// for a valid snapshot before it takes over on its own: half the fast
-	// mode's 3 s timeout, leaving room for the takeover itself.
-	DefaultBudget = 1500 * time.Millisecond
+	// for a valid snapshot before it takes over on its own. The peer
+	// allows 3 s from the last PDU, which may be up to 1 s older than the
+	// cutover if the old teamd sent no parting PDU; 1.2 s keeps even that
+	// gap near 2 s, and a deadline takeover after a parting PDU close to
+	// one fast period.
+	DefaultBudget = 1200 * time.Millisecond
 	// DefaultConfirmTimeout bounds the wait for the new teamd's first PDU
 	// on every member after the takeover signal.
 	DefaultConfirmTimeout = 2 * time.Second
@@ -48,7 +52,7 @@ const (
 	EnvDir            = "TEAMDWARM_DIR"             // record directory
 	EnvRunDir         = "TEAMDWARM_RUN_DIR"         // teamd's run directory (socket, pid file)
 	EnvTakeoverSignal = "TEAMDWARM_TAKEOVER_SIGNAL" // e.g. SIGRTMIN
-	EnvBudget         = "TEAMDWARM_BUDGET"          // e.g. 1500ms
+	EnvBudget         = "TEAMDWARM_BUDGET"          // e.g. 1200ms
 	EnvStopTimeout    = "TEAMDWARM_STOP_TIMEOUT"    // e.g. 1s
 	EnvContainer      = "TEAMDWARM_CONTAINER"       // container name for the records
 )
@@ -137,7 +141,7 @@ func (o *Options) FromEnv(getenv func(string) string) error {
 		if v := getenv(d.env); v != "" && *d.to == 0 {
 			t, err := time.ParseDuration(v)
 			if err != nil || t <= 0 {
-				return fmt.Errorf("%s: %q, want a duration such as 1500ms", d.env, v)
+				return fmt.Errorf("%s: %q, want a duration such as 1200ms", d.env, v)
 			}
 			*d.to = t
 		}

@@ -27,7 +27,7 @@ type outgoing struct {
 func watchOutgoing(members []string, log *slog.Logger) *outgoing {
 	o := &outgoing{notify: make(chan struct{}, 1), last: map[string]time.Time{}}
 	for _, m := range members {
-		c, err := lacpsock.Listen(m)
+		c, err := lacpsock.Watch(m)
 		if err != nil {
 			log.Warn("cannot watch the member's outgoing PDUs; takeover on it will not be confirmed", "member", m, "err", err)
 			continue

@@ -1,10 +1,12 @@
 // Package lacpsock sends and receives Slow Protocols frames (LACPDUs) on one
 // network interface through an AF_PACKET socket, as teamd's lacp runner does.
 //
-// A Conn sees frames in both directions: those that arrive on the interface
-// and, flagged Outgoing, those this host sends on it. The stand-in reads the
-// first, the shim's takeover confirmation the second, and the test bed's
-// wire observer reads arrivals at the peer.
+// A Conn from Listen sees the frames that arrive on the interface: the
+// stand-in and the test bed's wire observer read those. A Conn from Watch
+// also sees, flagged Outgoing, the frames this host sends on it (the kernel
+// copies outgoing frames only to sockets of all protocols, so Watch binds
+// to ETH_P_ALL with a BPF filter for Slow Protocols): the shim's takeover
+// confirmation reads those.
 //
 // # Network namespaces
 //
@@ -43,12 +45,27 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // Listen opens a socket on the interface named ifname in the calling
 // thread's network namespace and joins the Slow Protocols multicast group.
-func Listen(ifname string) (*Conn, error) {
+func Listen(ifname string) (*Conn, error) { return listen(ifname, proto.EtherTypeSlow) }
+
+// Watch is Listen that also sees this host's outgoing Slow Protocols frames
+// on the interface (Frame.Outgoing).
+func Watch(ifname string) (*Conn, error) { return listen(ifname, unix.ETH_P_ALL) }
+
+// slowOnly is a classic BPF program: accept frames of ethertype 0x8809.
+var slowOnly = []unix.SockFilter{
+	{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 12},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: uint32(proto.EtherTypeSlow)},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+}
+
+func listen(ifname string, ethertype uint16) (*Conn, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("lacpsock: %s: %w", ifname, err)
 	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, int(htons(proto.EtherTypeSlow)))
+	// Protocol 0: nothing is delivered until bind, after the filter is on.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("lacpsock: %s: socket: %w", ifname, err)
 	}
@@ -56,7 +73,11 @@ func Listen(ifname string) (*Conn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("lacpsock: %s: %s: %w", ifname, op, err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto.EtherTypeSlow), Ifindex: ifi.Index}); err != nil {
+	prog := unix.SockFprog{Len: uint16(len(slowOnly)), Filter: &slowOnly[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return fail("attach filter", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(ethertype), Ifindex: ifi.Index}); err != nil {
 		return fail("bind", err)
 	}
 	mreq := unix.PacketMreq{Ifindex: int32(ifi.Index), Type: unix.PACKET_MR_MULTICAST, Alen: 6}

@@ -92,8 +92,8 @@ func run(args []string, io cli.IO) (int, error) {
 	fs.StringVar(&o.Dir, "dir", "", "record directory (default $"+teamdshim.EnvDir+", else "+teamdshim.DefaultDir+")")
 	fs.StringVar(&o.RunDir, "run-dir", "", "teamd's run directory (default $"+teamdshim.EnvRunDir+", else "+teamdctl.DefaultRunDir+")")
 	sig := fs.String("takeover-signal", "", "signal that makes a passive teamd transmit (default $"+teamdshim.EnvTakeoverSignal+", else SIGUSR2)")
-	fs.DurationVar(&o.Budget, "budget", 0, "after the cutover, take over without a snapshot after this long (default 1.5s)")
-	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "kill the old teamd this long after SIGUSR1 (default 1s)")
+	fs.DurationVar(&o.Budget, "budget", 0, "after the cutover, take over without a snapshot after this long (default 1.2s)")
+	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "kill the old teamd this long after SIGUSR1 (default 800ms)")
 	fs.StringVar(&o.Container, "container", "", "container name for the records (default $"+teamdshim.EnvContainer+", else the host name)")
 	if err := cli.Parse(fs, args); err != nil {
 		return 0, err

@@ -1,0 +1,276 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/integration/testbed"
+	"github.com/teamdwarm/teamdwarm/internal/monoclock"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
+)
+
+// shimmed is a teamd-shim around a stand-in, in the DUT namespace.
+type shimmed struct {
+	*sim // cmd is the shim; runDir is its teamd's
+}
+
+type shimOpts struct {
+	role     string // "" (active) or "standby"
+	epoch    int
+	dir      string // record directory
+	dumpDir  string // teamd's -L
+	takeover string // takeover signal
+	fault    string // TEAMDSIM_FAULT
+	flags    []string
+}
+
+func startShim(t *testing.T, b *testbed.Bed, l testbed.LAG, o shimOpts) *shimmed {
+	t.Helper()
+	runDir := t.TempDir()
+	args := []string{"netns", "exec", b.DUT, bins.shim, "run", "--dir", o.dir}
+	if o.role != "" {
+		args = append(args, "--role", o.role)
+	}
+	if o.epoch != 0 {
+		args = append(args, "--epoch", fmt.Sprint(o.epoch))
+	}
+	if o.takeover != "" {
+		args = append(args, "--takeover-signal", o.takeover)
+	}
+	args = append(args, o.flags...)
+	args = append(args, "--", bins.teamdsim, "-t", l.Name, "-c", l.TeamdConfig(true), "-L", o.dumpDir)
+	s := &sim{runDir: runDir, log: &syncBuffer{}, done: make(chan struct{}), lag: l}
+	s.cmd = exec.Command("ip", args...) // ip netns exec execs: the pid is the shim's
+	s.cmd.Env = append(os.Environ(), "TEAMDWARM_RUN_DIR="+runDir, "TEAMDSIM_RUN_DIR="+runDir,
+		"TEAMDSIM_TAKEOVER_SIGNAL="+o.takeover, "TEAMDSIM_FAULT="+o.fault)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // cleanup kills the shim and its teamd
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+		if t.Failed() {
+			t.Logf("%s shim (pid %d, %s epoch %d) log:\n%s", l.Name, s.cmd.Process.Pid, o.role, o.epoch, s.log.String())
+		}
+	})
+	return &shimmed{s}
+}
+
+// awaitRecords waits until every LAG has a record of kind k that ok
+// accepts, and returns them by LAG.
+func awaitRecords(t *testing.T, dir string, k proto.Kind, lags []testbed.LAG, timeout time.Duration, ok func(proto.Record) bool) map[string]proto.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	events, err := statefile.Watch(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, l := range lags {
+		want[l.Name] = true
+	}
+	got := map[string]proto.Record{}
+	for ev := range events {
+		if ev.Kind == k && want[ev.LAG] && ev.Record != nil && ok(ev.Record) {
+			got[ev.LAG] = ev.Record
+			if len(got) == len(want) {
+				return got
+			}
+		}
+	}
+	t.Fatalf("%d of %d LAGs have a %s record after %v", len(got), len(want), k, timeout)
+	return nil
+}
+
+func epochIs(e uint64) func(proto.Record) bool {
+	return func(r proto.Record) bool { return r.RecordEpoch() == e }
+}
+
+// writeCutover is the supervisor's b1 record: from epoch from to from+1.
+func writeCutover(t *testing.T, dir string, from uint64, lags []testbed.LAG) {
+	t.Helper()
+	d, err := statefile.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := monoclock.Now()
+	c := &proto.Cutover{Schema: proto.SchemaVersion, FromEpoch: from, ToEpoch: from + 1, StartedMono: now,
+		Started: time.Now(), DeadlineMono: now + int64(2500*time.Millisecond)}
+	for _, l := range lags {
+		c.LAGs = append(c.LAGs, l.Name)
+	}
+	if _, err := d.Write(c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recordDir is a record directory as the shims expect it: private to root.
+func recordDir(t *testing.T) string {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), "teamdwarm")
+	if _, err := statefile.OpenDir(d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// The main case: eight fast-mode LAGs of two members under shims,
+// all handed over by SIGUSR1 to the old shims, as the supervisor does. The
+// peer must not notice, and every LAG must take the snapshot path.
+func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
+	b := newBed(t, 8, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	var olds []*shimmed
+	for _, l := range b.LAGs {
+		olds = append(olds, startShim(t, b, l, shimOpts{dir: dir, dumpDir: dump}))
+	}
+	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
+	negotiated(t, b)
+	for _, l := range b.LAGs {
+		startShim(t, b, l, shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump, takeover: "SIGRTMIN+1"})
+	}
+	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
+
+	w := mark(t, b)
+	writeCutover(t, dir, 1, b.LAGs)
+	for _, o := range olds {
+		o.signal(syscall.SIGUSR1)
+	}
+	actives := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, epochIs(2))
+	for _, o := range olds {
+		o.waitExit(t, 5*time.Second)
+		if code := o.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("%s: old shim exit %d, want 0", o.lag.Name, code)
+		}
+	}
+	for lag, r := range actives {
+		a := r.(*proto.Active)
+		if a.Path != proto.PathSnapshot || a.FromEpoch != 1 || a.Timings.Confirmed == 0 {
+			t.Errorf("%s: path %s from epoch %d, confirmed %d: want a confirmed takeover from the snapshot of epoch 1 (%s)",
+				lag, a.Path, a.FromEpoch, a.Timings.Confirmed, a.Note)
+		}
+	}
+	// Three fast periods after the handoff: any expiry it caused shows.
+	time.Sleep(3500 * time.Millisecond)
+	for _, l := range b.LAGs {
+		if _, err := os.Stat(filepath.Join(dir, l.Name+".standby")); !os.IsNotExist(err) {
+			t.Errorf("%s: standby record left after the takeover (%v)", l.Name, err)
+		}
+	}
+	if v := judge(t, b, w, "8 LAGs handed over by the shims"); !v.Clean() {
+		t.Fatal("the peer noticed the handoff")
+	}
+}
+
+// A corrupt snapshot must not drive a takeover, and must not stop the
+// deadline from keeping the LAG up: the old teamd is stopped by hand here,
+// a corrupt record lands under the snapshot's name, and the standby takes
+// over on its own within the budget.
+func TestIntegrationCorruptSnapshotDeadlineTakeover(t *testing.T) {
+	b := newBed(t, 1, 2)
+	l := b.LAGs[0]
+	dir, dump := recordDir(t), t.TempDir()
+	old := startSim(t, b, l, simOpts{dumpDir: dump})
+	negotiated(t, b)
+	startShim(t, b, l, shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump, takeover: "SIGUSR2"})
+	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
+
+	w := mark(t, b)
+	writeCutover(t, dir, 1, b.LAGs)
+	old.signal(syscall.SIGUSR1) // the old speaker goes silent...
+	old.waitExit(t, 3*time.Second)
+	// ...and what lands is a snapshot with one byte flipped.
+	snap := &proto.Snapshot{Schema: proto.SchemaVersion, LAG: l.Name, Epoch: 1, ConfigDigest: "sha256:x", TakenMono: monoclock.Now()}
+	raw, err := statefile.Encode(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-3] ^= 0xff
+	if err := statefile.WriteFileAtomic(filepath.Join(dir, l.Name+".snapshot"), raw); err != nil {
+		t.Fatal(err)
+	}
+	a := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, epochIs(2))[l.Name].(*proto.Active)
+	if a.Path != proto.PathDeadline || !strings.Contains(a.Note, "checksum mismatch") {
+		t.Errorf("path %s, note %q: want a deadline takeover that names the rejected snapshot", a.Path, a.Note)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if v := judge(t, b, w, "deadline takeover after a corrupt snapshot"); !v.Clean() {
+		t.Fatal("the peer noticed")
+	}
+}
+
+// An old teamd that ignores SIGUSR1 is killed at the old shim's bound, and
+// the LAG still hands over by snapshot inside the deadline.
+func TestIntegrationOldTeamdIgnoringSIGUSR1IsBounded(t *testing.T) {
+	b := newBed(t, 1, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	old := startShim(t, b, b.LAGs[0], shimOpts{dir: dir, dumpDir: dump, fault: "ignore-sigusr1", flags: []string{"--stop-timeout", "700ms"}})
+	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
+	negotiated(t, b)
+	startShim(t, b, b.LAGs[0], shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump, takeover: "SIGUSR2"})
+	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
+
+	w := mark(t, b)
+	writeCutover(t, dir, 1, b.LAGs)
+	old.signal(syscall.SIGUSR1)
+	a := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, epochIs(2))[b.LAGs[0].Name].(*proto.Active)
+	old.waitExit(t, 5*time.Second)
+	snap, err := statefile.ReadFile(filepath.Join(dir, b.LAGs[0].Name+".snapshot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stop := snap.(*proto.Snapshot).TeamdStop; !strings.HasPrefix(stop, "killed after 700ms") {
+		t.Errorf("teamd_stop %q: want killed after 700ms", stop)
+	}
+	if a.Path != proto.PathSnapshot {
+		t.Errorf("path %s (%s): want the snapshot, written once the old teamd was killed", a.Path, a.Note)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if v := judge(t, b, w, "old teamd ignoring SIGUSR1"); !v.Clean() {
+		t.Fatal("the peer noticed")
+	}
+}
+
+// A standby whose teamd never hears the partner never says it is ready,
+// and the old speaker goes on undisturbed.
+func TestIntegrationStandbyNeverReadyWritesNoStandby(t *testing.T) {
+	b := newBed(t, 1, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	startShim(t, b, b.LAGs[0], shimOpts{dir: dir, dumpDir: dump})
+	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
+	negotiated(t, b)
+	w := mark(t, b)
+	standby := startShim(t, b, b.LAGs[0], shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump, fault: "deaf"})
+	// The partner sends every second; three periods without a .standby.
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	events, err := statefile.Watch(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev := range events {
+		if ev.Kind == proto.KindStandby {
+			t.Fatalf("a deaf standby wrote %s", ev.Name)
+		}
+	}
+	standby.signal(syscall.SIGTERM)
+	standby.waitExit(t, 5*time.Second)
+	if _, err := os.Stat(filepath.Join(dir, b.LAGs[0].Name+".standby")); !os.IsNotExist(err) {
+		t.Errorf("standby record after the standby stopped: %v", err)
+	}
+	if v := judge(t, b, w, "a standby that never gets ready"); !v.Clean() {
+		t.Fatal("the old speaker was disturbed")
+	}
+}
