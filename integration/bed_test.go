@@ -46,7 +46,7 @@ func TestIntegrationNegotiate(t *testing.T) {
 }
 
 // judge ends a window and logs the verdict table.
-func judge(t *testing.T, b *testbed.Bed, w testbed.Window, title string) testbed.Verdict {
+func judge(t testing.TB, b *testbed.Bed, w testbed.Window, title string) testbed.Verdict {
 	t.Helper()
 	v, err := b.Judge(context.Background(), w)
 	if err != nil {
@@ -58,7 +58,7 @@ func judge(t *testing.T, b *testbed.Bed, w testbed.Window, title string) testbed
 	return v
 }
 
-func mark(t *testing.T, b *testbed.Bed) testbed.Window {
+func mark(t testing.TB, b *testbed.Bed) testbed.Window {
 	t.Helper()
 	w, err := b.Mark(context.Background())
 	if err != nil {
@@ -67,7 +67,7 @@ func mark(t *testing.T, b *testbed.Bed) testbed.Window {
 	return w
 }
 
-func negotiated(t *testing.T, b *testbed.Bed) {
+func negotiated(t testing.TB, b *testbed.Bed) {
 	t.Helper()
 	if err := b.WaitNegotiated(context.Background(), 20*time.Second); err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 }
 
 // needBed skips a test that needs root and Open vSwitch.
-func needBed(t *testing.T) {
+func needBed(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
@@ -71,7 +71,7 @@ func needBed(t *testing.T) {
 	}
 }
 
-func newBed(t *testing.T, lags, members int) *testbed.Bed {
+func newBed(t testing.TB, lags, members int) *testbed.Bed {
 	t.Helper()
 	needBed(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -121,7 +121,7 @@ type simOpts struct {
 	runDir   string
 }
 
-func startSim(t *testing.T, b *testbed.Bed, l testbed.LAG, o simOpts) *sim {
+func startSim(t testing.TB, b *testbed.Bed, l testbed.LAG, o simOpts) *sim {
 	t.Helper()
 	if o.runDir == "" {
 		o.runDir = t.TempDir()
@@ -166,7 +166,7 @@ func (s *sim) client() *teamdctl.Client {
 }
 
 // waitExit waits for the stand-in to exit, up to timeout.
-func (s *sim) waitExit(t *testing.T, timeout time.Duration) {
+func (s *sim) waitExit(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	select {
 	case <-s.done:
@@ -176,7 +176,7 @@ func (s *sim) waitExit(t *testing.T, timeout time.Duration) {
 }
 
 // waitState polls the stand-in's StateDump until ok accepts it.
-func (s *sim) waitState(t *testing.T, timeout time.Duration, ok func(*teamdctl.State) bool) *teamdctl.State {
+func (s *sim) waitState(t testing.TB, timeout time.Duration, ok func(*teamdctl.State) bool) *teamdctl.State {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

@@ -32,7 +32,7 @@ type shimOpts struct {
 	flags    []string
 }
 
-func startShim(t *testing.T, b *testbed.Bed, l testbed.LAG, o shimOpts) *shimmed {
+func startShim(t testing.TB, b *testbed.Bed, l testbed.LAG, o shimOpts) *shimmed {
 	t.Helper()
 	runDir := t.TempDir()
 	args := []string{"netns", "exec", b.DUT, bins.shim, "run", "--dir", o.dir}
@@ -69,7 +69,7 @@ func startShim(t *testing.T, b *testbed.Bed, l testbed.LAG, o shimOpts) *shimmed
 
 // awaitRecords waits until every LAG has a record of kind k that ok
 // accepts, and returns them by LAG.
-func awaitRecords(t *testing.T, dir string, k proto.Kind, lags []testbed.LAG, timeout time.Duration, ok func(proto.Record) bool) map[string]proto.Record {
+func awaitRecords(t testing.TB, dir string, k proto.Kind, lags []testbed.LAG, timeout time.Duration, ok func(proto.Record) bool) map[string]proto.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -99,7 +99,7 @@ func epochIs(e uint64) func(proto.Record) bool {
 }
 
 // writeCutover is the supervisor's b1 record: from epoch from to from+1.
-func writeCutover(t *testing.T, dir string, from uint64, lags []testbed.LAG) {
+func writeCutover(t testing.TB, dir string, from uint64, lags []testbed.LAG) {
 	t.Helper()
 	d, err := statefile.OpenDir(dir)
 	if err != nil {
@@ -117,7 +117,7 @@ func writeCutover(t *testing.T, dir string, from uint64, lags []testbed.LAG) {
 }
 
 // recordDir is a record directory as the shims expect it: private to root.
-func recordDir(t *testing.T) string {
+func recordDir(t testing.TB) string {
 	t.Helper()
 	d := filepath.Join(t.TempDir(), "teamdwarm")
 	if _, err := statefile.OpenDir(d); err != nil {

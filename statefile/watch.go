@@ -42,6 +42,14 @@ type fileID struct {
 // The watch is on the directory, never on a file: the writer replaces files
 // by rename, which a watch on the file would not follow.
 func Watch(ctx context.Context, dir string) (<-chan Event, error) {
+	return WatchOnly(ctx, dir, nil)
+}
+
+// WatchOnly is Watch for the records keep accepts (by LAG, "" for the
+// cutover, and kind); others are not even read. With many LAGs in one
+// directory, a shim that reads only its own records saves the others'
+// reads at the very moment all of them are handed over.
+func WatchOnly(ctx context.Context, dir string, keep func(lag string, k proto.Kind) bool) (<-chan Event, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", dir, err)
@@ -56,7 +64,7 @@ func Watch(ctx context.Context, dir string) (<-chan Event, error) {
 	go func() {
 		defer close(ch)
 		defer w.Close()
-		s := scanner{dir: dir, seen: map[string]fileID{}, out: ch, ctx: ctx}
+		s := scanner{dir: dir, seen: map[string]fileID{}, out: ch, ctx: ctx, keep: keep}
 		if !s.rescan() {
 			return
 		}
@@ -95,6 +103,7 @@ type scanner struct {
 	dir  string
 	seen map[string]fileID // owned by the watch goroutine
 	out  chan<- Event
+	keep func(lag string, k proto.Kind) bool // nil: every record
 }
 
 func (s *scanner) send(ev Event) bool {
@@ -134,7 +143,7 @@ func (s *scanner) look(name string) bool {
 		return true
 	}
 	lag, kind, ok := proto.ParseFileName(name)
-	if !ok {
+	if !ok || (s.keep != nil && !s.keep(lag, kind)) {
 		return true
 	}
 	path := filepath.Join(s.dir, name)

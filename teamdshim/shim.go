@@ -29,9 +29,15 @@ var ErrAlreadyRunning = errors.New("another teamd-shim runs this LAG")
 // the LAG than this shim's: another container has taken it over.
 var ErrFenced = errors.New("fenced by a newer epoch")
 
-// pollEvery is how often the shim asks teamd for its state while waiting
-// for it to answer or to hear the partner: teamd has no change notification.
-const pollEvery = 20 * time.Millisecond
+// teamd has no change notification, so the shim polls its control socket:
+// every answerPoll until it answers at all (teammgrd waits on that), then
+// every readyPoll until every member hears the partner, which takes a fast
+// period or more anyway; a StateDump is a JSON render in teamd, and 64
+// standbys polling it fast would starve the running LAGs of CPU.
+const (
+	answerPoll = 20 * time.Millisecond
+	readyPoll  = 250 * time.Millisecond
+)
 
 // callTimeout bounds one control-socket call.
 const callTimeout = time.Second
@@ -209,7 +215,7 @@ func (s *Shim) chooseRole() error {
 
 // waitAnswer waits until teamd's control socket answers a StateDump.
 func (s *Shim) waitAnswer(ctx context.Context) (*teamdctl.State, error) {
-	tick := time.NewTicker(pollEvery)
+	tick := time.NewTicker(answerPoll)
 	defer tick.Stop()
 	var last error
 	for {

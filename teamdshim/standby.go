@@ -23,7 +23,7 @@ var errNoCutover = errors.New("no cutover for this epoch yet")
 // then wait for a valid snapshot or the deadline and take over. done is
 // true if teamd exited (the shim is finished); false once it took over.
 func (s *Shim) standby(ctx context.Context) (done bool, err error) {
-	tick := time.NewTicker(pollEvery)
+	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
 	var (
 		events   <-chan statefile.Event
@@ -63,7 +63,10 @@ func (s *Shim) standby(ctx context.Context) (done bool, err error) {
 			if err := s.writeStandby(st); err != nil {
 				return false, err
 			}
-			if events, err = statefile.Watch(watchCtx, s.dir.Path()); err != nil {
+			mine := func(lag string, k proto.Kind) bool {
+				return k == proto.KindCutover || (lag == s.lag && k == proto.KindSnapshot)
+			}
+			if events, err = statefile.WatchOnly(watchCtx, s.dir.Path(), mine); err != nil {
 				return false, err
 			}
 

@@ -1,0 +1,120 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/integration/testbed"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
+)
+
+// BenchmarkShimHandoff hands N LAGs of 2 members over from one set of shims
+// to the next, b.N times, against Open vSwitch, and reports per LAG the
+// critical path (old shim receives SIGUSR1 -> new teamd is sent the takeover
+// signal: snapshot.taken_mono to active.timings.signal_sent), its p50 and
+// p99, the largest gap the peer saw between two PDUs, and the resident
+// memory of one idle shim.
+func BenchmarkShimHandoff(b *testing.B) {
+	for _, n := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("LAGs=%d", n), func(b *testing.B) { benchHandoff(b, n) })
+	}
+}
+
+func benchHandoff(b *testing.B, lags int) {
+	bed := newBed(b, lags, 2)
+	dir, dump := recordDir(b), b.TempDir()
+	var olds []*shimmed
+	for _, l := range bed.LAGs {
+		olds = append(olds, startShim(b, bed, l, shimOpts{dir: dir, dumpDir: dump}))
+	}
+	awaitRecords(b, dir, proto.KindActive, bed.LAGs, 60*time.Second, epochIs(1))
+	negotiated(b, bed)
+	rss := residentKiB(b, olds[0].cmd.Process.Pid)
+
+	var (
+		paths []time.Duration
+		w     testbed.Window
+	)
+	b.ResetTimer()
+	for i := range b.N {
+		epoch := uint64(i + 1)
+		b.StopTimer()
+		var news []*shimmed
+		for _, l := range bed.LAGs {
+			news = append(news, startShim(b, bed, l, shimOpts{role: "standby", epoch: int(epoch + 1), dir: dir, dumpDir: dump, takeover: "SIGUSR2"}))
+		}
+		awaitRecords(b, dir, proto.KindStandby, bed.LAGs, 60*time.Second, epochIs(epoch+1))
+		if i == 0 {
+			// The window judged is the handoffs', from the first cutover:
+			// starting 2N processes on two cores is the bed's load, not
+			// the handoff's (the tests judge the whole run).
+			w = mark(b, bed)
+		}
+		b.StartTimer()
+		writeCutover(b, dir, epoch, bed.LAGs)
+		for _, o := range olds {
+			o.signal(syscall.SIGUSR1)
+		}
+		actives := awaitRecords(b, dir, proto.KindActive, bed.LAGs, 30*time.Second, epochIs(epoch+1))
+		b.StopTimer()
+		for lag, r := range actives {
+			a := r.(*proto.Active)
+			if a.Path != proto.PathSnapshot {
+				b.Fatalf("%s took the %s path: %s", lag, a.Path, a.Note)
+			}
+			rec, err := statefile.ReadFile(filepath.Join(dir, lag+".snapshot"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			paths = append(paths, time.Duration(a.Timings.SignalSent-rec.(*proto.Snapshot).TakenMono))
+		}
+		for _, o := range olds {
+			o.waitExit(b, 5*time.Second)
+		}
+		olds = news
+		b.StartTimer()
+	}
+	b.StopTimer()
+	time.Sleep(3500 * time.Millisecond) // three fast periods: any expiry shows
+	v := judge(b, bed, w, fmt.Sprintf("%d LAGs x 2, %d handoff(s)", lags, b.N))
+	if !v.Clean() {
+		b.Fatal("the peer noticed a handoff")
+	}
+	slices.Sort(paths)
+	b.ReportMetric(float64(pct(paths, 50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(pct(paths, 99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(v.MaxGap().Milliseconds()), "peer-max-gap-ms")
+	b.ReportMetric(float64(rss)/1024, "idle-shim-MiB")
+	b.ReportMetric(0, "ns/op") // a handoff's wall time is the figures above, not this
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[(len(sorted)-1)*p/100]
+}
+
+// residentKiB is VmRSS of pid.
+func residentKiB(b *testing.B, pid int) int {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kib int
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib)
+			return kib
+		}
+	}
+	b.Fatalf("no VmRSS for pid %d", pid)
+	return 0
+}
