@@ -39,8 +39,10 @@ func benchHandoff(b *testing.B, lags int) {
 	rss := residentKiB(b, olds[0].cmd.Process.Pid)
 
 	var (
-		paths []time.Duration
-		w     testbed.Window
+		paths     []time.Duration
+		w         testbed.Window
+		deadlines int
+		stops     []time.Duration // SIGUSR1 to the old teamd -> snapshot seen
 	)
 	b.ResetTimer()
 	for i := range b.N {
@@ -67,13 +69,22 @@ func benchHandoff(b *testing.B, lags int) {
 		for lag, r := range actives {
 			a := r.(*proto.Active)
 			if a.Path != proto.PathSnapshot {
-				b.Fatalf("%s took the %s path: %s", lag, a.Path, a.Note)
+				// Safe (the verdict below says whether the peer noticed),
+				// but the budget was too short for this load: counted.
+				b.Logf("%s took the %s path: %s", lag, a.Path, a.Note)
+				deadlines++
 			}
 			rec, err := statefile.ReadFile(filepath.Join(dir, lag+".snapshot"))
 			if err != nil {
 				b.Fatal(err)
 			}
-			paths = append(paths, time.Duration(a.Timings.SignalSent-rec.(*proto.Snapshot).TakenMono))
+			snap := rec.(*proto.Snapshot)
+			paths = append(paths, time.Duration(a.Timings.SignalSent-snap.TakenMono))
+			if len(snap.Members) > 0 {
+				// Where the time goes: state dump, teamd's exit and the
+				// snapshot write, the standby's reaction.
+				stops = append(stops, time.Duration(a.Timings.SnapshotSeen-snap.Members[0].LastTxMono))
+			}
 		}
 		for _, o := range olds {
 			o.waitExit(b, 5*time.Second)
@@ -91,15 +102,21 @@ func benchHandoff(b *testing.B, lags int) {
 	b.ReportMetric(float64(pct(paths, 50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(pct(paths, 99).Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(v.MaxGap().Milliseconds()), "peer-max-gap-ms")
+	slices.Sort(stops)
+	b.ReportMetric(float64(pct(stops, 99).Microseconds())/1000, "stop-p99-ms")
 	b.ReportMetric(float64(rss)/1024, "idle-shim-MiB")
+	b.ReportMetric(float64(deadlines), "deadline-takeovers")
 	b.ReportMetric(0, "ns/op") // a handoff's wall time is the figures above, not this
 }
 
+// pct is the nearest-rank percentile of sorted: with few samples, p99 is
+// the largest.
 func pct(sorted []time.Duration, p int) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
-	return sorted[(len(sorted)-1)*p/100]
+	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
+	return sorted[max(rank, 1)-1]
 }
 
 // residentKiB is VmRSS of pid.

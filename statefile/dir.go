@@ -82,10 +82,34 @@ func (d *Dir) Write(rec proto.Record) (string, error) {
 	return path, nil
 }
 
+// Publish is Write for a record someone is waiting for: the rename that
+// makes it visible comes before the fsyncs that make it durable, which
+// takes the disk off the waiter's path. The price: a host crash right after
+// the rename can leave a file under the final name that fails its checksum
+// (readers reject it as corrupt) instead of the previous record. The
+// outgoing shim's snapshot is such a record: it matters only while the
+// standby waits for it.
+func (d *Dir) Publish(rec proto.Record) (string, error) {
+	path := filepath.Join(d.path, proto.RecordFileName(rec))
+	b, err := Encode(rec)
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := writeFile(path, b, false); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
 // WriteFileAtomic writes b to path through a temp file in the same
 // directory: exclusive create with mode 0600, write, fsync, rename, fsync
 // the directory.
-func WriteFileAtomic(path string, b []byte) (err error) {
+func WriteFileAtomic(path string, b []byte) error { return writeFile(path, b, true) }
+
+// writeFile writes b to path through a temp file and a rename; with
+// syncFirst the temp file is fsynced before the rename, else after it.
+// The directory is fsynced last either way.
+func writeFile(path string, b []byte, syncFirst bool) (err error) {
 	dir, name := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -106,13 +130,21 @@ func WriteFileAtomic(path string, b []byte) (err error) {
 	if _, err = f.Write(b); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write %s: fsync: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if syncFirst {
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("write %s: fsync: %w", path, err)
+		}
 	}
 	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if !syncFirst {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: fsync: %w", path, err)
+		}
+	}
+	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return syncDir(dir)

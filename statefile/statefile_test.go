@@ -311,6 +311,36 @@ func TestWriteThenList(t *testing.T) {
 	}
 }
 
+// Publish stores what Write stores, with the same mode, and leaves no temp
+// file behind.
+func TestPublish(t *testing.T) {
+	d, err := statefile.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := prototest.Snapshot("PortChannel1", 4, 3, clock)
+	p, err := d.Publish(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := statefile.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Compared as encoded: time.Time's location differs after decoding.
+	wb, _ := statefile.Encode(want)
+	gb, _ := statefile.Encode(got)
+	if !bytes.Equal(wb, gb) {
+		t.Fatalf("read back differs:\nwant %+v\ngot  %+v", want, got)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	if des, _ := os.ReadDir(d.Path()); len(des) != 1 {
+		t.Errorf("%d files in the directory, want the record alone", len(des))
+	}
+}
+
 // TestHelperWriter is not a test: TestWriteKilledAnyInstant runs it in a
 // child process that writes two alternating versions of one record until it
 // is killed.

@@ -48,7 +48,7 @@ func (s *Shim) handOver(ctx context.Context) error {
 		snap.TeamdStop += fmt.Sprintf("; no state: %v", dumpErr)
 	}
 	snap.LAGDump = s.readDump(s.lag, func(b []byte) error { _, err := proto.ParseLAGDump(b); return err })
-	if _, err := s.dir.Write(snap); err != nil {
+	if _, err := s.dir.Publish(snap); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	s.log.Info("snapshot written", "members", len(snap.Members), "took", time.Since(taken))

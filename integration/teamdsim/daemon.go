@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -234,11 +235,16 @@ func (d *Daemon) removePort(name string) bool {
 	return true
 }
 
+// closePorts closes every port's socket at once: closing an AF_PACKET
+// socket waits for an RCU grace period (synchronize_net), and one after
+// the other they would add up on the handoff's critical path.
 func (d *Daemon) closePorts() {
+	var wg sync.WaitGroup
 	for name, c := range d.conns {
-		c.Close()
+		wg.Go(func() { c.Close() })
 		delete(d.conns, name)
 	}
+	wg.Wait()
 }
 
 // read feeds one port's received frames to the state goroutine.
