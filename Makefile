@@ -48,11 +48,12 @@ lint:
 	@[ -x $(STATICCHECK) ] || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
 	$(STATICCHECK) ./...
 
-# The README's main job, until the supervisor lands: a handoff of two
-# fast-mode LAGs done by hand against a real LACP peer, with the peer's
-# per-member verdict, then the record inspector on sample records.
+# The README's main job, until the supervisor lands: eight fast-mode LAGs
+# handed over by teamd-shim (old shims get SIGUSR1, as the supervisor will
+# send it) against a real LACP peer, with the peer's per-member verdict,
+# then the record inspector on sample records.
 demo: deps build
-	$(GO) test -count=1 -v -run 'TestIntegrationHandoffByHand/SIGUSR2' ./integration/
+	$(GO) test -count=1 -v -run 'TestIntegrationShimHandsOverEightLAGs' ./integration/
 	$(BIN)/teamd-state show internal/cli/statecmd/testdata/samples/teamdwarm
 	$(BIN)/teamd-state show internal/cli/statecmd/testdata/samples/teamdwarm/PortChannel1.snapshot
 
