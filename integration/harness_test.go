@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/integration/testbed"
+	"github.com/teamdwarm/teamdwarm/internal/testbin"
 	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
 )
 
@@ -39,16 +39,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bins.teamdsim = filepath.Join(dir, "teamdsim")
-	bins.shim = filepath.Join(dir, "teamd-shim")
-	for out, pkg := range map[string]string{bins.teamdsim: "../integration/cmd/teamdsim", bins.shim: "../cmd/teamd-shim"} {
-		build := exec.Command("go", "build", "-o", out, pkg)
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, b)
-			os.Exit(1)
-		}
+	built, err := testbin.Build(dir, "cmd/teamd-shim", "integration/cmd/teamdsim")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
+	bins.shim, bins.teamdsim = built["cmd/teamd-shim"], built["integration/cmd/teamdsim"]
 	code := m.Run()
 	os.RemoveAll(dir)
 	if os.Geteuid() == 0 {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/internal/testbin"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 	"golang.org/x/sys/unix"
@@ -27,16 +28,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bins.shim = filepath.Join(dir, "teamd-shim")
-	bins.teamdsim = filepath.Join(dir, "teamdsim")
-	for out, pkg := range map[string]string{bins.shim: "../cmd/teamd-shim", bins.teamdsim: "../integration/cmd/teamdsim"} {
-		build := exec.Command("go", "build", "-o", out, pkg)
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, b)
-			os.Exit(1)
-		}
+	built, err := testbin.Build(dir, "cmd/teamd-shim", "integration/cmd/teamdsim")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
+	bins.shim, bins.teamdsim = built["cmd/teamd-shim"], built["integration/cmd/teamdsim"]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

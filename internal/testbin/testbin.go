@@ -1,0 +1,31 @@
+// Package testbin builds the project's programs for tests that run them as
+// real processes (the shim, the teamd stand-in): static, like the images
+// they go into.
+package testbin
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+)
+
+// Module is the project's module path.
+const Module = "github.com/teamdwarm/teamdwarm"
+
+// Build builds each main package, given relative to the module root (e.g.
+// "cmd/teamd-shim"), into dir, and returns the binaries' paths by package.
+func Build(dir string, pkgs ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, pkg := range pkgs {
+		bin := filepath.Join(dir, path.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", bin, Module+"/"+pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("building %s: %v\n%s", pkg, err, b)
+		}
+		out[pkg] = bin
+	}
+	return out, nil
+}
