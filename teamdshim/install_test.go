@@ -2,6 +2,7 @@ package teamdshim_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,5 +124,47 @@ func TestInitWithoutConfigs(t *testing.T) {
 	p := start(t, e.vars(), bins.shim, "init", "--config-dir", t.TempDir())
 	if code := p.exit(t, 5*time.Second); code != 1 || !strings.Contains(p.out.String(), "no *.conf or *.json") {
 		t.Fatalf("exit %d, output %q", code, p.out.String())
+	}
+}
+
+// Children orphaned inside the container come to init, which reaps them:
+// no zombie is left behind.
+func TestInitReapsOrphans(t *testing.T) {
+	e := newEnv(t)
+	pidFile := filepath.Join(t.TempDir(), "orphan.pid")
+	// A teamd that leaves an orphan behind: its subshell exits at once,
+	// and the sleep is reparented to init (a subreaper here, PID 1 in a
+	// container).
+	teamd := filepath.Join(t.TempDir(), "teamd")
+	script := "#!/bin/sh\n(sleep 0.3 & echo $! > " + pidFile + ")\nexec " + bins.teamdsim + ` "$@"` + "\n"
+	if err := os.WriteFile(teamd, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	confs := writeConfigs(t, map[string]string{"PortChannel1.conf": config("PortChannel1")})
+	p := start(t, e.vars(), bins.shim, "init", "--config-dir", confs, "--teamd", teamd)
+	activeRecord(t, e.dir, "PortChannel1", 1)
+	orphan := readPID(t, pidFile)
+	// Its parent is init: only init can reap it, so if it goes away, init did.
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", orphan)); err == nil {
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if want := fmt.Sprint(p.cmd.Process.Pid); len(fields) < 2 || fields[1] != want {
+			t.Fatalf("orphan's parent: %v, want init %s", fields[1:2], want)
+		}
+	}
+	waitGone(t, orphan, 5*time.Second) // it has exited; now it must not stay a zombie
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", orphan))
+		if err != nil {
+			break // reaped
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("orphan %d not reaped: %s", orphan, stat)
+		}
+		time.Sleep(10 * time.Millisecond) // reaping has no event a non-parent can wait on
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exit(t, 5*time.Second); code != 0 {
+		t.Fatalf("init: exit %d", code)
 	}
 }
