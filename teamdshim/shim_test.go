@@ -1,10 +1,12 @@
 package teamdshim_test
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -188,5 +190,35 @@ func TestUsageErrors(t *testing.T) {
 				t.Error("teamd was started")
 			}
 		})
+	}
+}
+
+// status shows each LAG's records: role, epoch, age; as text and JSON.
+func TestStatus(t *testing.T) {
+	e := newEnv(t)
+	runShim(t, e, "PortChannel1", nil)
+	activeRecord(t, e.dir, "PortChannel1", 1)
+	text := start(t, e.vars(), bins.shim, "status", e.dir)
+	if code := text.exit(t, 5*time.Second); code != 0 {
+		t.Fatalf("status: exit %d", code)
+	}
+	if out := text.out.String(); !strings.Contains(out, "LAG") || !regexp.MustCompile(`PortChannel1\s+active\s+1\s+\d+\.\ds`).MatchString(out) {
+		t.Errorf("status table:\n%s", out)
+	}
+	js := start(t, e.vars(), bins.shim, "status", "--json", e.dir)
+	if code := js.exit(t, 5*time.Second); code != 0 {
+		t.Fatalf("status --json: exit %d", code)
+	}
+	var items []struct {
+		Kind  string `json:"kind"`
+		LAG   string `json:"lag"`
+		Epoch uint64 `json:"epoch"`
+	}
+	if err := json.Unmarshal([]byte(js.out.String()), &items); err != nil || len(items) != 1 || items[0].Kind != "active" || items[0].Epoch != 1 {
+		t.Errorf("status --json: %v %+v\n%s", err, items, js.out.String())
+	}
+	missing := start(t, e.vars(), bins.shim, "status", filepath.Join(e.dir, "nope"))
+	if code := missing.exit(t, 5*time.Second); code != 1 || !strings.Contains(missing.out.String(), "record directory") {
+		t.Errorf("status of a missing directory: exit %d, %q", code, missing.out.String())
 	}
 }
