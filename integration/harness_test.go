@@ -1,14 +1,12 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,27 +86,11 @@ func newBed(t testing.TB, lags, members int) *testbed.Bed {
 type sim struct {
 	cmd    *exec.Cmd
 	runDir string
-	log    *syncBuffer
+	log    *testbin.Buffer
 	done   chan struct{}
 	lag    testbed.LAG
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type simOpts struct {
 	warm     bool
@@ -132,7 +114,7 @@ func startSim(t testing.TB, b *testbed.Bed, l testbed.LAG, o simOpts) *sim {
 	if o.takeover != "" {
 		args = append(args, "--takeover-signal="+o.takeover)
 	}
-	s := &sim{runDir: o.runDir, log: &syncBuffer{}, done: make(chan struct{}), lag: l}
+	s := &sim{runDir: o.runDir, log: &testbin.Buffer{}, done: make(chan struct{}), lag: l}
 	s.cmd = exec.Command("ip", args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {

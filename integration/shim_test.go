@@ -13,6 +13,7 @@ import (
 
 	"github.com/teamdwarm/teamdwarm/integration/testbed"
 	"github.com/teamdwarm/teamdwarm/internal/monoclock"
+	"github.com/teamdwarm/teamdwarm/internal/testbin"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 )
@@ -47,7 +48,7 @@ func startShim(t testing.TB, b *testbed.Bed, l testbed.LAG, o shimOpts) *shimmed
 	}
 	args = append(args, o.flags...)
 	args = append(args, "--", bins.teamdsim, "-t", l.Name, "-c", l.TeamdConfig(true), "-L", o.dumpDir)
-	s := &sim{runDir: runDir, log: &syncBuffer{}, done: make(chan struct{}), lag: l}
+	s := &sim{runDir: runDir, log: &testbin.Buffer{}, done: make(chan struct{}), lag: l}
 	s.cmd = exec.Command("ip", args...) // ip netns exec execs: the pid is the shim's
 	s.cmd.Env = append(os.Environ(), "TEAMDWARM_RUN_DIR="+runDir, "TEAMDSIM_RUN_DIR="+runDir,
 		"TEAMDSIM_TAKEOVER_SIGNAL="+o.takeover, "TEAMDSIM_FAULT="+o.fault)

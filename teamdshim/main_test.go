@@ -1,14 +1,12 @@
 package teamdshim_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,30 +63,14 @@ func config(lag string) string {
 // proc is a process a test started; it is killed at cleanup.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testbin.Buffer
 	done chan struct{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func start(t *testing.T, vars []string, argv ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(argv[0], argv[1:]...), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(argv[0], argv[1:]...), out: &testbin.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = vars
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	// Its own process group: cleanup kills the shim and its teamd.

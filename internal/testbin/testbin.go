@@ -4,11 +4,13 @@
 package testbin
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"sync"
 )
 
 // Module is the project's module path.
@@ -28,4 +30,22 @@ func Build(dir string, pkgs ...string) (map[string]string, error) {
 		out[pkg] = bin
 	}
 	return out, nil
+}
+
+// Buffer collects a process's output while a test reads it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer // guarded by mu
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
