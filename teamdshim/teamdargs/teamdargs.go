@@ -44,6 +44,9 @@ func Parse(args []string) (Args, error) {
 		}
 		if long, ok := strings.CutPrefix(w, "--"); ok {
 			name, val, _ := strings.Cut(long, "=")
+			if name == "" {
+				return a, fmt.Errorf("option %q has no name", w)
+			}
 			a.Opts = append(a.Opts, Opt{Name: name, Value: val, Long: true})
 			continue
 		}

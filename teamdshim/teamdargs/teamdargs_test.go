@@ -42,7 +42,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
-	for _, args := range [][]string{{"-t"}, {"-x"}, {"stray"}, {"-t", "a", "--", "b"}, {"-"}, {"-:"}} {
+	for _, args := range [][]string{{"-t"}, {"-x"}, {"stray"}, {"-t", "a", "--", "b"}, {"-"}, {"-:"}, {"--="}, {"--=x"}} {
 		if _, err := Parse(args); err == nil {
 			t.Errorf("Parse(%q): no error", args)
 		}
