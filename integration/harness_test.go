@@ -91,7 +91,6 @@ type sim struct {
 	lag    testbed.LAG
 }
 
-
 type simOpts struct {
 	warm     bool
 	takeover string // --takeover-signal
@@ -115,20 +114,29 @@ func startSim(t testing.TB, b *testbed.Bed, l testbed.LAG, o simOpts) *sim {
 		args = append(args, "--takeover-signal="+o.takeover)
 	}
 	s := &sim{runDir: o.runDir, log: &testbin.Buffer{}, done: make(chan struct{}), lag: l}
-	s.cmd = exec.Command("ip", args...)
+	s.launch(t, exec.Command("ip", args...), "stand-in")
+	return s
+}
+
+// launch starts cmd as s, in its own process group, which cleanup kills
+// (the stand-in, or a shim and its teamd). ip netns exec execs, so the pid
+// is the program's.
+func (s *sim) launch(t testing.TB, cmd *exec.Cmd, what string) {
+	t.Helper()
+	s.cmd = cmd
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
-		s.signal(syscall.SIGKILL)
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		<-s.done
 		if t.Failed() {
-			t.Logf("%s stand-in (pid %d) log:\n%s", l.Name, s.cmd.Process.Pid, s.log.String())
+			t.Logf("%s %s (pid %d) log:\n%s", s.lag.Name, what, s.cmd.Process.Pid, s.log.String())
 		}
 	})
-	return s
 }
 
 func (s *sim) signal(sig syscall.Signal) {

@@ -30,7 +30,7 @@ func BenchmarkShimHandoff(b *testing.B) {
 func benchHandoff(b *testing.B, lags int) {
 	bed := newBed(b, lags, 2)
 	dir, dump := recordDir(b), b.TempDir()
-	var olds []*shimmed
+	var olds []*sim
 	for _, l := range bed.LAGs {
 		olds = append(olds, startShim(b, bed, l, shimOpts{dir: dir, dumpDir: dump}))
 	}
@@ -48,7 +48,7 @@ func benchHandoff(b *testing.B, lags int) {
 	for i := range b.N {
 		epoch := uint64(i + 1)
 		b.StopTimer()
-		var news []*shimmed
+		var news []*sim
 		for _, l := range bed.LAGs {
 			news = append(news, startShim(b, bed, l, shimOpts{role: "standby", epoch: int(epoch + 1), dir: dir, dumpDir: dump, takeover: "SIGUSR2"}))
 		}

@@ -18,11 +18,6 @@ import (
 	"github.com/teamdwarm/teamdwarm/statefile"
 )
 
-// shimmed is a teamd-shim around a stand-in, in the DUT namespace.
-type shimmed struct {
-	*sim // cmd is the shim; runDir is its teamd's
-}
-
 type shimOpts struct {
 	role     string // "" (active) or "standby"
 	epoch    int
@@ -33,7 +28,9 @@ type shimOpts struct {
 	flags    []string
 }
 
-func startShim(t testing.TB, b *testbed.Bed, l testbed.LAG, o shimOpts) *shimmed {
+// startShim starts a teamd-shim around a stand-in in the DUT namespace;
+// the returned sim's cmd is the shim, its runDir teamd's.
+func startShim(t testing.TB, b *testbed.Bed, l testbed.LAG, o shimOpts) *sim {
 	t.Helper()
 	runDir := t.TempDir()
 	args := []string{"netns", "exec", b.DUT, bins.shim, "run", "--dir", o.dir}
@@ -49,23 +46,11 @@ func startShim(t testing.TB, b *testbed.Bed, l testbed.LAG, o shimOpts) *shimmed
 	args = append(args, o.flags...)
 	args = append(args, "--", bins.teamdsim, "-t", l.Name, "-c", l.TeamdConfig(true), "-L", o.dumpDir)
 	s := &sim{runDir: runDir, log: &testbin.Buffer{}, done: make(chan struct{}), lag: l}
-	s.cmd = exec.Command("ip", args...) // ip netns exec execs: the pid is the shim's
-	s.cmd.Env = append(os.Environ(), "TEAMDWARM_RUN_DIR="+runDir, "TEAMDSIM_RUN_DIR="+runDir,
+	cmd := exec.Command("ip", args...)
+	cmd.Env = append(os.Environ(), "TEAMDWARM_RUN_DIR="+runDir, "TEAMDSIM_RUN_DIR="+runDir,
 		"TEAMDSIM_TAKEOVER_SIGNAL="+o.takeover, "TEAMDSIM_FAULT="+o.fault)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // cleanup kills the shim and its teamd
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-		if t.Failed() {
-			t.Logf("%s shim (pid %d, %s epoch %d) log:\n%s", l.Name, s.cmd.Process.Pid, o.role, o.epoch, s.log.String())
-		}
-	})
-	return &shimmed{s}
+	s.launch(t, cmd, fmt.Sprintf("shim (%s epoch %d)", o.role, o.epoch))
+	return s
 }
 
 // awaitRecords waits until every LAG has a record of kind k that ok
@@ -133,7 +118,7 @@ func recordDir(t testing.TB) string {
 func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
 	b := newBed(t, 8, 2)
 	dir, dump := recordDir(t), t.TempDir()
-	var olds []*shimmed
+	var olds []*sim
 	for _, l := range b.LAGs {
 		olds = append(olds, startShim(t, b, l, shimOpts{dir: dir, dumpDir: dump}))
 	}

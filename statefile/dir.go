@@ -70,17 +70,7 @@ func (d *Dir) File(lag string, k proto.Kind) string {
 // Write stores rec atomically and durably under its file name
 // (proto.FileName) and returns the path. Whenever the writer dies, the final
 // name holds either the previous complete record or this one.
-func (d *Dir) Write(rec proto.Record) (string, error) {
-	path := filepath.Join(d.path, proto.RecordFileName(rec))
-	b, err := Encode(rec)
-	if err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := WriteFileAtomic(path, b); err != nil {
-		return "", err
-	}
-	return path, nil
-}
+func (d *Dir) Write(rec proto.Record) (string, error) { return d.store(rec, true) }
 
 // Publish is Write for a record someone is waiting for: the rename that
 // makes it visible comes before the fsyncs that make it durable, which
@@ -89,13 +79,16 @@ func (d *Dir) Write(rec proto.Record) (string, error) {
 // (readers reject it as corrupt) instead of the previous record. The
 // outgoing shim's snapshot is such a record: it matters only while the
 // standby waits for it.
-func (d *Dir) Publish(rec proto.Record) (string, error) {
+func (d *Dir) Publish(rec proto.Record) (string, error) { return d.store(rec, false) }
+
+// store encodes rec and writes it under its file name (see writeFile).
+func (d *Dir) store(rec proto.Record, syncFirst bool) (string, error) {
 	path := filepath.Join(d.path, proto.RecordFileName(rec))
 	b, err := Encode(rec)
 	if err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := writeFile(path, b, false); err != nil {
+	if err := writeFile(path, b, syncFirst); err != nil {
 		return "", err
 	}
 	return path, nil

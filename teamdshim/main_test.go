@@ -67,7 +67,6 @@ type proc struct {
 	done chan struct{}
 }
 
-
 func start(t *testing.T, vars []string, argv ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(argv[0], argv[1:]...), out: &testbin.Buffer{}, done: make(chan struct{})}
