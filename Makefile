@@ -44,6 +44,7 @@ bench: deps build
 
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 lint:
+	@out=$$(gofmt -l .); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 	@[ -x $(STATICCHECK) ] || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
 	$(STATICCHECK) ./...
