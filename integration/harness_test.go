@@ -17,12 +17,13 @@ import (
 )
 
 // bins holds the binaries TestMain builds for the tests.
-var bins struct{ teamdsim, shim string }
+var bins struct{ teamdsim, shim, warm, pause string }
 
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if os.Geteuid() == 0 {
 		testbed.Sweep(os.Getpid(), false) // leftovers of killed runs
+		sweepDocker()
 		// An interrupted run still removes what it made.
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -37,12 +38,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	built, err := testbin.Build(dir, "cmd/teamd-shim", "integration/cmd/teamdsim")
+	built, err := testbin.Build(dir, "cmd/teamd-shim", "integration/cmd/teamdsim", "cmd/teamd-warm", "integration/cmd/pause")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	bins.shim, bins.teamdsim = built["cmd/teamd-shim"], built["integration/cmd/teamdsim"]
+	bins.warm, bins.pause = built["cmd/teamd-warm"], built["integration/cmd/pause"]
 	code := m.Run()
 	os.RemoveAll(dir)
 	if os.Geteuid() == 0 {

@@ -128,8 +128,8 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 			continue
 		}
 		wrappers[p.Pid] = c.LAG
-		_ = p.Release() // the reaper below waits, not os.Process
 		log.Info("started", "lag", c.LAG, "pid", p.Pid, "config", c.Path)
+		_ = p.Release() // the reaper below waits, not os.Process (and Release clears Pid)
 	}
 	for len(wrappers) > 0 {
 		select {

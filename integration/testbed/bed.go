@@ -28,6 +28,11 @@ import (
 type Topology struct {
 	LAGs    int // PortChannel1..N
 	Members int // per LAG, 2 or more (an OVS bond needs two)
+	// DUTPid, if set, is a process whose network namespace becomes the DUT
+	// namespace (ip netns attach), e.g. the container that teamd
+	// containers join; else the DUT namespace is a new one. Close then
+	// only detaches the name: the namespace is the process's.
+	DUTPid int
 }
 
 // Member is one LAG member: a veth pair, DUT side and peer side.
@@ -75,11 +80,17 @@ func New(ctx context.Context, topo Topology, dir string) (_ *Bed, err error) {
 		}
 	}()
 	for _, ns := range []string{b.DUT, b.PEER} {
-		if _, err := run(ctx, "ip", "netns", "add", ns); err != nil {
-			return nil, err
+		if ns == b.DUT && topo.DUTPid != 0 {
+			if _, err := run(ctx, "ip", "netns", "attach", ns, fmt.Sprint(topo.DUTPid)); err != nil {
+				return nil, err
+			}
+			b.onClose(func() error { return detachNetns(ns) })
+		} else {
+			if _, err := run(ctx, "ip", "netns", "add", ns); err != nil {
+				return nil, err
+			}
+			b.onClose(func() error { return deleteNetns(ns) })
 		}
-		ns := ns
-		b.onClose(func() error { return deleteNetns(ns) })
 		if _, err := run(ctx, "ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
 			return nil, err
 		}

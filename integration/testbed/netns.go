@@ -85,6 +85,14 @@ func deleteNetns(ns string) error {
 	return err
 }
 
+// detachNetns removes the name of a namespace that belongs to a process the
+// bed did not start: its processes are left alone, and the namespace (with
+// its veths) goes when they exit.
+func detachNetns(ns string) error {
+	_, err := run(context.Background(), "ip", "netns", "del", ns)
+	return err
+}
+
 // Sweep removes namespaces left by beds of runs that no longer exist (a test
 // binary killed before its cleanup ran), and those of pid itself if
 // self is true. It touches only names this package makes.

@@ -45,7 +45,8 @@ Commands:
   status [--json] [DIR]                  each LAG's records: role, epoch, age
 
 Installed as "teamd", it takes teamd's command line and runs $TEAMDWARM_TEAMD
-(default /usr/bin/teamd.real) through "run".`
+(default /usr/bin/teamd.real) through "run". Installed as "teamdctl", it
+answers "teamdctl TEAM state dump" (what teamd-warm asks in a container).`
 
 // Main is the entry point; it returns the process exit code. argv0 picks
 // the mode: "teamd" means teamd's command line follows.
@@ -62,6 +63,9 @@ func Main(argv0 string, args []string, stdout, stderr io.Writer) int {
 			real = DefaultRealTeamd
 		}
 		code, err = runShim(append([]string{real}, args...), teamdshim.Options{}, io)
+	case filepath.Base(argv0) == "teamdctl":
+		name = "teamdctl"
+		err = teamdctlCmd(args, io)
 	case len(args) == 0:
 		err = cli.Usagef("missing command\nusage: %s", usage)
 	default:

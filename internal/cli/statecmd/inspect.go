@@ -107,9 +107,9 @@ func fillRecord(it *Item, rec proto.Record, now time.Time) {
 	}
 }
 
-// inspectDir lists a directory: its records, or else the teamd dump files
+// InspectDir lists a directory: its records, or else the teamd dump files
 // in it. A directory with neither is an error.
-func inspectDir(dir string, now time.Time) ([]Item, error) {
+func InspectDir(dir string, now time.Time) ([]Item, error) {
 	es, err := statefile.List(dir)
 	if err != nil {
 		return nil, err

@@ -16,8 +16,8 @@ func yesno(b bool) string {
 	return "no"
 }
 
-// writeTable prints one line per item: the directory view.
-func writeTable(w io.Writer, items []Item) error {
+// WriteTable prints one line per item: the directory view (teamd-state show DIR).
+func WriteTable(w io.Writer, items []Item) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "LAG\tROLE\tEPOCH\tAGE\tMEMBERS\tDETAIL")
 	for _, it := range items {

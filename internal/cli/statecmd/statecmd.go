@@ -74,14 +74,14 @@ func show(args []string, io cli.IO) error {
 			continue
 		}
 		if dir {
-			items, err := inspectDir(p, now)
+			items, err := InspectDir(p, now)
 			if err != nil {
 				fmt.Fprintf(io.Stderr, "teamd-state: %v\n", err)
 				failed = true
 				continue
 			}
 			if !asJSON {
-				if err := writeTable(io.Stdout, items); err != nil {
+				if err := WriteTable(io.Stdout, items); err != nil {
 					return err
 				}
 			}

@@ -1,0 +1,360 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/teamdwarm/teamdwarm/integration/dut"
+	"github.com/teamdwarm/teamdwarm/integration/testbed"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/supervisor"
+)
+
+// sweepDocker removes containers and images of killed runs; without a
+// dockerd there is nothing to sweep.
+func sweepDocker() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = dut.Sweep(ctx)
+}
+
+// needDocker skips a test that needs the live dockerd (failing under CI,
+// where it must be there).
+func needDocker(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := supervisor.Dial()
+	if err == nil {
+		_, err = c.Ping(ctx)
+		c.Close()
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI needs the Docker Engine for the supervisor's tests: %v", err)
+		}
+		t.Skipf("needs a Docker Engine: %v", err)
+	}
+}
+
+// box is a SONiC-like switch for the supervisor: a bed whose DUT
+// namespace is a holder container's, teamd images, the warmboot directory
+// the teamd containers share, and their configs.
+type box struct {
+	bed      *testbed.Bed
+	lab      *dut.Lab
+	holder   *dut.Holder
+	name     string            // the teamd container's name, unique to the test
+	warmboot string            // host side of /var/warmboot
+	dir      string            // the record directory on the host
+	configs  string            // host side of /etc/teamd
+	images   map[string]string // version -> image reference
+}
+
+// image is a version of the teamd image to build; env is added to it.
+type imageVersion struct {
+	name string
+	env  []string
+}
+
+func newBox(t *testing.T, lags, members int, versions ...imageVersion) *box {
+	t.Helper()
+	needBed(t)
+	needDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lab, err := dut.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("docker teardown: %v", err)
+		}
+	})
+	bx := &box{lab: lab, name: "teamd-" + lab.ID, images: map[string]string{}}
+	b := dut.Binaries{Shim: bins.shim, Teamd: bins.teamdsim, Pause: bins.pause}
+	for _, v := range versions {
+		ref := fmt.Sprintf("teamdwarm-test/teamd:%s-%s", lab.ID, v.name)
+		if _, err := lab.BuildImage(ctx, ref, v.name, b, v.env...); err != nil {
+			t.Fatal(err)
+		}
+		bx.images[v.name] = ref
+	}
+	if bx.holder, err = lab.StartHolder(ctx, bx.images[versions[0].name]); err != nil {
+		t.Fatal(err)
+	}
+	bx.bed, err = testbed.New(ctx, testbed.Topology{LAGs: lags, Members: members, DUTPid: bx.holder.Pid}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := bx.bed.Close(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+	})
+	root := t.TempDir()
+	bx.warmboot, bx.configs = filepath.Join(root, "warmboot"), filepath.Join(root, "teamd")
+	bx.dir = filepath.Join(bx.warmboot, "teamdwarm")
+	if _, err := statefile.OpenDir(bx.dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := dut.WriteConfigs(bx.configs, bx.bed.LAGs); err != nil {
+		t.Fatal(err)
+	}
+	return bx
+}
+
+// runTeamd starts the teamd container of version v and waits until every
+// LAG is active at epoch 1 and negotiated with the peer.
+func (bx *box) runTeamd(t *testing.T, v string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id, err := bx.lab.RunTeamd(ctx, dut.Teamd{Name: bx.name, Image: bx.images[v], Holder: bx.holder,
+		Warmboot: bx.warmboot, Configs: bx.configs, RestartPolicy: "unless-stopped"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			bx.logs(t)
+		}
+	})
+	awaitRecords(t, bx.dir, proto.KindActive, bx.bed.LAGs, 30*time.Second, epochIs(1))
+	negotiated(t, bx.bed)
+	return id
+}
+
+// logs logs the end of every lab container's log.
+func (bx *box) logs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, _ := bx.lab.Containers(ctx)
+	for _, c := range cs {
+		rc, err := bx.lab.Docker.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "40"})
+		if err != nil {
+			continue
+		}
+		var out strings.Builder
+		_, _ = stdcopy.StdCopy(&out, &out, io.LimitReader(rc, 1<<20))
+		rc.Close()
+		t.Logf("container %s %v (%s) log:\n%s", c.ID[:12], c.Names, c.State, out.String())
+	}
+}
+
+// warm runs teamd-warm on the box with --json and returns its report, exit
+// code and progress (stderr).
+func (bx *box) warm(t *testing.T, args ...string) (*supervisor.Report, int, string) {
+	t.Helper()
+	cmd := bx.warmCmd(args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := cmd.ProcessState.ExitCode()
+	if code < 0 {
+		t.Fatalf("teamd-warm %s: %v\n%s", args, err, stderr.String())
+	}
+	t.Logf("teamd-warm %s: exit %d\n%s", strings.Join(args, " "), code, stderr.String())
+	return bx.report(t, stdout.Bytes()), code, stderr.String()
+}
+
+func (bx *box) warmCmd(args ...string) *exec.Cmd {
+	full := append(args[:1:1], "--container", bx.name, "--dir", bx.dir, "--json")
+	return exec.Command(bins.warm, append(full, args[1:]...)...)
+}
+
+func (bx *box) report(t *testing.T, out []byte) *supervisor.Report {
+	t.Helper()
+	var rep supervisor.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("teamd-warm --json: %v:\n%s", err, out)
+	}
+	var text strings.Builder
+	_ = rep.WriteText(&text)
+	t.Logf("report:\n%s", text.String())
+	return &rep
+}
+
+// inspect returns the container named name, or nil if there is none.
+func (bx *box) inspect(t *testing.T, name string) *container.InspectResponse {
+	t.Helper()
+	c, err := bx.lab.Docker.ContainerInspect(context.Background(), name)
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+// unchanged checks that the box is as it was: the container of that ID
+// runs under its name, there is no backup, and no other teamd container.
+func (bx *box) unchanged(t *testing.T, id string) {
+	t.Helper()
+	if c := bx.inspect(t, bx.name); c == nil || c.ID != id || !c.State.Running {
+		t.Errorf("%s is not the old container %s, running", bx.name, id[:12])
+	} else if rp := c.HostConfig.RestartPolicy.Name; rp != "unless-stopped" {
+		t.Errorf("the old container's restart policy is %q, want unless-stopped as before", rp)
+	}
+	if bx.inspect(t, bx.name+supervisor.BackupSuffix) != nil {
+		t.Errorf("%s%s exists", bx.name, supervisor.BackupSuffix)
+	}
+	cs, err := bx.lab.Containers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 2 { // the holder and the teamd container
+		t.Errorf("%d lab containers, want the holder and %s only", len(cs), bx.name)
+	}
+	for _, l := range bx.bed.LAGs {
+		if _, err := os.Stat(filepath.Join(bx.dir, l.Name+".standby")); !os.IsNotExist(err) {
+			t.Errorf("%s.standby is left (%v)", l.Name, err)
+		}
+	}
+}
+
+// upgraded checks a run that handed every LAG over: the report, and the
+// containers after it.
+func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, version string, epoch uint64) {
+	t.Helper()
+	if code != 0 || rep.Result != supervisor.ResultOK {
+		t.Fatalf("exit %d, result %s (%s): want 0 and ok", code, rep.Result, rep.Error)
+	}
+	if rep.FromEpoch != epoch-1 || rep.ToEpoch != epoch || len(rep.LAGs) != len(bx.bed.LAGs) {
+		t.Errorf("epochs %d to %d, %d LAGs: want %d to %d, %d LAGs", rep.FromEpoch, rep.ToEpoch, len(rep.LAGs), epoch-1, epoch, len(bx.bed.LAGs))
+	}
+	for _, l := range rep.LAGs {
+		if l.Result != supervisor.LAGOK || l.Path != proto.PathSnapshot || l.Rate != "fast" {
+			t.Errorf("%s: %s by %s (%s, %s): want a fast LAG handed over ok from its snapshot", l.LAG, l.Result, l.Path, l.Rate, l.Note)
+		}
+		for _, m := range l.Members {
+			if m.GapFrom != "last-pdu" || m.Gap <= 0 {
+				t.Errorf("%s %s: gap %v from %q: want a measured gap from the old teamd's last PDU", l.LAG, m.Name, m.Gap, m.GapFrom)
+			}
+		}
+	}
+	c := bx.inspect(t, bx.name)
+	if c == nil || c.ID == oldID || !c.State.Running || c.Config.Image != bx.images[version] {
+		t.Fatalf("%s is not a new running container of %s", bx.name, bx.images[version])
+	}
+	if c.HostConfig.NetworkMode != container.NetworkMode("container:"+bx.holder.ID) ||
+		len(c.HostConfig.Binds) != 2 || len(c.HostConfig.CapAdd) != 1 || c.HostConfig.RestartPolicy.Name != "unless-stopped" {
+		t.Errorf("new container's settings differ from the old one's: network %s, binds %v, caps %v, restart %q",
+			c.HostConfig.NetworkMode, c.HostConfig.Binds, c.HostConfig.CapAdd, c.HostConfig.RestartPolicy.Name)
+	}
+	if bx.inspect(t, oldID) != nil || bx.inspect(t, bx.name+supervisor.BackupSuffix) != nil {
+		t.Errorf("the old container %s is still there", oldID[:12])
+	}
+}
+
+// The main case, on one box in turn: a missing image is refused
+// and a dry run changes nothing; eight fast-mode LAGs are upgraded v1 to
+// v2, then rolled back to v1; the peer notices neither.
+func TestIntegrationWarmUpgradeAndRollback(t *testing.T) {
+	bx := newBox(t, 8, 2, imageVersion{name: "v1"}, imageVersion{name: "v2"})
+	oldID := bx.runTeamd(t, "v1")
+
+	rep, code, _ := bx.warm(t, "upgrade", "--image", "teamdwarm-test/teamd:no-such-version")
+	if code != 3 || rep.Result != supervisor.ResultRefused || !strings.Contains(rep.Error, "not present locally") {
+		t.Errorf("missing image: exit %d, %s (%s): want 3, refused for the image", code, rep.Result, rep.Error)
+	}
+	bx.unchanged(t, oldID)
+
+	rep, code, _ = bx.warm(t, "upgrade", "--image", bx.images["v2"], "--dry-run")
+	if code != 0 || rep.Result != supervisor.ResultOK || len(rep.LAGs) != 8 {
+		t.Fatalf("dry run: exit %d, %s, %d LAGs (%s): want 0, ok, 8", code, rep.Result, len(rep.LAGs), rep.Error)
+	}
+	for _, l := range rep.LAGs {
+		if l.Rate != "fast" || time.Duration(l.Budget) != 3*time.Second || len(l.Members) != 2 ||
+			l.Members[0].State != "current" || !l.Members[0].Selected {
+			t.Errorf("dry run %s: %+v: want fast, 3 s, two current selected members", l.LAG, l)
+		}
+	}
+	bx.unchanged(t, oldID)
+
+	w := mark(t, bx.bed)
+	rep, code, _ = bx.warm(t, "upgrade", "--image", bx.images["v2"])
+	bx.upgraded(t, rep, code, oldID, "v2", 2)
+	time.Sleep(3500 * time.Millisecond) // three fast periods: an expiry the upgrade caused shows
+	if v := judge(t, bx.bed, w, "8 LAGs upgraded v1 to v2 by teamd-warm"); !v.Clean() {
+		t.Fatal("the peer noticed the upgrade")
+	}
+
+	w = mark(t, bx.bed)
+	rep, code, _ = bx.warm(t, "rollback", "--image", bx.images["v1"])
+	bx.upgraded(t, rep, code, rep.Old.ID, "v1", 3)
+	time.Sleep(3500 * time.Millisecond)
+	if v := judge(t, bx.bed, w, "8 LAGs rolled back v2 to v1 by teamd-warm"); !v.Clean() {
+		t.Fatal("the peer noticed the rollback")
+	}
+}
+
+// A new image whose teamd never hears the partner never gets ready: the
+// supervisor rolls back on its own and the old container serves on, the
+// peer noticing nothing. While the first run waits, a second is refused.
+func TestIntegrationWarmNeverReadyRollsBack(t *testing.T) {
+	bx := newBox(t, 2, 2, imageVersion{name: "v1"}, imageVersion{name: "deaf", env: []string{"TEAMDSIM_FAULT=deaf"}})
+	oldID := bx.runTeamd(t, "v1")
+	w := mark(t, bx.bed)
+
+	first := bx.warmCmd("upgrade", "--image", bx.images["deaf"], "--ready-timeout", "6s")
+	var stdout bytes.Buffer
+	first.Stdout = &stdout
+	progress, err := first.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Process.Kill() })
+	// Wait for the first run's a3, where it holds the lock and waits.
+	var log strings.Builder
+	lines := bufio.NewScanner(progress)
+	for lines.Scan() {
+		log.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), " a3 ") {
+			break
+		}
+	}
+	rep, code, _ := bx.warm(t, "upgrade", "--image", bx.images["deaf"])
+	if code != 3 || !strings.Contains(rep.Error, "another teamd-warm is running") || !strings.Contains(rep.Error, fmt.Sprintf("pid %d", first.Process.Pid)) {
+		t.Errorf("second upgrade: exit %d, %s: want 3, refused naming the first (pid %d)", code, rep.Error, first.Process.Pid)
+	}
+	rest, _ := io.ReadAll(progress)
+	log.Write(rest)
+	_ = first.Wait()
+	t.Logf("first upgrade: exit %d\n%s", first.ProcessState.ExitCode(), log.String())
+	rep = bx.report(t, stdout.Bytes())
+	if code := first.ProcessState.ExitCode(); code != 4 || rep.Result != supervisor.ResultRolledBack ||
+		rep.Stage != supervisor.StageReady || !strings.Contains(rep.Error, "not ready within 6s") {
+		t.Errorf("exit %d, %s at %s (%s): want 4, rolled back at a3 for readiness", code, rep.Result, rep.Stage, rep.Error)
+	}
+	bx.unchanged(t, oldID)
+	for _, l := range bx.bed.LAGs {
+		rec, err := statefile.ReadFile(filepath.Join(bx.dir, l.Name+".active"))
+		if err != nil || rec.RecordEpoch() != 1 {
+			t.Errorf("%s.active: %v, epoch %v: want epoch 1 still", l.Name, err, rec)
+		}
+	}
+	time.Sleep(time.Second) // a fast period past the rollback
+	if v := judge(t, bx.bed, w, "an upgrade that never got ready, rolled back"); !v.Clean() {
+		t.Fatal("the peer noticed the rolled-back upgrade")
+	}
+}

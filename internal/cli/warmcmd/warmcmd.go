@@ -1,0 +1,188 @@
+// Package warmcmd is the teamd-warm command, which upgrade_docker runs: the
+// HLD's warm upgrade and rollback of the teamd container (package
+// supervisor), and a look at where a run stands.
+package warmcmd
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/internal/cli"
+	"github.com/teamdwarm/teamdwarm/internal/cli/statecmd"
+	"github.com/teamdwarm/teamdwarm/supervisor"
+)
+
+const usage = `teamd-warm <command> [flags]
+
+Commands:
+  upgrade  --image IMAGE [flags]   hand every LAG to a new container of IMAGE
+  rollback --image IMAGE [flags]   the same flow, back to the previous image
+  status   [flags]                 the containers, the lock, the records
+
+Exit status: 0 every LAG is served by the new container; 1 failed after the
+cutover, or a rollback that did not complete (look at the report); 2 usage;
+3 refused by preflight (nothing was changed); 4 failed before the cutover
+and rolled back (the old container serves every LAG).`
+
+// Exit codes beyond cli's.
+const (
+	ExitRefused    = 3
+	ExitRolledBack = 4
+)
+
+// Run runs teamd-warm with args (without the program name). The Docker
+// Engine is the one the environment names (DOCKER_HOST; the local socket by
+// default).
+func Run(ctx context.Context, args []string, io cli.IO) error {
+	if len(args) == 0 {
+		return cli.Usagef("missing command\nusage: %s", usage)
+	}
+	switch args[0] {
+	case "upgrade":
+		return upgrade(ctx, supervisor.OpUpgrade, args[1:], io)
+	case "rollback":
+		return upgrade(ctx, supervisor.OpRollback, args[1:], io)
+	case "status":
+		return status(ctx, args[1:], io)
+	case "help", "-h", "--help":
+		fmt.Fprintf(io.Stdout, "usage: %s\n", usage)
+		return nil
+	}
+	return cli.Usagef("unknown command %q\nusage: %s", args[0], usage)
+}
+
+// common are the flags every command has.
+func common(fs *flag.FlagSet, o *supervisor.Options) *bool {
+	fs.StringVar(&o.Container, "container", supervisor.DefaultContainer, "the teamd container")
+	fs.StringVar(&o.Backup, "backup", "", "the old container's name during the flow (default CONTAINER"+supervisor.BackupSuffix+")")
+	fs.StringVar(&o.Dir, "dir", supervisor.DefaultDir, "the record directory on the host (inside the bind mount the containers share)")
+	return fs.Bool("json", false, "print the result as JSON")
+}
+
+func upgrade(ctx context.Context, op supervisor.Operation, args []string, io cli.IO) error {
+	fs := cli.NewFlags(string(op), io.Stderr, "teamd-warm "+string(op)+" --image IMAGE [flags]")
+	var o supervisor.Options
+	asJSON := common(fs, &o)
+	fs.StringVar(&o.Image, "image", "", "the new container's image, present locally (required)")
+	dry := fs.Bool("dry-run", false, "preflight only: print each LAG's rate, members and budget, change nothing")
+	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "a3: roll back if a LAG's standby is not ready by then")
+	fs.DurationVar(&o.Deadline, "deadline", supervisor.DefaultDeadline, "b1: standbys without a valid snapshot take over by then")
+	fs.DurationVar(&o.TakeoverTimeout, "takeover-timeout", supervisor.DefaultTakeoverTimeout, "b2: a LAG not taken over by then has failed")
+	fs.DurationVar(&o.ExitTimeout, "exit-timeout", supervisor.DefaultExitTimeout, "c1: kill the old container if it has not exited by then")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("%s: unexpected arguments %q", op, fs.Args())
+	}
+	if o.Image == "" {
+		return cli.Usagef("%s: --image is required", op)
+	}
+	start := time.Now()
+	o.Progress = func(st supervisor.Step) {
+		fmt.Fprintf(io.Stderr, "teamd-warm: [%6.2fs] %-9s %s\n", st.At.Sub(start).Seconds(), st.Stage, st.Message)
+	}
+	e, err := supervisor.Dial()
+	if err != nil {
+		return fmt.Errorf("docker: %w", err)
+	}
+	s, err := supervisor.New(e, o)
+	if err != nil {
+		return cli.Usagef("%s: %v", op, err)
+	}
+	var rep *supervisor.Report
+	if *dry {
+		rep, err = s.DryRun(ctx)
+	} else {
+		rep, err = s.Upgrade(ctx, op)
+	}
+	if perr := print(io.Stdout, *asJSON, rep); perr != nil {
+		return perr
+	}
+	switch supervisor.ResultOf(err) {
+	case supervisor.ResultOK:
+		return nil
+	case supervisor.ResultRefused:
+		return cli.Exit(ExitRefused, err)
+	case supervisor.ResultRolledBack:
+		return cli.Exit(ExitRolledBack, err)
+	}
+	return cli.Exit(cli.ExitFailure, err)
+}
+
+func print(w io.Writer, asJSON bool, rep *supervisor.Report) error {
+	if asJSON {
+		return cli.JSON(w, rep)
+	}
+	return rep.WriteText(w)
+}
+
+// statusView is what status --json prints: the supervisor's status and the
+// records, as teamd-state show --json prints them.
+type statusView struct {
+	*supervisor.Status
+	Records []statecmd.Item `json:"records"`
+	Error   string          `json:"records_error,omitempty"`
+}
+
+func status(ctx context.Context, args []string, io cli.IO) error {
+	fs := cli.NewFlags("status", io.Stderr, "teamd-warm status [flags]")
+	var o supervisor.Options
+	asJSON := common(fs, &o)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("status: unexpected arguments %q", fs.Args())
+	}
+	e, err := supervisor.Dial()
+	if err != nil {
+		return fmt.Errorf("docker: %w", err)
+	}
+	s, err := supervisor.New(e, o)
+	if err != nil {
+		return cli.Usagef("status: %v", err)
+	}
+	st, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	v := statusView{Status: st, Records: []statecmd.Item{}}
+	if items, err := statecmd.InspectDir(st.Dir, time.Now()); err != nil {
+		v.Error = err.Error()
+	} else {
+		v.Records = items
+	}
+	if *asJSON {
+		return cli.JSON(io.Stdout, v)
+	}
+	for _, c := range st.Containers {
+		if !c.Present {
+			fmt.Fprintf(io.Stdout, "container %-12s absent\n", c.Name)
+			continue
+		}
+		role := c.Role
+		if role == "" {
+			role = "active"
+		}
+		fmt.Fprintf(io.Stdout, "container %-12s %-8s %s  image %s  shims %s", c.Name, c.State, c.ID[:12], c.Image, role)
+		if c.Epoch != "" {
+			fmt.Fprintf(io.Stdout, " (epoch %s)", c.Epoch)
+		}
+		fmt.Fprintln(io.Stdout)
+	}
+	if st.Lock != "" {
+		fmt.Fprintf(io.Stdout, "lock      held by %s\n", st.Lock)
+	} else {
+		fmt.Fprintln(io.Stdout, "lock      free")
+	}
+	fmt.Fprintf(io.Stdout, "records   %s\n", st.Dir)
+	if v.Error != "" {
+		fmt.Fprintf(io.Stdout, "  %s\n", v.Error)
+		return nil
+	}
+	return statecmd.WriteTable(io.Stdout, v.Records)
+}

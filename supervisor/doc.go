@@ -1,0 +1,31 @@
+// Package supervisor is teamd-warm's engine: the HLD's warm upgrade (and
+// rollback) of SONiC's teamd container over the Docker Engine API, as
+// upgrade_docker runs it.
+//
+// The flow, with the HLD's step names:
+//
+//	preflight  lock; old container running with the shared mount; every
+//	           LAG's .active current and of one epoch E; its teamd answers;
+//	           record directory writable; image present; no backup container
+//	a1         rename the container (teamd) to its backup name (teamd_bak)
+//	a2         create the new container from the old one's settings with the
+//	           new image, role standby, epoch E+1, and start it
+//	a3         wait for every LAG's .standby of E+1 with the old config digest
+//	b1         write cutover, send SIGUSR1 to the backup: the point of no return
+//	b2/b3      wait for every LAG's .active of E+1
+//	c1         wait for the backup to exit (bounded), remove it; report
+//
+// # Failure handling
+//
+// Any failure before b1, an interrupt included, rolls back completely: the
+// new container is stopped and removed, the backup renamed back, and the
+// LAGs, still served by the old teamds, never notice. After b1 the flow is
+// not interrupted: each LAG either takes over from its snapshot or, if the
+// snapshot is late or bad, on its own before the peer's deadline (the
+// shim's job); the report says which path each LAG took and whether its
+// new teamd was seen transmitting, and Upgrade returns an error if any LAG
+// failed.
+//
+// The supervisor speaks Docker and reads records; it knows nothing of LACP
+// beyond what teamd's StateDump says about a LAG's rate and members.
+package supervisor

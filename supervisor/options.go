@@ -1,0 +1,108 @@
+package supervisor
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults; each is an Options field.
+const (
+	// DefaultContainer is SONiC's teamd container.
+	DefaultContainer = "teamd"
+	// BackupSuffix names the old container during the flow (HLD a1).
+	BackupSuffix = "_bak"
+	// DefaultDir is the host side of the record directory: SONiC mounts
+	// /host/warmboot at /var/warmboot in the teamd container.
+	DefaultDir = "/host/warmboot/teamdwarm"
+	// DefaultReadyTimeout bounds a3. A fast-rate standby is ready within a
+	// few seconds of its start; a slow-rate one hears its partner only
+	// every 30 s.
+	DefaultReadyTimeout = 90 * time.Second
+	// DefaultDeadline is the cutover's deadline after b1, for the standbys
+	// that get no valid snapshot (they take over by then, or earlier on
+	// their own budget). The peer allows 3 s from the last PDU.
+	DefaultDeadline = 2500 * time.Millisecond
+	// DefaultTakeoverTimeout bounds b2/b3 after b1: the deadline, the
+	// shims' 2 s confirmation of the first PDU, and some slack.
+	DefaultTakeoverTimeout = 8 * time.Second
+	// DefaultExitTimeout bounds the backup's exit after b1 (c1); its shims
+	// kill their teamd after 800 ms and exit once the snapshot is written.
+	DefaultExitTimeout = 10 * time.Second
+	// DefaultStopTimeout is how long a rolled-back new container gets to
+	// stop (its standbys remove their records) before it is killed.
+	DefaultStopTimeout = 5 * time.Second
+)
+
+// Operation names what a run is for; upgrade and rollback are the same
+// flow (HLD: "the process of rollback_docker is the same").
+type Operation string
+
+// The operations.
+const (
+	OpUpgrade  Operation = "upgrade"
+	OpRollback Operation = "rollback"
+	OpDryRun   Operation = "dry-run"
+)
+
+// Options configure a Supervisor.
+type Options struct {
+	Container string // DefaultContainer if ""
+	Backup    string // Container+BackupSuffix if ""
+	// Image is the new container's image, present locally (there is no
+	// pull: a switch upgrades from a loaded image).
+	Image string
+	// Dir is the host path of the record directory, inside the bind
+	// mount the containers share.
+	Dir             string
+	ReadyTimeout    time.Duration
+	Deadline        time.Duration
+	TakeoverTimeout time.Duration
+	ExitTimeout     time.Duration
+	StopTimeout     time.Duration
+	// Progress, if set, gets every step of the flow as it happens.
+	Progress func(Step)
+	Logger   *slog.Logger
+}
+
+// Step is one line of progress.
+type Step struct {
+	Stage   Stage
+	Message string
+	At      time.Time
+}
+
+func (o *Options) defaults() error {
+	if o.Container == "" {
+		o.Container = DefaultContainer
+	}
+	if o.Backup == "" {
+		o.Backup = o.Container + BackupSuffix
+	}
+	if o.Backup == o.Container {
+		return fmt.Errorf("backup container name %q is the container's own", o.Backup)
+	}
+	if o.Dir == "" {
+		o.Dir = DefaultDir
+	}
+	for _, d := range []struct {
+		to  *time.Duration
+		def time.Duration
+	}{{&o.ReadyTimeout, DefaultReadyTimeout}, {&o.Deadline, DefaultDeadline},
+		{&o.TakeoverTimeout, DefaultTakeoverTimeout}, {&o.ExitTimeout, DefaultExitTimeout},
+		{&o.StopTimeout, DefaultStopTimeout}} {
+		if *d.to == 0 {
+			*d.to = d.def
+		}
+		if *d.to < 0 {
+			return fmt.Errorf("negative timeout %v", *d.to)
+		}
+	}
+	if o.Deadline >= o.TakeoverTimeout {
+		return fmt.Errorf("deadline %v is not shorter than the takeover timeout %v", o.Deadline, o.TakeoverTimeout)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

@@ -1,0 +1,295 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+)
+
+// plan is what preflight found: the world the flow starts from.
+type plan struct {
+	old      container.InspectResponse
+	oldImage image.InspectResponse
+	newImage image.InspectResponse
+	epoch    uint64 // E: every LAG's current epoch
+	lags     []lagPlan
+}
+
+type lagPlan struct {
+	name   string
+	active *proto.Active
+	state  *teamdctl.State
+}
+
+func (p *plan) lagNames() []string {
+	names := make([]string, len(p.lags))
+	for i, l := range p.lags {
+		names[i] = l.name
+	}
+	return names
+}
+
+func (p *plan) lag(name string) *lagPlan {
+	for i := range p.lags {
+		if p.lags[i].name == name {
+			return &p.lags[i]
+		}
+	}
+	return nil
+}
+
+// fastBudget and slowBudget are how long a peer waits after the last PDU:
+// three periods of 1 s or 30 s.
+const (
+	fastBudget = 3 * time.Second
+	slowBudget = 90 * time.Second
+)
+
+// staleSlack allows for the wall clock between dockerd's start time and a
+// shim's record.
+const staleSlack = 2 * time.Second
+
+// maxParallelExec bounds the teamdctl calls preflight makes at once.
+const maxParallelExec = 8
+
+// checkDir refuses a record directory that is missing, unsafe (what the
+// shims would refuse too), or not writable.
+func checkDir(dir string) error {
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("record directory: %w", err)
+	}
+	d, err := statefile.OpenDir(dir) // checks ownership and mode, creates nothing here
+	if err != nil {
+		return err
+	}
+	probe := filepath.Join(d.Path(), ".teamd-warm.probe")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		return fmt.Errorf("record directory %s is not writable: %w", dir, err)
+	}
+	return os.Remove(probe)
+}
+
+// preflight checks everything the flow needs before it changes anything.
+// The caller holds the lock.
+func (r *run) preflight(ctx context.Context) (*plan, error) {
+	s, p := r.s, &plan{}
+	var err error
+	// The old container: running, and sharing the record directory.
+	if p.old, err = s.engine.ContainerInspect(ctx, s.opts.Container); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("no container %q", s.opts.Container)
+		}
+		return nil, err
+	}
+	r.rep.Old = containerInfo(p.old)
+	if p.old.State == nil || !p.old.State.Running || p.old.HostConfig == nil || p.old.Config == nil {
+		return nil, fmt.Errorf("container %s is not running: there is nothing to hand over", s.opts.Container)
+	}
+	if err := sharesDir(p.old, s.opts.Dir); err != nil {
+		return nil, err
+	}
+	if p.oldImage, err = s.engine.ImageInspect(ctx, p.old.Image); err != nil {
+		return nil, fmt.Errorf("the old container's image %s: %w", p.old.Image, err)
+	}
+	// No backup left from an earlier run: a1 needs its name.
+	if bak, err := s.engine.ContainerInspect(ctx, s.opts.Backup); err == nil {
+		return nil, fmt.Errorf("container %s exists (%s, from an earlier run?): remove it, or rename it back to %s if it serves the LAGs",
+			s.opts.Backup, bak.State.Status, s.opts.Container)
+	} else if !cerrdefs.IsNotFound(err) {
+		return nil, err
+	}
+	// The new image, present here: a switch has no registry to pull from.
+	if p.newImage, err = s.engine.ImageInspect(ctx, s.opts.Image); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("image %s is not present locally: load it first (docker load)", s.opts.Image)
+		}
+		return nil, err
+	}
+	if p.newImage.ID == p.oldImage.ID {
+		r.note("the new image is the old container's own (%s): the teamds restart on the same code", shortID(p.newImage.ID))
+	}
+	if err := r.readActives(p); err != nil {
+		return nil, err
+	}
+	if err := r.askTeamds(ctx, p); err != nil {
+		return nil, err
+	}
+	r.rep.FromEpoch, r.rep.ToEpoch = p.epoch, p.epoch+1
+	return p, nil
+}
+
+// sharesDir checks that dir is inside one of c's bind mounts, so that the
+// shims in the old and the new container see the records the supervisor
+// reads and writes.
+func sharesDir(c container.InspectResponse, dir string) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("record directory: %w", err)
+	}
+	for _, m := range c.Mounts {
+		if m.Type != "bind" {
+			continue
+		}
+		src, err := filepath.EvalSymlinks(m.Source)
+		if err != nil {
+			src = m.Source
+		}
+		if real == src || strings.HasPrefix(real, src+"/") {
+			return nil
+		}
+	}
+	return fmt.Errorf("container %s has no bind mount holding %s: its shims cannot see the records (SONiC mounts /host/warmboot at /var/warmboot)",
+		c.Name[1:], dir)
+}
+
+// readActives reads every LAG's .active: each must be valid, of one epoch,
+// and written since the old container started (else it is a leftover, say
+// of a LAG removed from the config, whose standby would never come).
+func (r *run) readActives(p *plan) error {
+	entries, err := statefile.List(r.s.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("record directory: %w", err)
+	}
+	started, _ := time.Parse(time.RFC3339Nano, p.old.State.StartedAt)
+	epochs := map[uint64][]string{}
+	var problems []string
+	for _, e := range entries {
+		if e.Kind != proto.KindActive {
+			continue
+		}
+		if e.Err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", e.Name, e.Err))
+			continue
+		}
+		a := e.Record.(*proto.Active)
+		if !started.IsZero() && a.Since.Before(started.Add(-staleSlack)) {
+			problems = append(problems, fmt.Sprintf("%s is from %s, before container %s started at %s: a leftover (of a LAG no longer configured?); remove it",
+				e.Name, a.Since.Format(time.RFC3339), r.s.opts.Container, started.Format(time.RFC3339)))
+			continue
+		}
+		epochs[a.Epoch] = append(epochs[a.Epoch], a.LAG)
+		p.lags = append(p.lags, lagPlan{name: a.LAG, active: a})
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("records in %s: %s", r.s.opts.Dir, strings.Join(problems, "; "))
+	}
+	if len(p.lags) == 0 {
+		return fmt.Errorf("no .active record in %s: are the teamds of container %s running under teamd-shim?", r.s.opts.Dir, r.s.opts.Container)
+	}
+	if len(epochs) > 1 {
+		var parts []string
+		for e, lags := range epochs {
+			parts = append(parts, fmt.Sprintf("epoch %d: %s", e, strings.Join(lags, " ")))
+		}
+		sort.Strings(parts)
+		return fmt.Errorf("the LAGs are not of one epoch (%s): a cutover needs one", strings.Join(parts, "; "))
+	}
+	for e := range epochs {
+		p.epoch = e
+	}
+	slices.SortFunc(p.lags, func(a, b lagPlan) int { return strings.Compare(a.name, b.name) })
+	return nil
+}
+
+// askTeamds gets every LAG's state from its teamd in the old container, as
+// an operator would with teamdctl, and refuses LAGs a standby could never
+// match: one whose teamd does not answer, or whose members do not all hear
+// the partner (the standby is ready only when all of them do).
+func (r *run) askTeamds(ctx context.Context, p *plan) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.lags))
+	sem := make(chan struct{}, maxParallelExec)
+	for i := range p.lags {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			l := &p.lags[i]
+			st, err := r.s.teamdState(ctx, p.old.ID, l.name)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: its teamd does not answer: %w", l.name, err)
+				return
+			}
+			l.state = st
+			var bad []string
+			for _, name := range sortedPorts(st) {
+				if ps := st.Ports[name].Runner.State; ps != "current" {
+					bad = append(bad, name+" is "+ps)
+				}
+			}
+			switch {
+			case len(st.Ports) == 0:
+				errs[i] = fmt.Errorf("%s: its teamd has no member ports", l.name)
+			case len(bad) > 0:
+				errs[i] = fmt.Errorf("%s: %s: a standby is ready only when every member hears the partner", l.name, strings.Join(bad, ", "))
+			}
+		}()
+	}
+	wg.Wait()
+	r.rep.LAGs = nil
+	for _, l := range p.lags {
+		r.rep.LAGs = append(r.rep.LAGs, lagReport(l))
+	}
+	return errors.Join(errs...)
+}
+
+func sortedPorts(st *teamdctl.State) []string {
+	names := make([]string, 0, len(st.Ports))
+	for n := range st.Ports {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// lagReport is a LAG's line of the report before the handoff.
+func lagReport(l lagPlan) LAGReport {
+	lr := LAGReport{LAG: l.name, Rate: "-"}
+	if l.state == nil {
+		for _, m := range l.active.Members {
+			lr.Members = append(lr.Members, MemberReport{Name: m, State: "?"})
+		}
+		return lr
+	}
+	lr.Rate, lr.Budget = "slow", Millis(slowBudget)
+	if l.state.Runner.FastRate {
+		lr.Rate, lr.Budget = "fast", Millis(fastBudget)
+	}
+	for _, name := range sortedPorts(l.state) {
+		pr := l.state.Ports[name].Runner
+		lr.Members = append(lr.Members, MemberReport{Name: name, State: pr.State, Selected: pr.Selected})
+	}
+	return lr
+}
+
+func containerInfo(c container.InspectResponse) *ContainerInfo {
+	ci := &ContainerInfo{Name: strings.TrimPrefix(c.Name, "/"), ID: c.ID, ImageID: c.Image}
+	if c.Config != nil {
+		ci.Image = c.Config.Image
+	}
+	if c.State != nil && !c.State.Running && c.State.Status == "exited" {
+		code := c.State.ExitCode
+		ci.ExitCode = &code
+	}
+	return ci
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	return id[:min(12, len(id))]
+}

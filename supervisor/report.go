@@ -1,0 +1,262 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/proto"
+)
+
+// Result is how a run ended.
+type Result string
+
+// The results. Only ResultOK means every LAG is served by the new
+// container; the two rollback results and ResultRefused leave the old one.
+const (
+	ResultOK             Result = "ok"
+	ResultRefused        Result = "refused"         // preflight failed; nothing was changed
+	ResultRolledBack     Result = "rolled-back"     // failed before the cutover; undone, the old container serves
+	ResultRollbackFailed Result = "rollback-failed" // failed before the cutover and the undo failed too: look at the containers
+	ResultFailed         Result = "failed"          // after the cutover, a LAG or the cleanup failed
+)
+
+// Millis is a duration that JSON shows in milliseconds.
+type Millis time.Duration
+
+// MarshalJSON writes the duration as a number of milliseconds.
+func (m Millis) MarshalJSON() ([]byte, error) {
+	return strconv.AppendFloat(nil, float64(m)/float64(time.Millisecond), 'f', 3, 64), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (m *Millis) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("milliseconds: %w", err)
+	}
+	*m = Millis(f * float64(time.Millisecond))
+	return nil
+}
+
+func (m Millis) String() string {
+	d := time.Duration(m)
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return d.Round(100 * time.Microsecond).String()
+}
+
+// Report is the outcome of a run; --json prints it as is:
+//
+//	{
+//	  "operation": "upgrade" | "rollback" | "dry-run",
+//	  "container": "teamd", "image": "docker-teamd:v2", "dir": "/host/warmboot/teamdwarm",
+//	  "result": "ok" | "refused" | "rolled-back" | "rollback-failed" | "failed",
+//	  "error": "why, if not ok", "failed_stage": "a3",
+//	  "old": {"name","id","image","image_id","exit_code"}, "new": {...},
+//	  "from_epoch": 1, "to_epoch": 2,
+//	  "started": "RFC 3339", "took_ms": 4123.5,
+//	  "stages": [{"stage": "preflight", "took_ms": 120.2}, ...],
+//	  "lags": [{
+//	    "lag": "PortChannel1", "rate": "fast", "budget_ms": 3000,
+//	    "members": [{"name": "Ethernet0", "state": "current", "selected": true,
+//	                 "gap_ms": 31.2, "gap_from": "last-pdu" | "cutover"}],
+//	    "path": "snapshot" | "deadline" | ..., "result": "ok" | "unconfirmed" | "no-takeover",
+//	    "takeover_ms": 35.1, "note": "why a deadline path"
+//	  }],
+//	  "notes": ["things worth knowing that are not failures"]
+//	}
+//
+// A member's gap is the silence the handoff left on it: from the old
+// teamd's last PDU (gap_from last-pdu, from the snapshot) or, without a
+// snapshot, from the cutover (gap_from cutover), to the new teamd's first
+// PDU seen leaving. takeover_ms is from the cutover to that first PDU.
+type Report struct {
+	Operation Operation      `json:"operation"`
+	Container string         `json:"container"`
+	Image     string         `json:"image"`
+	Dir       string         `json:"dir"`
+	Result    Result         `json:"result"`
+	Error     string         `json:"error,omitempty"`
+	Stage     Stage          `json:"failed_stage,omitempty"`
+	Old       *ContainerInfo `json:"old,omitempty"`
+	New       *ContainerInfo `json:"new,omitempty"`
+	FromEpoch uint64         `json:"from_epoch,omitempty"`
+	ToEpoch   uint64         `json:"to_epoch,omitempty"`
+	Started   time.Time      `json:"started"`
+	Took      Millis         `json:"took_ms"`
+	Stages    []StageTime    `json:"stages"`
+	LAGs      []LAGReport    `json:"lags"`
+	Notes     []string       `json:"notes,omitempty"`
+}
+
+// ContainerInfo names a container of the run.
+type ContainerInfo struct {
+	Name     string `json:"name"`
+	ID       string `json:"id"`
+	Image    string `json:"image"`
+	ImageID  string `json:"image_id"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+}
+
+// StageTime is how long a stage took.
+type StageTime struct {
+	Stage Stage  `json:"stage"`
+	Took  Millis `json:"took_ms"`
+}
+
+// LAG results.
+const (
+	LAGOK          = "ok"          // the new teamd took over and was seen transmitting
+	LAGUnconfirmed = "unconfirmed" // took over, but its first PDU was not seen on every member
+	LAGNoTakeover  = "no-takeover" // no .active of the new epoch in time
+)
+
+// LAGReport is one LAG: its state before the run and, after a cutover,
+// how it was handed over.
+type LAGReport struct {
+	LAG string `json:"lag"`
+	// Rate is "fast" or "slow", from teamd's runner; Budget is how long
+	// the peer waits after the last PDU (3 periods).
+	Rate     string         `json:"rate"`
+	Budget   Millis         `json:"budget_ms"`
+	Members  []MemberReport `json:"members"`
+	Path     proto.Path     `json:"path,omitempty"`
+	Result   string         `json:"result,omitempty"`
+	Takeover Millis         `json:"takeover_ms,omitempty"`
+	Note     string         `json:"note,omitempty"`
+}
+
+// MemberReport is one member port.
+type MemberReport struct {
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	Selected bool   `json:"selected"`
+	Gap      Millis `json:"gap_ms,omitempty"`
+	GapFrom  string `json:"gap_from,omitempty"`
+}
+
+// Error is the error of a run that did not end ok; Result says what state
+// it left, Stage where it failed.
+type Error struct {
+	Stage  Stage
+	Result Result
+	Err    error
+}
+
+func (e *Error) Error() string {
+	switch e.Result {
+	case ResultRefused:
+		return fmt.Sprintf("refused: %v (nothing was changed)", e.Err)
+	case ResultRolledBack:
+		return fmt.Sprintf("%s: %v; rolled back: the old container serves every LAG", e.Stage, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Stage, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ResultOf is the Result an error of Upgrade stands for.
+func ResultOf(err error) Result {
+	var e *Error
+	if err == nil {
+		return ResultOK
+	}
+	if errors.As(err, &e) {
+		return e.Result
+	}
+	return ResultFailed
+}
+
+// WriteText prints the report for a person: a summary line, one line per
+// member, and the stages' times.
+func (r *Report) WriteText(w io.Writer) error {
+	what := fmt.Sprintf("%s %s to %s", r.Operation, r.Container, r.Image)
+	if r.ToEpoch != 0 {
+		what += fmt.Sprintf(" (epoch %d to %d)", r.FromEpoch, r.ToEpoch)
+	}
+	fmt.Fprintf(w, "%s: %s in %v\n", what, r.Result, r.Took)
+	if r.Error != "" {
+		fmt.Fprintf(w, "  %s\n", r.Error)
+	}
+	if len(r.LAGs) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		handed := r.Operation != OpDryRun && r.Stage != StagePreflight && r.Result != ResultRolledBack && r.Result != ResultRollbackFailed && r.Result != ResultRefused
+		if handed {
+			fmt.Fprintln(tw, "LAG\tRATE\tPATH\tRESULT\tTAKEOVER\tMEMBER\tGAP\tNOTE")
+		} else {
+			fmt.Fprintln(tw, "LAG\tRATE\tBUDGET\tMEMBER\tSTATE\tSELECTED")
+		}
+		for _, l := range r.LAGs {
+			for i, m := range l.Members {
+				lagCols := []string{l.LAG, l.Rate, orDash(string(l.Path)), orDash(l.Result), durOrDash(l.Takeover)}
+				if !handed {
+					lagCols = []string{l.LAG, l.Rate, l.Budget.String()}
+				}
+				if i > 0 {
+					for j := range lagCols {
+						lagCols[j] = ""
+					}
+				}
+				row := append(lagCols, m.Name)
+				if handed {
+					gap := durOrDash(m.Gap)
+					if m.GapFrom == "cutover" {
+						gap += " (from cutover)"
+					}
+					note := ""
+					if i == 0 {
+						note = l.Note
+					}
+					row = append(row, gap, note)
+				} else {
+					row = append(row, m.State, yesno(m.Selected))
+				}
+				fmt.Fprintln(tw, strings.Join(row, "\t"))
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(r.Stages) > 0 {
+		var st []string
+		for _, s := range r.Stages {
+			st = append(st, fmt.Sprintf("%s %v", s.Stage, s.Took))
+		}
+		fmt.Fprintf(w, "stages: %s\n", strings.Join(st, ", "))
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func durOrDash(m Millis) string {
+	if m == 0 {
+		return "-"
+	}
+	return m.String()
+}
+
+func yesno(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
