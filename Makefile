@@ -5,7 +5,7 @@ BIN       := bin
 export CGO_ENABLED ?= 0
 FUZZTIME  ?= 10s
 COMMANDS  := teamd-shim teamd-warm teamd-state
-TOOLS     := teamdsim
+TOOLS     := teamdsim pause teamdwarm-demo
 
 .PHONY: all deps build test unit fuzz bench lint demo clean
 
@@ -49,14 +49,12 @@ lint:
 	@[ -x $(STATICCHECK) ] || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
 	$(STATICCHECK) ./...
 
-# The README's main job, until the supervisor lands: eight fast-mode LAGs
-# handed over by teamd-shim (old shims get SIGUSR1, as the supervisor will
-# send it) against a real LACP peer, with the peer's per-member verdict,
-# then the record inspector on sample records.
+# The README's main job: a warm upgrade of a teamd container, v1 to v2, by
+# teamd-warm on this machine's dockerd, eight fast-mode LAGs facing Open
+# vSwitch; the supervisor's report and the peer's verdict. It removes what
+# it made.
 demo: deps build
-	$(GO) test -count=1 -v -run 'TestIntegrationShimHandsOverEightLAGs' ./integration/
-	$(BIN)/teamd-state show internal/cli/statecmd/testdata/samples/teamdwarm
-	$(BIN)/teamd-state show internal/cli/statecmd/testdata/samples/teamdwarm/PortChannel1.snapshot
+	$(BIN)/teamdwarm-demo -bin $(BIN)
 
 clean:
 	rm -rf $(BIN)

@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +20,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/teamdwarm/teamdwarm/integration/dut"
-	"github.com/teamdwarm/teamdwarm/integration/testbed"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 	"github.com/teamdwarm/teamdwarm/supervisor"
@@ -51,92 +52,43 @@ func needDocker(t testing.TB) {
 	}
 }
 
-// box is a SONiC-like switch for the supervisor: a bed whose DUT
-// namespace is a holder container's, teamd images, the warmboot directory
-// the teamd containers share, and their configs.
-type box struct {
-	bed      *testbed.Bed
-	lab      *dut.Lab
-	holder   *dut.Holder
-	name     string            // the teamd container's name, unique to the test
-	warmboot string            // host side of /var/warmboot
-	dir      string            // the record directory on the host
-	configs  string            // host side of /etc/teamd
-	images   map[string]string // version -> image reference
-}
+// box is a dut.Box under a test.
+type box struct{ *dut.Box }
 
-// image is a version of the teamd image to build; env is added to it.
-type imageVersion struct {
-	name string
-	env  []string
-}
-
-func newBox(t *testing.T, lags, members int, versions ...imageVersion) *box {
+func newBox(t *testing.T, lags, members int, versions ...dut.Version) *box {
 	t.Helper()
 	needBed(t)
 	needDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	lab, err := dut.New(ctx)
+	b, err := dut.NewBox(ctx, dut.BoxOptions{LAGs: lags, Members: members, Versions: versions, Dir: t.TempDir(),
+		Bins: dut.Binaries{Shim: bins.shim, Teamd: bins.teamdsim, Pause: bins.pause}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Errorf("docker teardown: %v", err)
-		}
-	})
-	bx := &box{lab: lab, name: "teamd-" + lab.ID, images: map[string]string{}}
-	b := dut.Binaries{Shim: bins.shim, Teamd: bins.teamdsim, Pause: bins.pause}
-	for _, v := range versions {
-		ref := fmt.Sprintf("teamdwarm-test/teamd:%s-%s", lab.ID, v.name)
-		if _, err := lab.BuildImage(ctx, ref, v.name, b, v.env...); err != nil {
-			t.Fatal(err)
-		}
-		bx.images[v.name] = ref
-	}
-	if bx.holder, err = lab.StartHolder(ctx, bx.images[versions[0].name]); err != nil {
-		t.Fatal(err)
-	}
-	bx.bed, err = testbed.New(ctx, testbed.Topology{LAGs: lags, Members: members, DUTPid: bx.holder.Pid}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := bx.bed.Close(); err != nil {
+		if err := b.Close(); err != nil {
 			t.Errorf("teardown: %v", err)
 		}
 	})
-	root := t.TempDir()
-	bx.warmboot, bx.configs = filepath.Join(root, "warmboot"), filepath.Join(root, "teamd")
-	bx.dir = filepath.Join(bx.warmboot, "teamdwarm")
-	if _, err := statefile.OpenDir(bx.dir); err != nil {
-		t.Fatal(err)
-	}
-	if err := dut.WriteConfigs(bx.configs, bx.bed.LAGs); err != nil {
-		t.Fatal(err)
-	}
-	return bx
+	return &box{b}
 }
 
 // runTeamd starts the teamd container of version v and waits until every
 // LAG is active at epoch 1 and negotiated with the peer.
 func (bx *box) runTeamd(t *testing.T, v string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	id, err := bx.lab.RunTeamd(ctx, dut.Teamd{Name: bx.name, Image: bx.images[v], Holder: bx.holder,
-		Warmboot: bx.warmboot, Configs: bx.configs, RestartPolicy: "unless-stopped"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			bx.logs(t)
 		}
 	})
-	awaitRecords(t, bx.dir, proto.KindActive, bx.bed.LAGs, 30*time.Second, epochIs(1))
-	negotiated(t, bx.bed)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id, err := bx.RunTeamd(ctx, v)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return id
 }
 
@@ -144,9 +96,9 @@ func (bx *box) runTeamd(t *testing.T, v string) string {
 func (bx *box) logs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cs, _ := bx.lab.Containers(ctx)
+	cs, _ := bx.Lab.Containers(ctx)
 	for _, c := range cs {
-		rc, err := bx.lab.Docker.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "40"})
+		rc, err := bx.Lab.Docker.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "40"})
 		if err != nil {
 			continue
 		}
@@ -174,7 +126,7 @@ func (bx *box) warm(t *testing.T, args ...string) (*supervisor.Report, int, stri
 }
 
 func (bx *box) warmCmd(args ...string) *exec.Cmd {
-	full := append(args[:1:1], "--container", bx.name, "--dir", bx.dir, "--json")
+	full := append(args[:1:1], "--container", bx.Name, "--dir", bx.Dir, "--json")
 	return exec.Command(bins.warm, append(full, args[1:]...)...)
 }
 
@@ -193,7 +145,7 @@ func (bx *box) report(t *testing.T, out []byte) *supervisor.Report {
 // inspect returns the container named name, or nil if there is none.
 func (bx *box) inspect(t *testing.T, name string) *container.InspectResponse {
 	t.Helper()
-	c, err := bx.lab.Docker.ContainerInspect(context.Background(), name)
+	c, err := bx.Lab.Docker.ContainerInspect(context.Background(), name)
 	if cerrdefs.IsNotFound(err) {
 		return nil
 	}
@@ -207,23 +159,23 @@ func (bx *box) inspect(t *testing.T, name string) *container.InspectResponse {
 // runs under its name, there is no backup, and no other teamd container.
 func (bx *box) unchanged(t *testing.T, id string) {
 	t.Helper()
-	if c := bx.inspect(t, bx.name); c == nil || c.ID != id || !c.State.Running {
-		t.Errorf("%s is not the old container %s, running", bx.name, id[:12])
+	if c := bx.inspect(t, bx.Name); c == nil || c.ID != id || !c.State.Running {
+		t.Errorf("%s is not the old container %s, running", bx.Name, id[:12])
 	} else if rp := c.HostConfig.RestartPolicy.Name; rp != "unless-stopped" {
 		t.Errorf("the old container's restart policy is %q, want unless-stopped as before", rp)
 	}
-	if bx.inspect(t, bx.name+supervisor.BackupSuffix) != nil {
-		t.Errorf("%s%s exists", bx.name, supervisor.BackupSuffix)
+	if bx.inspect(t, bx.Name+supervisor.BackupSuffix) != nil {
+		t.Errorf("%s%s exists", bx.Name, supervisor.BackupSuffix)
 	}
-	cs, err := bx.lab.Containers(context.Background())
+	cs, err := bx.Lab.Containers(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cs) != 2 { // the holder and the teamd container
-		t.Errorf("%d lab containers, want the holder and %s only", len(cs), bx.name)
+		t.Errorf("%d lab containers, want the holder and %s only", len(cs), bx.Name)
 	}
-	for _, l := range bx.bed.LAGs {
-		if _, err := os.Stat(filepath.Join(bx.dir, l.Name+".standby")); !os.IsNotExist(err) {
+	for _, l := range bx.Bed.LAGs {
+		if _, err := os.Stat(filepath.Join(bx.Dir, l.Name+".standby")); !os.IsNotExist(err) {
 			t.Errorf("%s.standby is left (%v)", l.Name, err)
 		}
 	}
@@ -236,8 +188,8 @@ func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, v
 	if code != 0 || rep.Result != supervisor.ResultOK {
 		t.Fatalf("exit %d, result %s (%s): want 0 and ok", code, rep.Result, rep.Error)
 	}
-	if rep.FromEpoch != epoch-1 || rep.ToEpoch != epoch || len(rep.LAGs) != len(bx.bed.LAGs) {
-		t.Errorf("epochs %d to %d, %d LAGs: want %d to %d, %d LAGs", rep.FromEpoch, rep.ToEpoch, len(rep.LAGs), epoch-1, epoch, len(bx.bed.LAGs))
+	if rep.FromEpoch != epoch-1 || rep.ToEpoch != epoch || len(rep.LAGs) != len(bx.Bed.LAGs) {
+		t.Errorf("epochs %d to %d, %d LAGs: want %d to %d, %d LAGs", rep.FromEpoch, rep.ToEpoch, len(rep.LAGs), epoch-1, epoch, len(bx.Bed.LAGs))
 	}
 	for _, l := range rep.LAGs {
 		if l.Result != supervisor.LAGOK || l.Path != proto.PathSnapshot || l.Rate != "fast" {
@@ -249,17 +201,55 @@ func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, v
 			}
 		}
 	}
-	c := bx.inspect(t, bx.name)
-	if c == nil || c.ID == oldID || !c.State.Running || c.Config.Image != bx.images[version] {
-		t.Fatalf("%s is not a new running container of %s", bx.name, bx.images[version])
+	c := bx.inspect(t, bx.Name)
+	if c == nil || c.ID == oldID || !c.State.Running || c.Config.Image != bx.Images[version] {
+		t.Fatalf("%s is not a new running container of %s", bx.Name, bx.Images[version])
 	}
-	if c.HostConfig.NetworkMode != container.NetworkMode("container:"+bx.holder.ID) ||
+	if c.HostConfig.NetworkMode != container.NetworkMode("container:"+bx.Holder.ID) ||
 		len(c.HostConfig.Binds) != 2 || len(c.HostConfig.CapAdd) != 1 || c.HostConfig.RestartPolicy.Name != "unless-stopped" {
 		t.Errorf("new container's settings differ from the old one's: network %s, binds %v, caps %v, restart %q",
 			c.HostConfig.NetworkMode, c.HostConfig.Binds, c.HostConfig.CapAdd, c.HostConfig.RestartPolicy.Name)
 	}
-	if bx.inspect(t, oldID) != nil || bx.inspect(t, bx.name+supervisor.BackupSuffix) != nil {
+	for _, kv := range []string{"TEAMDWARM_IMAGE_VERSION=" + version, "TEAMDWARM_ROLE=standby", fmt.Sprintf("TEAMDWARM_EPOCH=%d", epoch)} {
+		if !slices.Contains(c.Config.Env, kv) {
+			t.Errorf("new container's environment %q lacks %s", c.Config.Env, kv)
+		}
+	}
+	if bx.inspect(t, oldID) != nil || bx.inspect(t, bx.Name+supervisor.BackupSuffix) != nil {
 		t.Errorf("the old container %s is still there", oldID[:12])
+	}
+}
+
+// status checks teamd-warm status after a run: the container, no backup,
+// the lock free, every LAG active at epoch.
+func (bx *box) status(t *testing.T, epoch uint64) {
+	t.Helper()
+	out, err := exec.Command(bins.warm, "status", "--container", bx.Name, "--dir", bx.Dir, "--json").Output()
+	if err != nil {
+		t.Fatalf("teamd-warm status: %v", err)
+	}
+	var st struct {
+		supervisor.Status
+		Records []struct {
+			LAG   string `json:"lag"`
+			Kind  string `json:"kind"`
+			Epoch uint64 `json:"epoch"`
+		} `json:"records"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("teamd-warm status --json: %v\n%s", err, out)
+	}
+	if len(st.Containers) != 2 || !st.Containers[0].Present || st.Containers[0].Epoch != fmt.Sprint(epoch) || st.Containers[1].Present || st.Lock != "" {
+		t.Errorf("status %+v: want %s present with epoch %d, no backup, the lock free", st.Status, bx.Name, epoch)
+	}
+	active := 0
+	for _, r := range st.Records {
+		if r.Kind == "active" && r.Epoch == epoch {
+			active++
+		}
+	}
+	if active != len(bx.Bed.LAGs) {
+		t.Errorf("status lists %d .active records of epoch %d, want %d:\n%s", active, epoch, len(bx.Bed.LAGs), out)
 	}
 }
 
@@ -267,7 +257,7 @@ func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, v
 // and a dry run changes nothing; eight fast-mode LAGs are upgraded v1 to
 // v2, then rolled back to v1; the peer notices neither.
 func TestIntegrationWarmUpgradeAndRollback(t *testing.T) {
-	bx := newBox(t, 8, 2, imageVersion{name: "v1"}, imageVersion{name: "v2"})
+	bx := newBox(t, 8, 2, dut.Version{Name: "v1"}, dut.Version{Name: "v2"})
 	oldID := bx.runTeamd(t, "v1")
 
 	rep, code, _ := bx.warm(t, "upgrade", "--image", "teamdwarm-test/teamd:no-such-version")
@@ -276,7 +266,7 @@ func TestIntegrationWarmUpgradeAndRollback(t *testing.T) {
 	}
 	bx.unchanged(t, oldID)
 
-	rep, code, _ = bx.warm(t, "upgrade", "--image", bx.images["v2"], "--dry-run")
+	rep, code, _ = bx.warm(t, "upgrade", "--image", bx.Images["v2"], "--dry-run")
 	if code != 0 || rep.Result != supervisor.ResultOK || len(rep.LAGs) != 8 {
 		t.Fatalf("dry run: exit %d, %s, %d LAGs (%s): want 0, ok, 8", code, rep.Result, len(rep.LAGs), rep.Error)
 	}
@@ -288,19 +278,20 @@ func TestIntegrationWarmUpgradeAndRollback(t *testing.T) {
 	}
 	bx.unchanged(t, oldID)
 
-	w := mark(t, bx.bed)
-	rep, code, _ = bx.warm(t, "upgrade", "--image", bx.images["v2"])
+	w := mark(t, bx.Bed)
+	rep, code, _ = bx.warm(t, "upgrade", "--image", bx.Images["v2"])
 	bx.upgraded(t, rep, code, oldID, "v2", 2)
+	bx.status(t, 2)
 	time.Sleep(3500 * time.Millisecond) // three fast periods: an expiry the upgrade caused shows
-	if v := judge(t, bx.bed, w, "8 LAGs upgraded v1 to v2 by teamd-warm"); !v.Clean() {
+	if v := judge(t, bx.Bed, w, "8 LAGs upgraded v1 to v2 by teamd-warm"); !v.Clean() {
 		t.Fatal("the peer noticed the upgrade")
 	}
 
-	w = mark(t, bx.bed)
-	rep, code, _ = bx.warm(t, "rollback", "--image", bx.images["v1"])
+	w = mark(t, bx.Bed)
+	rep, code, _ = bx.warm(t, "rollback", "--image", bx.Images["v1"])
 	bx.upgraded(t, rep, code, rep.Old.ID, "v1", 3)
 	time.Sleep(3500 * time.Millisecond)
-	if v := judge(t, bx.bed, w, "8 LAGs rolled back v2 to v1 by teamd-warm"); !v.Clean() {
+	if v := judge(t, bx.Bed, w, "8 LAGs rolled back v2 to v1 by teamd-warm"); !v.Clean() {
 		t.Fatal("the peer noticed the rollback")
 	}
 }
@@ -309,11 +300,11 @@ func TestIntegrationWarmUpgradeAndRollback(t *testing.T) {
 // supervisor rolls back on its own and the old container serves on, the
 // peer noticing nothing. While the first run waits, a second is refused.
 func TestIntegrationWarmNeverReadyRollsBack(t *testing.T) {
-	bx := newBox(t, 2, 2, imageVersion{name: "v1"}, imageVersion{name: "deaf", env: []string{"TEAMDSIM_FAULT=deaf"}})
+	bx := newBox(t, 2, 2, dut.Version{Name: "v1"}, dut.Version{Name: "deaf", Env: []string{"TEAMDSIM_FAULT=deaf"}})
 	oldID := bx.runTeamd(t, "v1")
-	w := mark(t, bx.bed)
+	w := mark(t, bx.Bed)
 
-	first := bx.warmCmd("upgrade", "--image", bx.images["deaf"], "--ready-timeout", "6s")
+	first := bx.warmCmd("upgrade", "--image", bx.Images["deaf"], "--ready-timeout", "6s")
 	var stdout bytes.Buffer
 	first.Stdout = &stdout
 	progress, err := first.StderrPipe()
@@ -333,7 +324,7 @@ func TestIntegrationWarmNeverReadyRollsBack(t *testing.T) {
 			break
 		}
 	}
-	rep, code, _ := bx.warm(t, "upgrade", "--image", bx.images["deaf"])
+	rep, code, _ := bx.warm(t, "upgrade", "--image", bx.Images["deaf"])
 	if code != 3 || !strings.Contains(rep.Error, "another teamd-warm is running") || !strings.Contains(rep.Error, fmt.Sprintf("pid %d", first.Process.Pid)) {
 		t.Errorf("second upgrade: exit %d, %s: want 3, refused naming the first (pid %d)", code, rep.Error, first.Process.Pid)
 	}
@@ -342,19 +333,51 @@ func TestIntegrationWarmNeverReadyRollsBack(t *testing.T) {
 	_ = first.Wait()
 	t.Logf("first upgrade: exit %d\n%s", first.ProcessState.ExitCode(), log.String())
 	rep = bx.report(t, stdout.Bytes())
-	if code := first.ProcessState.ExitCode(); code != 4 || rep.Result != supervisor.ResultRolledBack ||
+	code = first.ProcessState.ExitCode()
+	if code != 4 || rep.Result != supervisor.ResultRolledBack ||
 		rep.Stage != supervisor.StageReady || !strings.Contains(rep.Error, "not ready within 6s") {
 		t.Errorf("exit %d, %s at %s (%s): want 4, rolled back at a3 for readiness", code, rep.Result, rep.Stage, rep.Error)
 	}
 	bx.unchanged(t, oldID)
-	for _, l := range bx.bed.LAGs {
-		rec, err := statefile.ReadFile(filepath.Join(bx.dir, l.Name+".active"))
+
+	// Ctrl-C before the cutover is a rollback too.
+	third := bx.warmCmd("upgrade", "--image", bx.Images["deaf"])
+	stdout.Reset()
+	third.Stdout = &stdout
+	if progress, err = third.StderrPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := third.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = third.Process.Kill() })
+	log.Reset()
+	lines = bufio.NewScanner(progress)
+	for lines.Scan() {
+		log.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), " a3 ") || strings.Contains(lines.Text(), "standbys at epoch") {
+			break
+		}
+	}
+	_ = third.Process.Signal(syscall.SIGINT)
+	rest, _ = io.ReadAll(progress)
+	log.Write(rest)
+	_ = third.Wait()
+	t.Logf("interrupted upgrade: exit %d\n%s", third.ProcessState.ExitCode(), log.String())
+	rep = bx.report(t, stdout.Bytes())
+	if code := third.ProcessState.ExitCode(); code != 4 || rep.Result != supervisor.ResultRolledBack || !strings.Contains(rep.Error, "interrupted") {
+		t.Errorf("exit %d, %s (%s): want 4, rolled back for the interrupt", code, rep.Result, rep.Error)
+	}
+	bx.unchanged(t, oldID)
+
+	for _, l := range bx.Bed.LAGs {
+		rec, err := statefile.ReadFile(filepath.Join(bx.Dir, l.Name+".active"))
 		if err != nil || rec.RecordEpoch() != 1 {
 			t.Errorf("%s.active: %v, epoch %v: want epoch 1 still", l.Name, err, rec)
 		}
 	}
 	time.Sleep(time.Second) // a fast period past the rollback
-	if v := judge(t, bx.bed, w, "an upgrade that never got ready, rolled back"); !v.Clean() {
+	if v := judge(t, bx.Bed, w, "an upgrade that never got ready, rolled back"); !v.Clean() {
 		t.Fatal("the peer noticed the rolled-back upgrade")
 	}
 }

@@ -205,7 +205,7 @@ func (r *run) prepare(ctx context.Context, p *plan) (string, error) {
 	}
 	// The last look before the point of no return.
 	if err := ctx.Err(); err != nil {
-		return "", fmt.Errorf("interrupted: %w", err)
+		return "", fmt.Errorf("interrupted before the cutover: %w", err)
 	}
 	return newID, nil
 }
@@ -264,7 +264,7 @@ func (r *run) waitReady(ctx context.Context, p *plan, newID string) error {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return fmt.Errorf("not ready within %v: no standby record from %s", o.ReadyTimeout, strings.Join(missing(p.lagNames(), ready), " "))
 			}
-			return fmt.Errorf("interrupted: %w", ctx.Err())
+			return fmt.Errorf("interrupted before the cutover: %w", ctx.Err())
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -248,13 +249,37 @@ func (r *run) askTeamds(ctx context.Context, p *plan) error {
 	return errors.Join(errs...)
 }
 
+// sortedPorts lists a LAG's ports as a switch does: Ethernet8 before
+// Ethernet12.
 func sortedPorts(st *teamdctl.State) []string {
 	names := make([]string, 0, len(st.Ports))
 	for n := range st.Ports {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	slices.SortFunc(names, comparePorts)
 	return names
+}
+
+// comparePorts orders port names by their text before the trailing number,
+// then by the number.
+func comparePorts(a, b string) int {
+	pa, na := splitNumber(a)
+	pb, nb := splitNumber(b)
+	if c := strings.Compare(pa, pb); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(len(na), len(nb)); c != 0 && na != "" && nb != "" {
+		return c // no leading zeros in port numbers: the longer is larger
+	}
+	return strings.Compare(na, nb)
+}
+
+func splitNumber(s string) (prefix, number string) {
+	i := len(s)
+	for i > 0 && s[i-1] >= '0' && s[i-1] <= '9' {
+		i--
+	}
+	return s[:i], s[i:]
 }
 
 // lagReport is a LAG's line of the report before the handoff.

@@ -1,0 +1,113 @@
+// Command teamdwarm-demo is the README's main job: on this machine's
+// dockerd it builds teamd images v1 and v2 from the static binaries in
+// bin/, a switch of N fast-mode LAGs facing Open vSwitch as the LACP peer,
+// starts the v1 teamd container, runs "teamd-warm upgrade" to v2, and
+// prints the supervisor's report and the peer's verdict. It removes
+// everything it made, also when interrupted, and exits 0 only if the
+// upgrade succeeded and the peer noticed nothing.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/integration/dut"
+)
+
+func main() {
+	lags := flag.Int("lags", 8, "LAGs")
+	members := flag.Int("members", 2, "members per LAG")
+	bin := flag.String("bin", "bin", "directory with teamd-shim, teamd-warm, teamdsim and pause")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := demo(ctx, *lags, *members, *bin)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "teamdwarm-demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func step(n int, format string, args ...any) {
+	fmt.Printf("\n[%d/5] %s\n", n, fmt.Sprintf(format, args...))
+}
+
+func demo(ctx context.Context, lags, members int, bin string) (err error) {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root: network namespaces and the Docker Engine")
+	}
+	abs := func(name string) string { p, _ := filepath.Abs(filepath.Join(bin, name)); return p }
+	bins := dut.Binaries{Shim: abs("teamd-shim"), Teamd: abs("teamdsim"), Pause: abs("pause")}
+	scratch, err := os.MkdirTemp("", "teamdwarm-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(scratch)
+	_ = dut.Sweep(ctx) // what an earlier, killed demo left
+
+	fmt.Printf("teamdwarm demo: a warm upgrade of the teamd container, %d fast-mode LAGs x %d members, Open vSwitch as the LACP peer\n", lags, members)
+	step(1, "building teamd images v1 and v2 from %s (docker import: no registry), the topology and the peer", bin)
+	box, err := dut.NewBox(ctx, dut.BoxOptions{LAGs: lags, Members: members, Bins: bins, Dir: scratch,
+		Versions: []dut.Version{{Name: "v1"}, {Name: "v2"}}})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step(5, "cleaning up: containers, images, namespaces, Open vSwitch")
+		if cerr := box.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	fmt.Printf("      images %s, %s\n      DUT namespace %s (container %.12s) <- %d veth pairs -> PEER namespace %s (ovs-vswitchd)\n",
+		box.Images["v1"], box.Images["v2"], box.Bed.DUT, box.Holder.ID, lags*members, box.Bed.PEER)
+
+	step(2, "starting the v1 teamd container %s: one teamd-shim and teamd per LAG", box.Name)
+	id, err := box.RunTeamd(ctx, "v1")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("      container %.12s running; every LAG active at epoch 1, every member collecting and distributing at the peer\n", id)
+	w, err := box.Bed.Mark(ctx)
+	if err != nil {
+		return err
+	}
+
+	args := []string{"upgrade", "--container", box.Name, "--image", box.Images["v2"], "--dir", box.Dir}
+	step(3, "teamd-warm %s", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, abs("teamd-warm"), args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) } // it rolls back, or finishes past the cutover
+	cmd.WaitDelay = time.Minute
+	upgradeErr := cmd.Run()
+
+	step(4, "what the peer saw, three fast periods past the upgrade")
+	select {
+	case <-time.After(3500 * time.Millisecond): // an expiry the upgrade caused shows within 3 s
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	v, err := box.Bed.Judge(ctx, w)
+	if err != nil {
+		return err
+	}
+	if err := v.WriteTable(os.Stdout); err != nil {
+		return err
+	}
+	switch {
+	case upgradeErr != nil:
+		return fmt.Errorf("teamd-warm upgrade failed: %w", upgradeErr)
+	case !v.Clean():
+		return fmt.Errorf("the peer noticed the upgrade (largest gap %v)", v.MaxGap().Round(time.Millisecond))
+	}
+	fmt.Printf("\nevery LAG survived the fast-mode teamd upgrade: no member disabled or expired, no PDU without Sync, largest gap between PDUs %v\n",
+		v.MaxGap().Round(time.Millisecond))
+	return nil
+}
