@@ -2,6 +2,7 @@ package teamdshim_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -166,5 +167,51 @@ func TestInitReapsOrphans(t *testing.T) {
 	p.signal(t, syscall.SIGTERM)
 	if code := p.exit(t, 5*time.Second); code != 0 {
 		t.Fatalf("init: exit %d", code)
+	}
+}
+
+// Installed as teamdctl, the shim answers what teamd-warm asks in a
+// container: "teamdctl <lag> state dump", teamd's StateDump JSON as is.
+// Anything else is a usage error, never a silent success.
+func TestInstalledAsTeamdctl(t *testing.T) {
+	e := newEnv(t)
+	runShim(t, e, "PortChannel7", nil)
+	activeRecord(t, e.dir, "PortChannel7", 1)
+	teamdctlBin := filepath.Join(t.TempDir(), "teamdctl")
+	if err := os.Symlink(bins.shim, teamdctlBin); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"PortChannel7", "state", "dump"}, 0},
+		{[]string{"-o", "PortChannel7", "state"}, 0},
+		{[]string{"PortChannel7", "port", "add", "Ethernet0"}, 2},
+		{[]string{"PortChannel8", "state", "dump"}, 1}, // no such teamd
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			cmd := exec.Command(teamdctlBin, tc.args...)
+			cmd.Env = e.vars()
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			_ = cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != tc.code {
+				t.Fatalf("exit %d, want %d (stderr %q)", code, tc.code, stderr.String())
+			}
+			if tc.code != 0 {
+				if stderr.Len() == 0 {
+					t.Error("failed without saying why")
+				}
+				return
+			}
+			var st teamdctl.State
+			if err := json.Unmarshal([]byte(stdout.String()), &st); err != nil {
+				t.Fatalf("state dump is not teamd's JSON: %v\n%s", err, stdout.String())
+			}
+			if st.TeamDevice.IfInfo.Ifname != "PortChannel7" || !st.Runner.FastRate {
+				t.Errorf("state dump of %q, fast rate %v: want PortChannel7's, fast", st.TeamDevice.IfInfo.Ifname, st.Runner.FastRate)
+			}
+		})
 	}
 }
