@@ -40,7 +40,7 @@ fuzz:
 # (each iteration starts a fresh set of standbys, outside the timer).
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 2s $$($(GO) list ./... | grep -v /integration)
-	$(GO) test -run '^$$' -bench ShimHandoff -benchtime 3x -timeout 20m ./integration/
+	$(GO) test -run '^$$' -bench 'ShimHandoff|WarmUpgrade' -benchtime 3x -timeout 20m ./integration/
 
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 lint:

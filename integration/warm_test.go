@@ -55,7 +55,7 @@ func needDocker(t testing.TB) {
 // box is a dut.Box under a test.
 type box struct{ *dut.Box }
 
-func newBox(t *testing.T, lags, members int, versions ...dut.Version) *box {
+func newBox(t testing.TB, lags, members int, versions ...dut.Version) *box {
 	t.Helper()
 	needBed(t)
 	needDocker(t)
@@ -76,7 +76,7 @@ func newBox(t *testing.T, lags, members int, versions ...dut.Version) *box {
 
 // runTeamd starts the teamd container of version v and waits until every
 // LAG is active at epoch 1 and negotiated with the peer.
-func (bx *box) runTeamd(t *testing.T, v string) string {
+func (bx *box) runTeamd(t testing.TB, v string) string {
 	t.Helper()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -93,7 +93,7 @@ func (bx *box) runTeamd(t *testing.T, v string) string {
 }
 
 // logs logs the end of every lab container's log.
-func (bx *box) logs(t *testing.T) {
+func (bx *box) logs(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cs, _ := bx.Lab.Containers(ctx)
