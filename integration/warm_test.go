@@ -370,6 +370,26 @@ func TestIntegrationWarmNeverReadyRollsBack(t *testing.T) {
 	}
 	bx.unchanged(t, oldID)
 
+	// A teamd config that differs from the running one's (an actor key
+	// here) is refused at a3 and rolled back: the HLD allows no config
+	// change during the process.
+	conf := filepath.Join(bx.Configs, "PortChannel2.conf")
+	orig, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(string(orig), `"lacp_key":1`, `"lacp_key":2`)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, code, _ = bx.warm(t, "upgrade", "--image", bx.Images["v1"])
+	if err := os.WriteFile(conf, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code != 4 || rep.Stage != supervisor.StageReady || !strings.Contains(rep.Error, "the configuration of PortChannel2 changed") {
+		t.Errorf("changed config: exit %d, %s at %s (%s): want 4, rolled back at a3 naming PortChannel2", code, rep.Result, rep.Stage, rep.Error)
+	}
+	bx.unchanged(t, oldID)
+
 	for _, l := range bx.Bed.LAGs {
 		rec, err := statefile.ReadFile(filepath.Join(bx.Dir, l.Name+".active"))
 		if err != nil || rec.RecordEpoch() != 1 {

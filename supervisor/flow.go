@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -293,7 +294,6 @@ func (r *run) logTail(id string) string {
 
 // rollback undoes what prepare did, newest first, and reports why.
 func (r *run) rollback(cause error) (*Report, error) {
-	failed := r.stage
 	r.enter(StageRollback)
 	r.progress("rolling back: %v", cause)
 	// The flow's context may be the interrupted one: the undo gets its own.
@@ -313,15 +313,10 @@ func (r *run) rollback(cause error) (*Report, error) {
 	if r.rep.New != nil {
 		r.note("the new container %s was removed", shortID(r.rep.New.ID))
 	}
-	rep, err := r.finish(ResultRolledBack, cause)
-	r.rep.Stage, err.(*Error).Stage = failed, failed
 	if len(errs) > 0 {
-		rep.Result = ResultRollbackFailed
-		err = &Error{Stage: failed, Result: ResultRollbackFailed,
-			Err: fmt.Errorf("%w; the rollback is incomplete, look at the containers: %w", cause, errors.Join(errs...))}
+		return r.finish(ResultRollbackFailed, fmt.Errorf("%w; the rollback is incomplete, look at the containers: %w", cause, errors.Join(errs...)))
 	}
-	rep.Error = err.Error()
-	return rep, err
+	return r.finish(ResultRolledBack, cause)
 }
 
 // removeNew stops the new container, so that its standbys exit and remove
@@ -372,7 +367,12 @@ func (r *run) clearHandoffRecords(epoch uint64) error {
 func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, error) {
 	e, o := r.s.engine, r.s.opts
 	stop := context.AfterFunc(ctx, func() {
-		r.s.opts.Logger.Warn("interrupt ignored: past the point of no return, every LAG is being handed over")
+		// Not r.progress: this runs beside the flow's goroutine.
+		msg := "interrupt ignored: past the point of no return, every LAG is being handed over"
+		r.s.opts.Logger.Warn(msg)
+		if r.s.opts.Progress != nil {
+			r.s.opts.Progress(Step{Stage: "interrupt", Message: msg, At: time.Now()})
+		}
 	})
 	defer stop()
 	ctx = context.WithoutCancel(ctx)
@@ -409,13 +409,13 @@ func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, err
 	failed := r.verify(p, cut, actives)
 
 	r.enter(StageCleanup)
-	r.retireOld(ctx, p.old.ID, len(failed) > 0)
+	retireErr := r.retireOld(ctx, p.old.ID, len(failed) > 0)
 
 	switch {
 	case len(failed) > 0:
 		return r.finish(ResultFailed, fmt.Errorf("%d of %d LAGs failed: %s", len(failed), len(p.lags), strings.Join(failed, ", ")))
-	case r.rep.Old.ExitCode == nil || *r.rep.Old.ExitCode != 0:
-		return r.finish(ResultFailed, fmt.Errorf("every LAG was handed over, but %s did not exit cleanly (see the notes)", o.Backup))
+	case retireErr != nil:
+		return r.finish(ResultFailed, fmt.Errorf("every LAG was handed over, but %w", retireErr))
 	}
 	r.progress("every LAG is served by the new %s", o.Container)
 	return r.finish(ResultOK, nil)
@@ -453,7 +453,6 @@ func (r *run) waitActive(ctx context.Context, p *plan) map[string]*proto.Active 
 // verify fills each LAG's result from its .active and the old teamd's
 // snapshot, and returns the LAGs that failed.
 func (r *run) verify(p *plan, cut *proto.Cutover, actives map[string]*proto.Active) []string {
-	d, _ := statefile.OpenDir(r.s.opts.Dir)
 	var failed []string
 	for i := range r.rep.LAGs {
 		lr := &r.rep.LAGs[i]
@@ -473,7 +472,7 @@ func (r *run) verify(p *plan, cut *proto.Cutover, actives map[string]*proto.Acti
 			lr.Takeover = Millis(a.Timings.Confirmed - cut.StartedMono)
 		}
 		var snap *proto.Snapshot
-		if rec, err := d.Read(lr.LAG, proto.KindSnapshot); err == nil && rec.RecordEpoch() == p.epoch {
+		if rec, err := statefile.ReadFile(filepath.Join(r.s.opts.Dir, proto.FileName(lr.LAG, proto.KindSnapshot))); err == nil && rec.RecordEpoch() == p.epoch {
 			snap = rec.(*proto.Snapshot)
 		}
 		for j := range lr.Members {
@@ -496,8 +495,9 @@ func (r *run) verify(p *plan, cut *proto.Cutover, actives map[string]*proto.Acti
 
 // retireOld is c1: the backup exits once its shims have written their
 // snapshots; one that does not within the bound is killed. It is removed,
-// unless a LAG failed: then it stays, stopped, for its logs.
-func (r *run) retireOld(ctx context.Context, id string, keep bool) {
+// unless a LAG failed: then it stays, stopped, for its logs. The error says
+// what of this did not happen.
+func (r *run) retireOld(ctx context.Context, id string, keep bool) error {
 	e, o := r.s.engine, r.s.opts
 	wctx, cancel := context.WithTimeout(ctx, o.ExitTimeout)
 	defer cancel()
@@ -507,7 +507,7 @@ func (r *run) retireOld(ctx context.Context, id string, keep bool) {
 	case err := <-errc:
 		if cerrdefs.IsNotFound(err) {
 			r.progress("%s is gone (removed on exit)", o.Backup)
-			return
+			return nil
 		}
 		r.note("%s did not exit within %v (%v): killed", o.Backup, o.ExitTimeout, err)
 		_ = e.ContainerKill(ctx, id, "SIGKILL")
@@ -517,24 +517,24 @@ func (r *run) retireOld(ctx context.Context, id string, keep bool) {
 		select {
 		case <-exited:
 		case err := <-errc:
-			r.note("%s still running after SIGKILL: %v", o.Backup, err)
-			return
+			return fmt.Errorf("%s still runs after SIGKILL: %w", o.Backup, err)
 		}
 	}
-	if c, err := e.ContainerInspect(ctx, id); err == nil {
+	var exitErr error
+	if c, err := e.ContainerInspect(ctx, id); err == nil && c.State != nil {
 		code := c.State.ExitCode
 		r.rep.Old.ExitCode = &code
 		if code != 0 {
-			r.note("%s exited %d%s", o.Backup, code, r.logTail(id))
+			exitErr = fmt.Errorf("%s exited %d%s", o.Backup, code, r.logTail(id))
 		}
 	}
-	if keep {
+	if keep || exitErr != nil {
 		r.note("%s is kept, stopped, for its logs (docker logs %s); remove it before the next upgrade", o.Backup, o.Backup)
-		return
+		return exitErr
 	}
 	if err := e.ContainerRemove(ctx, id, container.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
-		r.note("could not remove %s: %v", o.Backup, err)
-		return
+		return fmt.Errorf("could not remove %s: %w", o.Backup, err)
 	}
 	r.progress("%s exited and was removed", o.Backup)
+	return nil
 }
