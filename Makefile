@@ -36,8 +36,9 @@ fuzz:
 	  done; \
 	done
 
-# Package benchmarks by time; the shim's handoff on the OVS bed by count
-# (each iteration starts a fresh set of standbys, outside the timer).
+# Package benchmarks by time; on the OVS bed, by count, the shim's handoff
+# (each iteration starts a fresh set of standbys, outside the timer) and
+# teamd-warm's whole flow on the live dockerd.
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 2s $$($(GO) list ./... | grep -v /integration)
 	$(GO) test -run '^$$' -bench 'ShimHandoff|WarmUpgrade' -benchtime 3x -timeout 20m ./integration/

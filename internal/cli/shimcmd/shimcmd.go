@@ -6,7 +6,9 @@
 // own command line, so that SONiC's teammgrd, which runs
 // "/usr/bin/teamd {-w -o|-r} -t <LAG> -c '<json>' -L /var/warmboot/teamd/ -g -d",
 // runs teamd through the shim unchanged; the real teamd then lives at
-// $TEAMDWARM_TEAMD (default /usr/bin/teamd.real).
+// $TEAMDWARM_TEAMD (default /usr/bin/teamd.real). Installed as teamdctl, it
+// answers the one question teamd-warm asks in a container, "teamdctl <lag>
+// state dump", for images without libteam's teamdctl.
 package shimcmd
 
 import (
