@@ -122,7 +122,7 @@ func (bx *box) warm(t *testing.T, args ...string) (*supervisor.Report, int, stri
 		t.Fatalf("teamd-warm %s: %v\n%s", args, err, stderr.String())
 	}
 	t.Logf("teamd-warm %s: exit %d\n%s", strings.Join(args, " "), code, stderr.String())
-	return bx.report(t, stdout.Bytes()), code, stderr.String()
+	return report(t, stdout.Bytes()), code, stderr.String()
 }
 
 func (bx *box) warmCmd(args ...string) *exec.Cmd {
@@ -130,7 +130,8 @@ func (bx *box) warmCmd(args ...string) *exec.Cmd {
 	return exec.Command(bins.warm, append(full, args[1:]...)...)
 }
 
-func (bx *box) report(t *testing.T, out []byte) *supervisor.Report {
+// report reads teamd-warm's --json report and logs it as text.
+func report(t *testing.T, out []byte) *supervisor.Report {
 	t.Helper()
 	var rep supervisor.Report
 	if err := json.Unmarshal(out, &rep); err != nil {
@@ -140,6 +141,49 @@ func (bx *box) report(t *testing.T, out []byte) *supervisor.Report {
 	_ = rep.WriteText(&text)
 	t.Logf("report:\n%s", text.String())
 	return &rep
+}
+
+// running is a teamd-warm run in the background.
+type running struct {
+	cmd      *exec.Cmd
+	stdout   bytes.Buffer
+	progress io.Reader
+	log      strings.Builder
+}
+
+// startWarmUntilA3 starts teamd-warm and returns once it has started the
+// new container: it holds the lock and waits at a3.
+func (bx *box) startWarmUntilA3(t *testing.T, args ...string) *running {
+	t.Helper()
+	r := &running{cmd: bx.warmCmd(args...)}
+	r.cmd.Stdout = &r.stdout
+	var err error
+	if r.progress, err = r.cmd.StderrPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+	lines := bufio.NewScanner(r.progress)
+	for lines.Scan() {
+		r.log.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), "standbys at epoch") {
+			return r
+		}
+	}
+	t.Fatalf("teamd-warm %s ended before a3:\n%s", strings.Join(args, " "), r.log.String())
+	return nil
+}
+
+// wait waits for the run to end and returns its report and exit code.
+func (r *running) wait(t *testing.T) (*supervisor.Report, int) {
+	t.Helper()
+	rest, _ := io.ReadAll(r.progress)
+	r.log.Write(rest)
+	_ = r.cmd.Wait()
+	t.Logf("%s: exit %d\n%s", strings.Join(r.cmd.Args[1:], " "), r.cmd.ProcessState.ExitCode(), r.log.String())
+	return report(t, r.stdout.Bytes()), r.cmd.ProcessState.ExitCode()
 }
 
 // inspect returns the container named name, or nil if there is none.
@@ -304,36 +348,12 @@ func TestIntegrationWarmNeverReadyRollsBack(t *testing.T) {
 	oldID := bx.runTeamd(t, "v1")
 	w := mark(t, bx.Bed)
 
-	first := bx.warmCmd("upgrade", "--image", bx.Images["deaf"], "--ready-timeout", "6s")
-	var stdout bytes.Buffer
-	first.Stdout = &stdout
-	progress, err := first.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = first.Process.Kill() })
-	// Wait for the first run's a3, where it holds the lock and waits.
-	var log strings.Builder
-	lines := bufio.NewScanner(progress)
-	for lines.Scan() {
-		log.WriteString(lines.Text() + "\n")
-		if strings.Contains(lines.Text(), " a3 ") {
-			break
-		}
-	}
+	first := bx.startWarmUntilA3(t, "upgrade", "--image", bx.Images["deaf"], "--ready-timeout", "6s")
 	rep, code, _ := bx.warm(t, "upgrade", "--image", bx.Images["deaf"])
-	if code != 3 || !strings.Contains(rep.Error, "another teamd-warm is running") || !strings.Contains(rep.Error, fmt.Sprintf("pid %d", first.Process.Pid)) {
-		t.Errorf("second upgrade: exit %d, %s: want 3, refused naming the first (pid %d)", code, rep.Error, first.Process.Pid)
+	if pid := first.cmd.Process.Pid; code != 3 || !strings.Contains(rep.Error, "another teamd-warm is running") || !strings.Contains(rep.Error, fmt.Sprintf("pid %d", pid)) {
+		t.Errorf("second upgrade: exit %d, %s: want 3, refused naming the first (pid %d)", code, rep.Error, pid)
 	}
-	rest, _ := io.ReadAll(progress)
-	log.Write(rest)
-	_ = first.Wait()
-	t.Logf("first upgrade: exit %d\n%s", first.ProcessState.ExitCode(), log.String())
-	rep = bx.report(t, stdout.Bytes())
-	code = first.ProcessState.ExitCode()
+	rep, code = first.wait(t)
 	if code != 4 || rep.Result != supervisor.ResultRolledBack ||
 		rep.Stage != supervisor.StageReady || !strings.Contains(rep.Error, "not ready within 6s") {
 		t.Errorf("exit %d, %s at %s (%s): want 4, rolled back at a3 for readiness", code, rep.Result, rep.Stage, rep.Error)
@@ -341,31 +361,10 @@ func TestIntegrationWarmNeverReadyRollsBack(t *testing.T) {
 	bx.unchanged(t, oldID)
 
 	// Ctrl-C before the cutover is a rollback too.
-	third := bx.warmCmd("upgrade", "--image", bx.Images["deaf"])
-	stdout.Reset()
-	third.Stdout = &stdout
-	if progress, err = third.StderrPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := third.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = third.Process.Kill() })
-	log.Reset()
-	lines = bufio.NewScanner(progress)
-	for lines.Scan() {
-		log.WriteString(lines.Text() + "\n")
-		if strings.Contains(lines.Text(), " a3 ") || strings.Contains(lines.Text(), "standbys at epoch") {
-			break
-		}
-	}
-	_ = third.Process.Signal(syscall.SIGINT)
-	rest, _ = io.ReadAll(progress)
-	log.Write(rest)
-	_ = third.Wait()
-	t.Logf("interrupted upgrade: exit %d\n%s", third.ProcessState.ExitCode(), log.String())
-	rep = bx.report(t, stdout.Bytes())
-	if code := third.ProcessState.ExitCode(); code != 4 || rep.Result != supervisor.ResultRolledBack || !strings.Contains(rep.Error, "interrupted") {
+	third := bx.startWarmUntilA3(t, "upgrade", "--image", bx.Images["deaf"])
+	_ = third.cmd.Process.Signal(syscall.SIGINT)
+	rep, code = third.wait(t)
+	if code != 4 || rep.Result != supervisor.ResultRolledBack || !strings.Contains(rep.Error, "interrupted before the cutover") {
 		t.Errorf("exit %d, %s (%s): want 4, rolled back for the interrupt", code, rep.Result, rep.Error)
 	}
 	bx.unchanged(t, oldID)
