@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -189,7 +190,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if len(r.LAGs) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		handed := r.Operation != OpDryRun && r.Stage != StagePreflight && r.Result != ResultRolledBack && r.Result != ResultRollbackFailed && r.Result != ResultRefused
+		// Past the cutover every LAG has a result; before it, the table is
+		// the LAGs as preflight found them.
+		handed := slices.ContainsFunc(r.LAGs, func(l LAGReport) bool { return l.Result != "" })
 		if handed {
 			fmt.Fprintln(tw, "LAG\tRATE\tPATH\tRESULT\tTAKEOVER\tMEMBER\tGAP\tNOTE")
 		} else {

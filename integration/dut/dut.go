@@ -219,7 +219,7 @@ func WriteConfigs(dir string, lags []testbed.LAG) error {
 	return nil
 }
 
-// Containers lists the IDs of every container carrying the lab's label:
+// Containers lists every container carrying the lab's label:
 // those it created, and those a supervisor created from them (the label is
 // copied with the rest of the settings).
 func (l *Lab) Containers(ctx context.Context) ([]container.Summary, error) {
