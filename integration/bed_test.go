@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/integration/testbed"
-	"github.com/teamdwarm/teamdwarm/internal/lacpsock"
-	"github.com/teamdwarm/teamdwarm/internal/signame"
+	"github.com/teamdwarm/teamdwarm/internal/sys/lacpsock"
+	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
 	"github.com/teamdwarm/teamdwarm/proto"
 )
 

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/integration/testbed"
-	"github.com/teamdwarm/teamdwarm/internal/testbin"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/internal/test/testbin"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // bins holds the binaries TestMain builds for the tests.
@@ -149,8 +149,8 @@ func (s *sim) signal(sig syscall.Signal) {
 	}
 }
 
-func (s *sim) client() *teamdctl.Client {
-	return teamdctl.New(teamdctl.SocketPath(s.runDir, s.lag.Name))
+func (s *sim) client() *teamd.Client {
+	return teamd.NewClient(teamd.SocketPath(s.runDir, s.lag.Name))
 }
 
 // waitExit waits for the stand-in to exit, up to timeout.
@@ -164,7 +164,7 @@ func (s *sim) waitExit(t testing.TB, timeout time.Duration) {
 }
 
 // waitState polls the stand-in's StateDump until ok accepts it.
-func (s *sim) waitState(t testing.TB, timeout time.Duration, ok func(*teamdctl.State) bool) *teamdctl.State {
+func (s *sim) waitState(t testing.TB, timeout time.Duration, ok func(*teamd.State) bool) *teamd.State {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -186,7 +186,7 @@ func (s *sim) waitState(t testing.TB, timeout time.Duration, ok func(*teamdctl.S
 }
 
 // allCurrent: every member hears the partner.
-func allCurrent(st *teamdctl.State) bool {
+func allCurrent(st *teamd.State) bool {
 	for _, p := range st.Ports {
 		if p.Runner.State != "current" {
 			return false

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/integration/testbed"
-	"github.com/teamdwarm/teamdwarm/internal/monoclock"
-	"github.com/teamdwarm/teamdwarm/internal/testbin"
+	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
+	"github.com/teamdwarm/teamdwarm/internal/test/testbin"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 )

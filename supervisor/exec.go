@@ -11,7 +11,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // maxExecOutput bounds what an exec may print: a StateDump of 64 ports is
@@ -72,12 +72,12 @@ func (l *limited) Write(p []byte) (int, error) {
 
 // teamdState asks a LAG's teamd in container id for its state, the way an
 // operator does: teamdctl <lag> state dump.
-func (s *Supervisor) teamdState(ctx context.Context, id, lag string) (*teamdctl.State, error) {
+func (s *Supervisor) teamdState(ctx context.Context, id, lag string) (*teamd.State, error) {
 	out, err := s.exec(ctx, id, []string{"teamdctl", lag, "state", "dump"})
 	if err != nil {
 		return nil, err
 	}
-	var st teamdctl.State
+	var st teamd.State
 	if err := json.Unmarshal(out, &st); err != nil {
 		return nil, fmt.Errorf("teamdctl %s state dump: %w", lag, err)
 	}

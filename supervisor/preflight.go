@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +17,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // plan is what preflight found: the world the flow starts from.
@@ -33,7 +32,7 @@ type plan struct {
 type lagPlan struct {
 	name   string
 	active *proto.Active
-	state  *teamdctl.State
+	state  *teamd.State
 }
 
 func (p *plan) lagNames() []string {
@@ -202,7 +201,7 @@ func (r *run) readActives(p *plan) error {
 	for e := range epochs {
 		p.epoch = e
 	}
-	slices.SortFunc(p.lags, func(a, b lagPlan) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(p.lags, func(a, b lagPlan) int { return teamd.CompareNames(a.name, b.name) })
 	return nil
 }
 
@@ -228,7 +227,7 @@ func (r *run) askTeamds(ctx context.Context, p *plan) error {
 			}
 			l.state = st
 			var bad []string
-			for _, name := range sortedPorts(st) {
+			for _, name := range st.PortNames() {
 				if ps := st.Ports[name].Runner.State; ps != "current" {
 					bad = append(bad, name+" is "+ps)
 				}
@@ -249,39 +248,6 @@ func (r *run) askTeamds(ctx context.Context, p *plan) error {
 	return errors.Join(errs...)
 }
 
-// sortedPorts lists a LAG's ports as a switch does: Ethernet8 before
-// Ethernet12.
-func sortedPorts(st *teamdctl.State) []string {
-	names := make([]string, 0, len(st.Ports))
-	for n := range st.Ports {
-		names = append(names, n)
-	}
-	slices.SortFunc(names, comparePorts)
-	return names
-}
-
-// comparePorts orders port names by their text before the trailing number,
-// then by the number.
-func comparePorts(a, b string) int {
-	pa, na := splitNumber(a)
-	pb, nb := splitNumber(b)
-	if c := strings.Compare(pa, pb); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(len(na), len(nb)); c != 0 && na != "" && nb != "" {
-		return c // no leading zeros in port numbers: the longer is larger
-	}
-	return strings.Compare(na, nb)
-}
-
-func splitNumber(s string) (prefix, number string) {
-	i := len(s)
-	for i > 0 && s[i-1] >= '0' && s[i-1] <= '9' {
-		i--
-	}
-	return s[:i], s[i:]
-}
-
 // lagReport is a LAG's line of the report before the handoff.
 func lagReport(l lagPlan) LAGReport {
 	lr := LAGReport{LAG: l.name, Rate: "-"}
@@ -295,7 +261,7 @@ func lagReport(l lagPlan) LAGReport {
 	if l.state.Runner.FastRate {
 		lr.Rate, lr.Budget = "fast", Millis(fastBudget)
 	}
-	for _, name := range sortedPorts(l.state) {
+	for _, name := range l.state.PortNames() {
 		pr := l.state.Ports[name].Runner
 		lr.Members = append(lr.Members, MemberReport{Name: name, State: pr.State, Selected: pr.Selected})
 	}

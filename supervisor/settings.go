@@ -9,7 +9,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
-	"github.com/teamdwarm/teamdwarm/teamdshim"
+	"github.com/teamdwarm/teamdwarm/proto"
 )
 
 // newContainerSettings derives the new container's settings from the old
@@ -67,12 +67,12 @@ func newContainerSettings(old container.InspectResponse, oldImage image.InspectR
 	}
 	for _, kv := range oc.Env {
 		name, _, _ := strings.Cut(kv, "=")
-		if slices.Contains(ic.Env, kv) || name == teamdshim.EnvRole || name == teamdshim.EnvEpoch {
+		if slices.Contains(ic.Env, kv) || name == proto.EnvRole || name == proto.EnvEpoch {
 			continue
 		}
 		cfg.Env = append(cfg.Env, kv)
 	}
-	cfg.Env = append(cfg.Env, teamdshim.EnvRole+"="+string(teamdshim.RoleStandby), teamdshim.EnvEpoch+"="+strconv.FormatUint(epoch, 10))
+	cfg.Env = append(cfg.Env, proto.EnvRole+"="+string(proto.RoleStandby), proto.EnvEpoch+"="+strconv.FormatUint(epoch, 10))
 	for k, v := range oc.Labels {
 		if iv, ok := ic.Labels[k]; ok && iv == v {
 			continue

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/teamdwarm/teamdwarm/teamdshim"
+	"github.com/teamdwarm/teamdwarm/proto"
 )
 
 // ContainerStatus is one of the two containers of the flow.
@@ -45,10 +45,10 @@ func (s *Supervisor) Status(ctx context.Context) (*Status, error) {
 			if c.Config != nil {
 				cs.Image = c.Config.Image
 				for _, kv := range c.Config.Env {
-					if v, ok := strings.CutPrefix(kv, teamdshim.EnvRole+"="); ok {
+					if v, ok := strings.CutPrefix(kv, proto.EnvRole+"="); ok {
 						cs.Role = v
 					}
-					if v, ok := strings.CutPrefix(kv, teamdshim.EnvEpoch+"="); ok {
+					if v, ok := strings.CutPrefix(kv, proto.EnvEpoch+"="); ok {
 						cs.Epoch = v
 					}
 				}

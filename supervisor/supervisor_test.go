@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,15 +220,6 @@ func TestReadActives(t *testing.T) {
 				t.Errorf("epoch %d, LAGs %v: want 3, PortChannel1 PortChannel2", p.epoch, p.lagNames())
 			}
 		})
-	}
-}
-
-func TestComparePorts(t *testing.T) {
-	got := []string{"Ethernet12", "Ethernet8", "Ethernet100", "Ethernet0", "eth1", "Ethernet"}
-	want := []string{"Ethernet", "Ethernet0", "Ethernet8", "Ethernet12", "Ethernet100", "eth1"}
-	slices.SortFunc(got, comparePorts)
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("order (-want +got):\n%s", diff)
 	}
 }
 

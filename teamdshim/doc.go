@@ -3,8 +3,12 @@
 // restart of teamd in LACP fast mode).
 //
 // A Shim starts teamd as its child, in the foreground, and is the only thing
-// that signals it. It plays one of two roles, chosen by Options.Role and the
-// records already in the record directory:
+// that signals it. Its life is an explicit state machine ([State]: new,
+// starting, waiting-ready, standby, taking-over, active, handing-over,
+// done); a move the machine does not allow is a [*TransitionError], and a
+// failure is an [*Error] that names the state and the event. It plays one of
+// two roles, chosen by Options.Role and the records already in the record
+// directory:
 //
 //   - active: teamd transmits. The shim writes <lag>.active. On SIGUSR1 it
 //     takes teamd's state over the control socket, tells teamd to stop

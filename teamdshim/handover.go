@@ -9,10 +9,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/teamdwarm/teamdwarm/internal/monoclock"
+	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // handOver is the active shim's answer to SIGUSR1: state dump, SIGUSR1 to
@@ -20,6 +20,9 @@ import (
 // The snapshot is written only once teamd is gone: its existence tells the
 // standby that the old speaker is silent.
 func (s *Shim) handOver(ctx context.Context) error {
+	if err := s.enter(StateHandingOver, EventHandOver); err != nil {
+		return s.fail(EventHandOver, err)
+	}
 	takenMono, taken := monoclock.Now(), time.Now()
 	s.log.Info("handing over (SIGUSR1)")
 	st, dumpErr := s.teamd.stateDump(ctx, callTimeout)
@@ -47,19 +50,19 @@ func (s *Shim) handOver(ctx context.Context) error {
 	} else {
 		snap.TeamdStop += fmt.Sprintf("; no state: %v", dumpErr)
 	}
-	snap.LAGDump = s.readDump(s.lag, func(b []byte) error { _, err := proto.ParseLAGDump(b); return err })
+	snap.LAGDump = s.readDump(s.lag, func(b []byte) error { _, err := teamd.ParseLAGDump(b); return err })
 	if _, err := s.dir.Publish(snap); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return s.fail(EventHandOver, fmt.Errorf("snapshot: %w", err))
 	}
 	s.log.Info("snapshot written", "members", len(snap.Members), "took", time.Since(taken))
-	return nil
+	return s.enter(StateDone, EventHandedOver)
 }
 
 // snapshotMembers turns teamd's port states into snapshot members, with the
 // partner's last PDU from teamd's per-port dump file.
-func (s *Shim) snapshotMembers(st *teamdctl.State, lastTxMono int64, lastTx time.Time) []proto.Member {
+func (s *Shim) snapshotMembers(st *teamd.State, lastTxMono int64, lastTx time.Time) []proto.Member {
 	var ms []proto.Member
-	for _, name := range portNames(st) {
+	for _, name := range st.PortNames() {
 		p := st.Ports[name]
 		m := proto.Member{
 			Name: name, Ifindex: p.IfInfo.Ifindex, State: p.Runner.State, Selected: p.Runner.Selected,
@@ -73,7 +76,7 @@ func (s *Shim) snapshotMembers(st *teamdctl.State, lastTxMono int64, lastTx time
 		if m.Partner, err = p.Runner.PartnerLACPDUInfo.Info(); err != nil {
 			s.log.Warn("partner info from teamd", "port", name, "err", err)
 		}
-		m.LastRx = s.readDump(name, func(b []byte) error { _, err := proto.ParseLACPDU(b); return err })
+		m.LastRx = s.readDump(name, func(b []byte) error { _, err := teamd.ParsePortDump(b); return err })
 		ms = append(ms, m)
 	}
 	return ms

@@ -13,8 +13,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/teamd"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,7 +43,7 @@ type LAGConfig struct {
 	Path string
 }
 
-// ReadConfigDir lists the LAG configs of dir, sorted by LAG.
+// ReadConfigDir lists the LAG configs of dir, in teamd.CompareNames order.
 func ReadConfigDir(dir string) ([]LAGConfig, error) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
@@ -81,7 +83,7 @@ func ReadConfigDir(dir string) ([]LAGConfig, error) {
 	if len(out) == 0 {
 		return nil, fmt.Errorf("teamd configs: no *.conf or *.json in %s", dir)
 	}
-	slices.SortFunc(out, func(a, b LAGConfig) int { return strings.Compare(a.LAG, b.LAG) })
+	slices.SortFunc(out, func(a, b LAGConfig) int { return teamd.CompareNames(a.LAG, b.LAG) })
 	return out, nil
 }
 
@@ -178,10 +180,7 @@ func reap(wrappers map[int]string, failed map[string]string, log *slog.Logger) {
 			continue // an orphan: reaped, nothing more
 		}
 		delete(wrappers, pid)
-		code := ws.ExitStatus()
-		if ws.Signaled() {
-			code = 128 + int(ws.Signal())
-		}
+		code := signame.ExitCode(syscall.WaitStatus(ws))
 		if code != 0 {
 			failed[lag] = fmt.Sprintf("exit %d", code)
 			log.Error("shim exited", "lag", lag, "pid", pid, "code", code)

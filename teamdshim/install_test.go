@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/teamd"
 	"github.com/teamdwarm/teamdwarm/teamdshim"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
 )
 
 // The shim installed as /usr/bin/teamd (a symlink) runs teammgrd's exact
@@ -22,12 +22,12 @@ import (
 // daemonized shim, and that shim hands over on SIGUSR1.
 func TestInstalledAsTeamdUnderTeammgrd(t *testing.T) {
 	e := newEnv(t)
-	teamd := filepath.Join(t.TempDir(), "teamd")
-	if err := os.Symlink(bins.shim, teamd); err != nil {
+	teamdLink := filepath.Join(t.TempDir(), "teamd")
+	if err := os.Symlink(bins.shim, teamdLink); err != nil {
 		t.Fatal(err)
 	}
 	// sonic-swss cfgmgr/teammgr.cpp, cold start.
-	cmd := exec.Command(teamd, "-r", "-t", "PortChannel7", "-c", config("PortChannel7"), "-L", e.dump, "-g", "-d")
+	cmd := exec.Command(teamdLink, "-r", "-t", "PortChannel7", "-c", config("PortChannel7"), "-L", e.dump, "-g", "-d")
 	cmd.Env = e.vars()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -43,7 +43,7 @@ func TestInstalledAsTeamdUnderTeammgrd(t *testing.T) {
 	// adds the ports with teamdctl next).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := teamdctl.New(teamdctl.SocketPath(e.run, "PortChannel7")).StateDump(ctx); err != nil {
+	if _, err := teamd.NewClient(teamd.SocketPath(e.run, "PortChannel7")).StateDump(ctx); err != nil {
 		t.Fatalf("teamd does not answer after teamd -d returned: %v", err)
 	}
 	activeRecord(t, e.dir, "PortChannel7", 1)
@@ -60,11 +60,11 @@ func TestInstalledAsTeamdUnderTeammgrd(t *testing.T) {
 // teamd -d fails the way teamd does: non-zero, with the reason on stderr.
 func TestInstalledAsTeamdReportsFailure(t *testing.T) {
 	e := newEnv(t)
-	teamd := filepath.Join(t.TempDir(), "teamd")
-	if err := os.Symlink(bins.shim, teamd); err != nil {
+	teamdLink := filepath.Join(t.TempDir(), "teamd")
+	if err := os.Symlink(bins.shim, teamdLink); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(teamd, "-r", "-t", "PortChannel7", "-c", `{"device":`, "-d")
+	cmd := exec.Command(teamdLink, "-r", "-t", "PortChannel7", "-c", `{"device":`, "-d")
 	cmd.Env = e.vars()
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "teamd config") {
@@ -205,7 +205,7 @@ func TestInstalledAsTeamdctl(t *testing.T) {
 				}
 				return
 			}
-			var st teamdctl.State
+			var st teamd.State
 			if err := json.Unmarshal([]byte(stdout.String()), &st); err != nil {
 				t.Fatalf("state dump is not teamd's JSON: %v\n%s", err, stdout.String())
 			}

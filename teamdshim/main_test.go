@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/teamdwarm/teamdwarm/internal/testbin"
+	"github.com/teamdwarm/teamdwarm/internal/test/testbin"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 	"golang.org/x/sys/unix"

@@ -8,17 +8,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/teamdwarm/teamdwarm/internal/signame"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
-)
-
-// Role is what a shim is started as.
-type Role string
-
-// The roles.
-const (
-	RoleActive  Role = "active"  // teamd transmits from the start
-	RoleStandby Role = "standby" // teamd starts passive and waits for the handoff
+	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // Defaults; each is an Options field.
@@ -43,31 +35,17 @@ const (
 	DefaultConfirmTimeout = 2 * time.Second
 )
 
-// The environment a container gives its shims (the supervisor sets the
-// role and epoch of a new container; teammgrd passes its environment on to
-// teamd, and so to a shim installed as /usr/bin/teamd).
-const (
-	EnvRole           = "TEAMDWARM_ROLE"            // active | standby
-	EnvEpoch          = "TEAMDWARM_EPOCH"           // 1, 2, ...
-	EnvDir            = "TEAMDWARM_DIR"             // record directory
-	EnvRunDir         = "TEAMDWARM_RUN_DIR"         // teamd's run directory (socket, pid file)
-	EnvTakeoverSignal = "TEAMDWARM_TAKEOVER_SIGNAL" // e.g. SIGRTMIN
-	EnvBudget         = "TEAMDWARM_BUDGET"          // e.g. 1200ms
-	EnvStopTimeout    = "TEAMDWARM_STOP_TIMEOUT"    // e.g. 1s
-	EnvContainer      = "TEAMDWARM_CONTAINER"       // container name for the records
-)
-
 // Options configure a Shim.
 type Options struct {
 	// Teamd is teamd's command line, program first. A -d in it is the
 	// shim's business: teamd itself always runs in the foreground.
 	Teamd []string
-	Role  Role
+	Role  proto.Role
 	// Epoch is this shim's epoch; 0 means: for an active shim, the epoch
 	// of the LAG's current .active record, or 1; a standby needs one.
 	Epoch          uint64
 	Dir            string         // record directory; DefaultDir if ""
-	RunDir         string         // teamd's run directory; teamdctl.DefaultRunDir if ""
+	RunDir         string         // teamd's run directory; teamd.DefaultRunDir if ""
 	TakeoverSignal syscall.Signal // sent to a passive teamd to take over; SIGUSR2 if 0
 	StopTimeout    time.Duration  // DefaultStopTimeout if 0
 	Budget         time.Duration  // DefaultBudget if 0
@@ -84,7 +62,7 @@ func (o *Options) defaults() {
 		o.Dir = DefaultDir
 	}
 	if o.RunDir == "" {
-		o.RunDir = teamdctl.DefaultRunDir
+		o.RunDir = teamd.DefaultRunDir
 	}
 	if o.TakeoverSignal == 0 {
 		o.TakeoverSignal = syscall.SIGUSR2
@@ -105,39 +83,39 @@ func (o *Options) defaults() {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	if o.Role == "" {
-		o.Role = RoleActive
+		o.Role = proto.RoleActive
 	}
 }
 
 // FromEnv fills the fields the environment sets (see the Env constants);
 // fields already set win. Errors name the variable.
 func (o *Options) FromEnv(getenv func(string) string) error {
-	if v := getenv(EnvRole); v != "" && o.Role == "" {
-		switch r := Role(v); r {
-		case RoleActive, RoleStandby:
+	if v := getenv(proto.EnvRole); v != "" && o.Role == "" {
+		switch r := proto.Role(v); r {
+		case proto.RoleActive, proto.RoleStandby:
 			o.Role = r
 		default:
-			return fmt.Errorf("%s: %q, want active or standby", EnvRole, v)
+			return fmt.Errorf("%s: %q, want active or standby", proto.EnvRole, v)
 		}
 	}
-	if v := getenv(EnvEpoch); v != "" && o.Epoch == 0 {
+	if v := getenv(proto.EnvEpoch); v != "" && o.Epoch == 0 {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n == 0 {
-			return fmt.Errorf("%s: %q, want a number from 1", EnvEpoch, v)
+			return fmt.Errorf("%s: %q, want a number from 1", proto.EnvEpoch, v)
 		}
 		o.Epoch = n
 	}
-	if v := getenv(EnvTakeoverSignal); v != "" && o.TakeoverSignal == 0 {
+	if v := getenv(proto.EnvTakeoverSignal); v != "" && o.TakeoverSignal == 0 {
 		sig, err := signame.Parse(v)
 		if err != nil {
-			return fmt.Errorf("%s: %w", EnvTakeoverSignal, err)
+			return fmt.Errorf("%s: %w", proto.EnvTakeoverSignal, err)
 		}
 		o.TakeoverSignal = sig
 	}
 	for _, d := range []struct {
 		env string
 		to  *time.Duration
-	}{{EnvBudget, &o.Budget}, {EnvStopTimeout, &o.StopTimeout}} {
+	}{{proto.EnvBudget, &o.Budget}, {proto.EnvStopTimeout, &o.StopTimeout}} {
 		if v := getenv(d.env); v != "" && *d.to == 0 {
 			t, err := time.ParseDuration(v)
 			if err != nil || t <= 0 {
@@ -149,7 +127,7 @@ func (o *Options) FromEnv(getenv func(string) string) error {
 	for _, s := range []struct {
 		env string
 		to  *string
-	}{{EnvDir, &o.Dir}, {EnvRunDir, &o.RunDir}, {EnvContainer, &o.Container}} {
+	}{{proto.EnvDir, &o.Dir}, {proto.EnvRunDir, &o.RunDir}, {proto.EnvContainer, &o.Container}} {
 		if v := getenv(s.env); v != "" && *s.to == "" {
 			*s.to = v
 		}

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/teamdwarm/teamdwarm/internal/lacpsock"
+	"github.com/teamdwarm/teamdwarm/internal/sys/lacpsock"
 	"github.com/teamdwarm/teamdwarm/proto"
 )
 

@@ -9,15 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
-	"github.com/teamdwarm/teamdwarm/internal/monoclock"
+	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdargs"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/teamd"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,20 +44,22 @@ const callTimeout = time.Second
 type Shim struct {
 	opts    Options
 	log     *slog.Logger
-	argv    teamdargs.Args // teamd's options as given
+	argv    teamd.Args // teamd's options as given
 	lag     string
 	digest  string
 	dumpDir string // -L
 	dir     *statefile.Dir
 
 	// Owned by Run's goroutine.
+	state   State
 	teamd   *teamdProc
 	sigs    chan os.Signal
-	role    Role
+	role    proto.Role // as started: the branch taken once teamd answers
 	epoch   uint64
 	path    proto.Path    // how this shim became active
 	prev    *proto.Active // the LAG's .active found at start
 	members []string      // teamd's ports when it last answered
+	sb      *standbyWait  // while waiting-ready, standby and taking over
 }
 
 // New checks the options and teamd's command line.
@@ -68,7 +68,7 @@ func New(opts Options) (*Shim, error) {
 	if len(opts.Teamd) == 0 {
 		return nil, errors.New("no teamd command line")
 	}
-	a, err := teamdargs.Parse(opts.Teamd[1:])
+	a, err := teamd.ParseArgs(opts.Teamd[1:])
 	if err != nil {
 		return nil, fmt.Errorf("teamd command line: %w", err)
 	}
@@ -84,8 +84,8 @@ func New(opts Options) (*Shim, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Role == RoleStandby && opts.Epoch < 2 {
-		return nil, fmt.Errorf("a standby needs an epoch of 2 or more (--epoch or %s), got %d", EnvEpoch, opts.Epoch)
+	if opts.Role == proto.RoleStandby && opts.Epoch < 2 {
+		return nil, fmt.Errorf("a standby needs an epoch of 2 or more (--epoch or %s), got %d", proto.EnvEpoch, opts.Epoch)
 	}
 	dumpDir, _ := a.Value("L")
 	return &Shim{
@@ -95,7 +95,7 @@ func New(opts Options) (*Shim, error) {
 }
 
 // configOf returns teamd's JSON config from -c or the file -f names.
-func configOf(a teamdargs.Args) ([]byte, error) {
+func configOf(a teamd.Args) ([]byte, error) {
 	if c, ok := a.Value("c"); ok {
 		return []byte(c), nil
 	}
@@ -114,18 +114,19 @@ func (s *Shim) LAG() string { return s.lag }
 
 // Run starts teamd and plays the shim's role until teamd exits or the LAG
 // has been handed over. It returns the process exit code: teamd's, or 0
-// after a handoff. Cancelling ctx stops teamd as SIGTERM would.
+// after a handoff. Cancelling ctx stops teamd as SIGTERM would. An error
+// is an *Error naming the state and the event it failed in.
 func (s *Shim) Run(ctx context.Context) (int, error) {
 	unlock, err := lockLAG(s.opts.RunDir, s.lag)
 	if err != nil {
-		return 1, err
+		return 1, s.fail(EventStart, err)
 	}
 	defer unlock()
 	if s.dir, err = statefile.OpenDir(s.opts.Dir); err != nil {
-		return 1, err
+		return 1, s.fail(EventStart, err)
 	}
 	if err := s.chooseRole(); err != nil {
-		return 1, err
+		return 1, s.fail(EventStart, err)
 	}
 	// Signals first, then the child: a signal in between is not lost.
 	s.sigs = make(chan os.Signal, 8)
@@ -133,43 +134,127 @@ func (s *Shim) Run(ctx context.Context) (int, error) {
 	defer signal.Stop(s.sigs)
 
 	teamdArgs := s.argv.Without("d")
-	if s.role == RoleStandby {
+	if s.role == proto.RoleStandby {
 		teamdArgs = teamdArgs.With("w")
 	}
 	argv := append([]string{s.opts.Teamd[0]}, teamdArgs.Argv()...)
-	if s.teamd, err = startTeamd(argv, teamdctl.SocketPath(s.opts.RunDir, s.lag)); err != nil {
-		return 1, err
+	if s.teamd, err = startTeamd(argv, teamd.SocketPath(s.opts.RunDir, s.lag)); err != nil {
+		return 1, s.fail(EventStart, err)
+	}
+	if err := s.enter(StateStarting, EventStart); err != nil {
+		return s.finish(EventStart, err)
 	}
 	s.log.Info("teamd started", "pid", s.teamd.pid(), "role", s.role, "epoch", s.epoch, "argv", argv)
+	defer s.sb.close()
+	return s.loop(ctx)
+}
 
-	st, err := s.waitAnswer(ctx)
-	if err != nil {
-		return s.finish(err)
+// loop is the state machine: one goroutine, one select over everything
+// that can happen to the shim; each case acts by the current state.
+func (s *Shim) loop(ctx context.Context) (int, error) {
+	// teamd has no change notification: the shim polls its control socket
+	// while it waits for teamd to answer, and then to be ready.
+	poll := time.NewTicker(answerPoll)
+	defer poll.Stop()
+	var lastAnswerErr error
+	stop := ctx.Done()
+	for {
+		var events <-chan statefile.Event
+		var deadline <-chan time.Time
+		if s.sb != nil {
+			events, deadline = s.sb.events, s.sb.deadline
+		}
+		select {
+		case <-s.teamd.done:
+			if s.state == StateStarting {
+				return s.finish(EventTeamdExited, fmt.Errorf("teamd exited (%s) before its control socket answered: %w", s.teamd.describe(), lastAnswerErr))
+			}
+			return s.finish(EventTeamdExited, nil)
+
+		case <-stop:
+			stop = nil // once: then teamd's exit ends the loop
+			s.relay(syscall.SIGTERM)
+
+		case sig := <-s.sigs:
+			if sig != syscall.SIGUSR1 || s.state != StateActive {
+				s.relay(sig.(syscall.Signal))
+				continue
+			}
+			if err := s.handOver(ctx); err != nil {
+				return 1, err
+			}
+			return 0, nil
+
+		case <-poll.C:
+			st, err := s.teamd.stateDump(ctx, callTimeout)
+			switch {
+			case s.state == StateStarting && err != nil:
+				lastAnswerErr = err
+			case s.state == StateStarting:
+				if err := s.answered(st); err != nil {
+					return s.finish(EventAnswered, err)
+				}
+				if s.state == StateWaitingReady {
+					poll.Reset(readyPoll)
+				} else {
+					poll.Stop()
+				}
+			case s.state == StateWaitingReady && err == nil && s.ready(st):
+				poll.Stop()
+				if err := s.announce(ctx, st); err != nil {
+					return s.finish(EventReady, err)
+				}
+			}
+
+		case ev, ok := <-events:
+			if !ok {
+				return s.finish(EventSnapshot, fmt.Errorf("watching %s ended", s.dir.Path()))
+			}
+			if err := s.record(ev); err != nil {
+				return s.finish(EventSnapshot, err)
+			}
+
+		case <-deadline:
+			if err := s.deadline(); err != nil {
+				return s.finish(EventDeadline, err)
+			}
+		}
 	}
-	s.members = portNames(st)
+}
+
+// answered is the end of starting: teamd's control socket answers (the
+// moment teamd -d returns to its caller). A standby now waits for teamd
+// to be ready; an active shim is the LAG's speaker.
+func (s *Shim) answered(st *teamd.State) error {
+	s.members = st.PortNames()
 	if s.opts.Ready != nil {
 		s.opts.Ready()
 	}
-	if s.role == RoleStandby {
-		if done, err := s.standby(ctx); done || err != nil {
-			return s.finish(err)
-		}
-	} else if err := s.becomeActive(); err != nil {
-		return s.finish(err)
+	if s.role == proto.RoleStandby {
+		s.log.Info("standby: waiting for teamd to hear the partner on every member")
+		return s.enter(StateWaitingReady, EventAnswered)
 	}
-	return s.active(ctx)
+	return s.becomeActive()
 }
 
-// finish stops teamd if it still runs after err and returns its exit code.
-func (s *Shim) finish(err error) (int, error) {
+// finish ends the shim on ev: it stops teamd if it still runs, withdraws
+// a standby record that never led to a takeover, and returns teamd's exit
+// code, or 1 and err as an *Error.
+func (s *Shim) finish(ev Event, err error) (int, error) {
+	if err != nil {
+		err = s.fail(ev, err)
+	}
 	if !s.teamd.exited() {
 		_ = s.teamd.signal(syscall.SIGTERM)
 		s.teamd.stop(s.opts.StopTimeout, "did not exit on SIGTERM")
 	}
-	if s.role == RoleStandby {
+	if s.role == proto.RoleStandby && s.state != StateActive {
 		if rerr := s.dir.Remove(s.lag, proto.KindStandby); rerr != nil {
 			s.log.Warn("removing the standby record", "err", rerr)
 		}
+	}
+	if terr := s.enter(StateDone, ev); terr != nil && err == nil {
+		err = s.fail(ev, terr)
 	}
 	if err != nil {
 		return 1, err
@@ -195,7 +280,7 @@ func (s *Shim) chooseRole() error {
 	if s.prev != nil {
 		prevEpoch = s.prev.Epoch
 	}
-	if s.role == RoleActive && s.epoch == 0 {
+	if s.role == proto.RoleActive && s.epoch == 0 {
 		s.epoch = max(prevEpoch, 1)
 	}
 	switch {
@@ -204,7 +289,7 @@ func (s *Shim) chooseRole() error {
 			s.lag, s.dir.File(s.lag, proto.KindActive), prevEpoch, s.epoch, ErrFenced)
 	case prevEpoch == s.epoch:
 		// This epoch was the LAG's speaker already: the container restarted.
-		s.role, s.path = RoleActive, proto.PathRestart
+		s.role, s.path = proto.RoleActive, proto.PathRestart
 	case s.argv.Has("w"):
 		s.path = proto.PathWarmStart
 	default:
@@ -213,35 +298,11 @@ func (s *Shim) chooseRole() error {
 	return nil
 }
 
-// waitAnswer waits until teamd's control socket answers a StateDump.
-func (s *Shim) waitAnswer(ctx context.Context) (*teamdctl.State, error) {
-	tick := time.NewTicker(answerPoll)
-	defer tick.Stop()
-	var last error
-	for {
-		st, err := s.teamd.stateDump(ctx, callTimeout)
-		if err == nil {
-			return st, nil
-		}
-		last = err
-		select {
-		case <-s.teamd.done:
-			return nil, fmt.Errorf("teamd exited (%s) before its control socket answered: %v", s.teamd.describe(), last)
-		case <-ctx.Done():
-			_ = s.teamd.signal(syscall.SIGTERM)
-			return nil, ctx.Err()
-		case sig := <-s.sigs:
-			s.relay(sig.(syscall.Signal))
-		case <-tick.C:
-		}
-	}
-}
-
 // relay passes a stop signal on to teamd. SIGUSR1 is the shim's own and is
-// handled by the role; where it arrives, none has a use for it.
+// handled in state active; in any other state it is ignored.
 func (s *Shim) relay(sig syscall.Signal) {
 	if sig == syscall.SIGUSR1 {
-		s.log.Warn("SIGUSR1 ignored: only an active shim hands over", "role", s.role)
+		s.log.Warn("SIGUSR1 ignored: only an active shim hands over", "state", s.state)
 		return
 	}
 	s.log.Info("relaying signal to teamd", "signal", sig)
@@ -263,11 +324,14 @@ func (s *Shim) becomeActive() error {
 			return fmt.Errorf("warm start: %w", err)
 		}
 	}
-	return s.writeActive(s.path, 0, t, "")
+	if err := s.writeActive(s.path, 0, t, ""); err != nil {
+		return err
+	}
+	return s.enter(StateActive, EventAnswered)
 }
 
 func (s *Shim) writeActive(path proto.Path, from uint64, t proto.Timings, note string) error {
-	s.role, s.path = RoleActive, path
+	s.path = path
 	rec := &proto.Active{
 		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
 		Path: path, SinceMono: monoclock.Now(), Since: time.Now(), FromEpoch: from, Timings: t, Note: note,
@@ -283,37 +347,6 @@ func (s *Shim) writeActive(path proto.Path, from uint64, t proto.Timings, note s
 func (s *Shim) writer() proto.Process {
 	host, _ := os.Hostname()
 	return proto.Process{Container: s.opts.Container, Hostname: host, PID: os.Getpid()}
-}
-
-// active runs while teamd is the speaker: SIGUSR1 hands the LAG over.
-func (s *Shim) active(ctx context.Context) (int, error) {
-	for {
-		select {
-		case <-s.teamd.done:
-			return s.finish(nil)
-		case <-ctx.Done():
-			s.relay(syscall.SIGTERM)
-			ctx = context.Background() // once
-		case sig := <-s.sigs:
-			if sig != syscall.SIGUSR1 {
-				s.relay(sig.(syscall.Signal))
-				continue
-			}
-			if err := s.handOver(ctx); err != nil {
-				return 1, err
-			}
-			return 0, nil
-		}
-	}
-}
-
-func portNames(st *teamdctl.State) []string {
-	names := make([]string, 0, len(st.Ports))
-	for n := range st.Ports {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }
 
 // PIDFile is the shim's pid file for lag in runDir. It is also the lock

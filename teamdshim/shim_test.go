@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/teamdwarm/teamdwarm/internal/monoclock"
+	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/teamd"
 	"github.com/teamdwarm/teamdwarm/teamdshim"
 )
 
@@ -50,7 +51,7 @@ func TestActiveHandsOver(t *testing.T) {
 		t.Errorf("snapshot: epoch %d, taken %d (signal at %d), teamd %q", s.Epoch, s.TakenMono, sent, s.TeamdStop)
 	}
 	// SONiC's per-LAG dump file, written by teamd on SIGUSR1, is carried.
-	if _, err := proto.ParseLAGDump(s.LAGDump); err != nil {
+	if _, err := teamd.ParseLAGDump(s.LAGDump); err != nil {
 		t.Errorf("LAG dump in the snapshot: %v", err)
 	}
 	if _, err := os.Stat(teamdshim.PIDFile(e.run, "PortChannel1")); !errors.Is(err, fs.ErrNotExist) {

@@ -6,124 +6,47 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/teamdwarm/teamdwarm/internal/monoclock"
+	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // errNoCutover holds a snapshot back until the cutover it belongs to is
 // seen: a snapshot is only trusted if it was taken after the cutover.
 var errNoCutover = errors.New("no cutover for this epoch yet")
 
-// standby runs the standby role: wait until teamd is ready, announce it,
-// then wait for a valid snapshot or the deadline and take over. done is
-// true if teamd exited (the shim is finished); false once it took over.
-func (s *Shim) standby(ctx context.Context) (done bool, err error) {
-	tick := time.NewTicker(readyPoll)
-	defer tick.Stop()
-	var (
-		events   <-chan statefile.Event
-		deadline <-chan time.Time
-		cut      *proto.Cutover
-		pending  *statefile.Event // a snapshot seen before its cutover
-		rejected []string
-		t        proto.Timings
-		confirm  *outgoing
-	)
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	defer func() {
-		if confirm != nil {
-			confirm.close()
-		}
-	}()
-	s.log.Info("standby: waiting for teamd to hear the partner on every member")
-	for {
-		select {
-		case <-s.teamd.done:
-			return true, nil
-		case <-ctx.Done():
-			s.relay(syscall.SIGTERM)
-			ctx = context.Background()
-		case sig := <-s.sigs:
-			s.relay(sig.(syscall.Signal))
+// standbyWait is what a standby shim keeps from the moment it is ready to
+// its takeover. Owned by Run's goroutine.
+type standbyWait struct {
+	events    <-chan statefile.Event // this LAG's snapshots and the cutover
+	stopWatch context.CancelFunc
+	deadline  <-chan time.Time // armed by the cutover
+	cut       *proto.Cutover
+	pending   *statefile.Event // a snapshot seen before its cutover
+	rejected  []string         // why snapshots were refused, for .active's note
+	timings   proto.Timings
+	confirm   *outgoing // watches the members' outgoing PDUs
+}
 
-		case <-tick.C:
-			st, err := s.teamd.stateDump(ctx, callTimeout)
-			if err != nil || !s.ready(st) {
-				continue
-			}
-			tick.Stop()
-			s.members = portNames(st)
-			confirm = watchOutgoing(s.members, s.log)
-			if err := s.writeStandby(st); err != nil {
-				return false, err
-			}
-			mine := func(lag string, k proto.Kind) bool {
-				return k == proto.KindCutover || (lag == s.lag && k == proto.KindSnapshot)
-			}
-			if events, err = statefile.WatchOnly(watchCtx, s.dir.Path(), mine); err != nil {
-				return false, err
-			}
-
-		case ev, ok := <-events:
-			if !ok {
-				return false, fmt.Errorf("watching %s ended", s.dir.Path())
-			}
-			switch {
-			case ev.Name == "" && ev.Err != nil:
-				s.log.Warn("record watch", "err", ev.Err)
-			case ev.Kind == proto.KindCutover && !ev.Removed:
-				c, err := s.judgeCutover(ev)
-				if err != nil {
-					s.log.Warn("cutover ignored", "reason", err)
-					continue
-				}
-				cut, t.CutoverSeen = c, monoclock.Now()
-				at := min(c.DeadlineMono, c.StartedMono+int64(s.opts.Budget))
-				wait := time.Duration(at - t.CutoverSeen)
-				s.log.Info("cutover", "from_epoch", c.FromEpoch, "deadline_in", wait)
-				deadline = time.After(wait)
-				if pending == nil {
-					continue
-				}
-				ev, pending = *pending, nil
-				fallthrough
-			case ev.Kind == proto.KindSnapshot && ev.LAG == s.lag && !ev.Removed:
-				seen := monoclock.Now()
-				err := s.judgeSnapshot(ev, cut)
-				if errors.Is(err, errNoCutover) {
-					pending = &ev
-					continue
-				}
-				if err != nil {
-					s.log.Warn("snapshot rejected", "file", ev.Path, "reason", err)
-					rejected = append(rejected, err.Error())
-					continue
-				}
-				t.SnapshotSeen = seen
-				snap := ev.Record.(*proto.Snapshot)
-				return false, s.takeOver(proto.PathSnapshot, snap.Epoch, t, "", confirm)
-			}
-
-		case <-deadline:
-			note := "no snapshot before the deadline"
-			if len(rejected) > 0 {
-				note = "snapshots rejected: " + strings.Join(rejected, "; ")
-			}
-			s.log.Warn("deadline: taking over without a snapshot", "why", note)
-			return false, s.takeOver(proto.PathDeadline, 0, t, note, confirm)
-		}
+// close releases the watch and the sockets; nil is fine.
+func (w *standbyWait) close() {
+	if w == nil {
+		return
+	}
+	if w.stopWatch != nil {
+		w.stopWatch()
+	}
+	if w.confirm != nil {
+		w.confirm.close()
 	}
 }
 
 // ready: every member of teamd hears the partner, and every member the old
 // speaker announced is there.
-func (s *Shim) ready(st *teamdctl.State) bool {
+func (s *Shim) ready(st *teamd.State) bool {
 	if len(st.Ports) == 0 {
 		return false
 	}
@@ -142,7 +65,29 @@ func (s *Shim) ready(st *teamdctl.State) bool {
 	return true
 }
 
-func (s *Shim) writeStandby(st *teamdctl.State) error {
+// announce is waiting-ready's end: the sockets that will confirm the
+// takeover are opened (before any signal, so that teamd's first PDU cannot
+// slip past), .standby is written, and this LAG's records are watched.
+func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
+	s.members = st.PortNames()
+	s.sb = &standbyWait{confirm: watchOutgoing(s.members, s.log)}
+	if err := s.writeStandby(st); err != nil {
+		return err
+	}
+	mine := func(lag string, k proto.Kind) bool {
+		return k == proto.KindCutover || (lag == s.lag && k == proto.KindSnapshot)
+	}
+	watchCtx, stop := context.WithCancel(ctx)
+	s.sb.stopWatch = stop
+	events, err := statefile.WatchOnly(watchCtx, s.dir.Path(), mine)
+	if err != nil {
+		return err
+	}
+	s.sb.events = events
+	return s.enter(StateStandby, EventReady)
+}
+
+func (s *Shim) writeStandby(st *teamd.State) error {
 	rec := &proto.Standby{
 		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
 		ReadyMono: monoclock.Now(), Ready: time.Now(),
@@ -157,6 +102,60 @@ func (s *Shim) writeStandby(st *teamdctl.State) error {
 	}
 	s.log.Info("standby: ready", "epoch", s.epoch, "members", len(s.members))
 	return nil
+}
+
+// record handles one record event of a standby: the cutover arms the
+// deadline (and releases a snapshot that came before it); a valid snapshot
+// starts the takeover; anything else is logged and kept for the note.
+func (s *Shim) record(ev statefile.Event) error {
+	w := s.sb
+	switch {
+	case ev.Name == "" && ev.Err != nil:
+		s.log.Warn("record watch", "err", ev.Err)
+		return nil
+	case ev.Removed:
+		return nil
+	case ev.Kind == proto.KindCutover:
+		c, err := s.judgeCutover(ev)
+		if err != nil {
+			s.log.Warn("cutover ignored", "reason", err)
+			return nil
+		}
+		w.cut, w.timings.CutoverSeen = c, monoclock.Now()
+		at := min(c.DeadlineMono, c.StartedMono+int64(s.opts.Budget))
+		wait := time.Duration(at - w.timings.CutoverSeen)
+		s.log.Info("cutover", "from_epoch", c.FromEpoch, "deadline_in", wait)
+		w.deadline = time.After(wait)
+		if w.pending == nil {
+			return nil
+		}
+		ev, w.pending = *w.pending, nil
+	case ev.Kind != proto.KindSnapshot || ev.LAG != s.lag:
+		return nil
+	}
+	seen := monoclock.Now()
+	err := s.judgeSnapshot(ev, w.cut)
+	if errors.Is(err, errNoCutover) {
+		w.pending = &ev
+		return nil
+	}
+	if err != nil {
+		s.log.Warn("snapshot rejected", "file", ev.Path, "reason", err)
+		w.rejected = append(w.rejected, err.Error())
+		return nil
+	}
+	w.timings.SnapshotSeen = seen
+	return s.takeOver(EventSnapshot, proto.PathSnapshot, ev.Record.(*proto.Snapshot).Epoch, "")
+}
+
+// deadline: the cutover's budget is spent without a valid snapshot.
+func (s *Shim) deadline() error {
+	note := "no snapshot before the deadline"
+	if len(s.sb.rejected) > 0 {
+		note = "snapshots rejected: " + strings.Join(s.sb.rejected, "; ")
+	}
+	s.log.Warn("deadline: taking over without a snapshot", "why", note)
+	return s.takeOver(EventDeadline, proto.PathDeadline, 0, note)
 }
 
 // judgeCutover accepts the supervisor's cutover to this shim's epoch.
@@ -196,7 +195,7 @@ func (s *Shim) judgeSnapshot(ev statefile.Event, cut *proto.Cutover) error {
 	for _, m := range snap.Members {
 		names = append(names, m.Name)
 	}
-	slices.Sort(names)
+	teamd.SortNames(names)
 	if !slices.Equal(names, s.members) {
 		return fmt.Errorf("members %v, this teamd has %v", names, s.members)
 	}
@@ -210,26 +209,31 @@ func short(digest string) string {
 	return digest
 }
 
-// takeOver sends the takeover signal, confirms teamd transmits on every
-// member, and writes .active.
-func (s *Shim) takeOver(path proto.Path, from uint64, t proto.Timings, note string, confirm *outgoing) error {
+// takeOver is taking-over: the takeover signal, the wait for teamd's first
+// PDU on every member, .active, and the standby record withdrawn.
+func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) error {
+	if err := s.enter(StateTakingOver, ev); err != nil {
+		return err
+	}
+	w := s.sb
+	t := &w.timings
 	t.SignalSent = monoclock.Now()
 	sent := time.Now()
 	if err := s.teamd.signal(s.opts.TakeoverSignal); err != nil {
 		return fmt.Errorf("takeover signal: %w", err)
 	}
-	if confirm != nil {
-		if at, err := confirm.wait(sent, s.opts.ConfirmTimeout); err != nil {
-			s.log.Error("takeover not confirmed", "err", err)
-		} else {
-			t.Confirmed = t.SignalSent + int64(at.Sub(sent))
-		}
+	if at, err := w.confirm.wait(sent, s.opts.ConfirmTimeout); err != nil {
+		s.log.Error("takeover not confirmed", "err", err)
+	} else {
+		t.Confirmed = t.SignalSent + int64(at.Sub(sent))
 	}
-	if err := s.writeActive(path, from, t, note); err != nil {
+	if err := s.writeActive(path, from, *t, note); err != nil {
 		return err
 	}
 	if err := s.dir.Remove(s.lag, proto.KindStandby); err != nil {
 		s.log.Warn("removing the standby record", "err", err)
 	}
-	return nil
+	s.sb.close()
+	s.sb = nil
+	return s.enter(StateActive, EventTransmits)
 }

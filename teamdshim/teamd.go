@@ -9,14 +9,15 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // teamdProc is the teamd child. Only the goroutine started by startTeamd
 // waits for it; everything else learns of its exit from done.
 type teamdProc struct {
 	cmd    *exec.Cmd
-	client *teamdctl.Client
+	client *teamd.Client
 	done   chan struct{} // closed once the process exited and state is set
 	state  *os.ProcessState
 }
@@ -27,7 +28,7 @@ func startTeamd(argv []string, socket string) (*teamdProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start teamd: %w", err)
 	}
-	t := &teamdProc{cmd: cmd, client: teamdctl.New(socket), done: make(chan struct{})}
+	t := &teamdProc{cmd: cmd, client: teamd.NewClient(socket), done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait() // the exit status is in ProcessState
 		t.state = cmd.ProcessState
@@ -69,8 +70,8 @@ func (t *teamdProc) exitCode() int {
 	if t.state == nil {
 		return -1
 	}
-	if ws, ok := t.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
+	if ws, ok := t.state.Sys().(syscall.WaitStatus); ok {
+		return signame.ExitCode(ws)
 	}
 	return t.state.ExitCode()
 }
@@ -83,6 +84,12 @@ func (t *teamdProc) describe() string {
 	return t.state.String()
 }
 
+// killWait bounds the wait for teamd's end after SIGKILL. A process stuck
+// in the kernel (uninterruptible sleep) dies only when it leaves it, but
+// with SIGKILL pending it never runs its own code again: it sends nothing
+// more.
+const killWait = 2 * time.Second
+
 // stop waits up to timeout for teamd to exit, then kills it. It returns
 // how teamd ended.
 func (t *teamdProc) stop(timeout time.Duration, why string) string {
@@ -92,12 +99,16 @@ func (t *teamdProc) stop(timeout time.Duration, why string) string {
 	case <-time.After(timeout):
 	}
 	_ = t.signal(syscall.SIGKILL)
-	<-t.done
-	return fmt.Sprintf("killed after %v: %s", timeout, why)
+	select {
+	case <-t.done:
+		return fmt.Sprintf("killed after %v: %s", timeout, why)
+	case <-time.After(killWait):
+		return fmt.Sprintf("killed after %v: %s; still not reaped %v after SIGKILL", timeout, why, killWait)
+	}
 }
 
 // stateDump asks teamd for its state, bounded by timeout.
-func (t *teamdProc) stateDump(ctx context.Context, timeout time.Duration) (*teamdctl.State, error) {
+func (t *teamdProc) stateDump(ctx context.Context, timeout time.Duration) (*teamd.State, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return t.client.StateDump(ctx)

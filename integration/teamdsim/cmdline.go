@@ -12,8 +12,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/teamdwarm/teamdwarm/internal/signame"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdargs"
+	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // CmdLine is teamd's command line as the stand-in reads it.
@@ -57,7 +57,7 @@ func ParseCmdLine(args []string, getenv func(string) string) (CmdLine, error) {
 	default:
 		return cl, fmt.Errorf("TEAMDSIM_FAULT: %q, want %s or %s", f, FaultIgnoreSIGUSR1, FaultDeaf)
 	}
-	a, err := teamdargs.Parse(args)
+	a, err := teamd.ParseArgs(args)
 	if err != nil {
 		return cl, err
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // serve accepts control connections; each request goes to the state
@@ -32,7 +32,7 @@ func (d *Daemon) conn(c *net.UnixConn) {
 		if err != nil || n == 0 {
 			return
 		}
-		method, args, err := teamdctl.ParseRequest(buf[:n])
+		method, args, err := teamd.ParseRequest(buf[:n])
 		if err != nil {
 			d.log.Debug("usock: malformed message", "err", err)
 			continue // teamd: no reply
@@ -51,38 +51,38 @@ func (d *Daemon) conn(c *net.UnixConn) {
 	}
 }
 
-var errArgs = teamdctl.Failure("InvalidArgs", "Did not receive correct message arguments.")
+var errArgs = teamd.Failure("InvalidArgs", "Did not receive correct message arguments.")
 
 // control runs one method on the state goroutine, with teamd's replies.
 func (d *Daemon) control(method string, args []string) []byte {
 	want := func(n int) bool { return len(args) >= n }
 	switch method {
-	case teamdctl.MethodStateDump:
+	case teamd.MethodStateDump:
 		b, err := d.stateJSON()
 		if err != nil {
-			return teamdctl.Failure("StateDumpFail", "Failed to dump state.")
+			return teamd.Failure("StateDumpFail", "Failed to dump state.")
 		}
-		return teamdctl.Success(string(b))
-	case teamdctl.MethodStateItemValueGet:
+		return teamd.Success(string(b))
+	case teamd.MethodStateItemValueGet:
 		if !want(1) {
 			return errArgs
 		}
 		v, err := d.stateItem(args[0])
 		if err != nil {
-			return teamdctl.Failure("PathDoesNotExist", "Item path does not exist.")
+			return teamd.Failure("PathDoesNotExist", "Item path does not exist.")
 		}
-		return teamdctl.Success(v)
-	case teamdctl.MethodStateItemValueSet:
+		return teamd.Success(v)
+	case teamd.MethodStateItemValueSet:
 		if !want(2) {
 			return errArgs
 		}
-		return teamdctl.Failure("OpNotSupp", "Operation not supported.")
-	case teamdctl.MethodPortAdd:
+		return teamd.Failure("OpNotSupp", "Operation not supported.")
+	case teamd.MethodPortAdd:
 		if !want(1) {
 			return errArgs
 		}
 		if _, err := net.InterfaceByName(args[0]); err != nil {
-			return teamdctl.Failure("NoSuchDev", "No such device.")
+			return teamd.Failure("NoSuchDev", "No such device.")
 		}
 		cfg, ok := d.opts.Config.Ports[args[0]]
 		if !ok {
@@ -90,49 +90,49 @@ func (d *Daemon) control(method string, args []string) []byte {
 		}
 		if err := d.addPort(args[0], cfg, time.Now()); err != nil {
 			d.log.Error("port add", "port", args[0], "err", err)
-			return teamdctl.Failure("PortAddFail", "Failed to add port.")
+			return teamd.Failure("PortAddFail", "Failed to add port.")
 		}
-		return teamdctl.Success("")
-	case teamdctl.MethodPortRemove:
+		return teamd.Success("")
+	case teamd.MethodPortRemove:
 		if !want(1) {
 			return errArgs
 		}
 		if !d.removePort(args[0]) {
-			return teamdctl.Failure("NoSuchDev", "No such device.")
+			return teamd.Failure("NoSuchDev", "No such device.")
 		}
-		return teamdctl.Success("")
-	case teamdctl.MethodPortConfigUpdate:
+		return teamd.Success("")
+	case teamd.MethodPortConfigUpdate:
 		if !want(2) {
 			return errArgs
 		}
 		if _, err := net.InterfaceByName(args[0]); err != nil {
-			return teamdctl.Failure("NoSuchDev", "No such device.")
+			return teamd.Failure("NoSuchDev", "No such device.")
 		}
 		pc, err := ParsePortConfig([]byte(args[1]))
 		if err != nil {
-			return teamdctl.Failure("ConfigUpdateFail", "Failed to update config.")
+			return teamd.Failure("ConfigUpdateFail", "Failed to update config.")
 		}
 		d.opts.Config.Ports[args[0]] = pc
 		if p, ok := d.lag.ports[args[0]]; ok {
 			p.cfg = pc
 		}
-		return teamdctl.Success("")
-	case teamdctl.MethodPortConfigDump:
+		return teamd.Success("")
+	case teamd.MethodPortConfigDump:
 		if !want(1) {
 			return errArgs
 		}
 		pc, ok := d.opts.Config.Ports[args[0]]
 		if !ok {
-			return teamdctl.Failure("NoSuchDev", "No such device.")
+			return teamd.Failure("NoSuchDev", "No such device.")
 		}
 		b, _ := json.MarshalIndent(pc, "", "    ")
-		return teamdctl.Success(string(b))
-	case teamdctl.MethodConfigDump, teamdctl.MethodConfigDumpActual:
+		return teamd.Success(string(b))
+	case teamd.MethodConfigDump, teamd.MethodConfigDumpActual:
 		b, err := d.configJSON()
 		if err != nil {
-			return teamdctl.Failure("ConfigDumpFail", "Failed to dump config.")
+			return teamd.Failure("ConfigDumpFail", "Failed to dump config.")
 		}
-		return teamdctl.Success(string(b))
+		return teamd.Success(string(b))
 	}
 	return nil // unknown method: teamd stays silent
 }
@@ -152,29 +152,29 @@ func (d *Daemon) configJSON() ([]byte, error) {
 
 // state builds StateDump from the typed shape the shim reads, so both ends
 // agree; teamd sorts keys and indents by 4, which the map round trip does.
-func (d *Daemon) state() teamdctl.State {
-	st := teamdctl.State{
-		Ports: map[string]teamdctl.Port{},
-		Runner: teamdctl.RunnerState{Active: d.lag.cfg.Runner.Active, FastRate: d.lag.cfg.Runner.FastRate,
+func (d *Daemon) state() teamd.State {
+	st := teamd.State{
+		Ports: map[string]teamd.Port{},
+		Runner: teamd.RunnerState{Active: d.lag.cfg.Runner.Active, FastRate: d.lag.cfg.Runner.FastRate,
 			SelectPolicy: "lacp_prio", SysPrio: int(d.lag.cfg.Runner.SysPrio)},
-		Setup: teamdctl.Setup{Daemonized: d.opts.Daemonized, DebugLevel: d.opts.Debug, KernelTeamModeName: "loadbalance",
+		Setup: teamd.Setup{Daemonized: d.opts.Daemonized, DebugLevel: d.opts.Debug, KernelTeamModeName: "loadbalance",
 			PID: os.Getpid(), PIDFile: d.opts.PIDFile, RunnerName: "lacp"},
-		TeamDevice: teamdctl.TeamDevice{IfInfo: teamdctl.IfInfo{DevAddr: d.lag.cfg.HWAddr.String(), DevAddrLen: 6, Ifname: d.lag.cfg.Device}},
+		TeamDevice: teamd.TeamDevice{IfInfo: teamd.IfInfo{DevAddr: d.lag.cfg.HWAddr.String(), DevAddrLen: 6, Ifname: d.lag.cfg.Device}},
 	}
 	for _, p := range d.lag.sortedPorts() {
 		up := false
 		if ifi, err := net.InterfaceByName(p.name); err == nil {
 			up = ifi.Flags&net.FlagUp != 0
 		}
-		st.Ports[p.name] = teamdctl.Port{
-			IfInfo: teamdctl.IfInfo{DevAddr: p.mac.String(), DevAddrLen: 6, Ifindex: p.ifindex, Ifname: p.name},
-			Link:   teamdctl.Link{Duplex: "full", Speed: 10000, Up: up},
-			LinkWatches: teamdctl.LinkWatches{Up: up, List: map[string]teamdctl.LinkWatch{
+		st.Ports[p.name] = teamd.Port{
+			IfInfo: teamd.IfInfo{DevAddr: p.mac.String(), DevAddrLen: 6, Ifindex: p.ifindex, Ifname: p.name},
+			Link:   teamd.Link{Duplex: "full", Speed: 10000, Up: up},
+			LinkWatches: teamd.LinkWatches{Up: up, List: map[string]teamd.LinkWatch{
 				"link_watch_0": {Name: "ethtool", Up: up}}},
-			Runner: teamdctl.PortRunner{
-				ActorLACPDUInfo:   teamdctl.InfoOf(d.lag.actor(p)),
-				PartnerLACPDUInfo: teamdctl.InfoOf(p.partner),
-				Aggregator:        teamdctl.Aggregator{ID: p.aggID, Selected: p.selected},
+			Runner: teamd.PortRunner{
+				ActorLACPDUInfo:   teamd.InfoOf(d.lag.actor(p)),
+				PartnerLACPDUInfo: teamd.InfoOf(p.partner),
+				Aggregator:        teamd.Aggregator{ID: p.aggID, Selected: p.selected},
 				Key:               int(p.cfg.LACPKey), Prio: int(p.cfg.LACPPrio),
 				Selected: p.selected, State: p.state,
 			},

@@ -15,9 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/teamdwarm/teamdwarm/internal/lacpsock"
+	"github.com/teamdwarm/teamdwarm/internal/sys/lacpsock"
 	"github.com/teamdwarm/teamdwarm/proto"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // Options are the stand-in's settings, mostly from teamd's command line.
@@ -82,7 +82,7 @@ type ctlRequest struct {
 // New checks the options; Run starts the daemon.
 func New(opts Options) (*Daemon, error) {
 	if opts.RunDir == "" {
-		opts.RunDir = teamdctl.DefaultRunDir
+		opts.RunDir = teamd.DefaultRunDir
 	}
 	if opts.PIDFile == "" {
 		opts.PIDFile = filepath.Join(opts.RunDir, opts.Config.Device+".pid")
@@ -118,7 +118,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := os.MkdirAll(d.opts.RunDir, 0o755); err != nil {
 		return err
 	}
-	sock := teamdctl.SocketPath(d.opts.RunDir, d.opts.Config.Device)
+	sock := teamd.SocketPath(d.opts.RunDir, d.opts.Config.Device)
 	_ = os.Remove(sock) // teamd unlinks and re-binds
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: sock, Net: "unixpacket"})
 	if err != nil {
@@ -399,10 +399,10 @@ func (d *Daemon) writeDumps() error {
 	if err := os.MkdirAll(d.opts.DumpDir, 0o755); err != nil {
 		return err
 	}
-	dump := proto.LAGDump{Carrier: false}
+	dump := teamd.LAGDump{Carrier: false}
 	var errs []error
 	for _, p := range d.lag.sortedPorts() {
-		dump.Ports = append(dump.Ports, proto.DumpPort{Name: p.name, Enabled: p.selected})
+		dump.Ports = append(dump.Ports, teamd.DumpPort{Name: p.name, Enabled: p.selected})
 		if p.selected {
 			dump.Carrier = true
 		}

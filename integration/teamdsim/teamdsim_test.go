@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/proto"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // teammgrdConfig is the JSON SONiC's teammgrd passes with -c (reference §6).
@@ -198,7 +198,7 @@ func TestStateDumpShape(t *testing.T) {
 	if !strings.HasPrefix(string(b), "{\n    \"ports\": {") {
 		t.Fatalf("layout: %.40q", b)
 	}
-	var st teamdctl.State
+	var st teamd.State
 	if err := json.Unmarshal(b, &st); err != nil || st.Ports["Ethernet40"].Runner.State != "current" {
 		t.Fatalf("client view: %+v, %v", st.Ports["Ethernet40"].Runner, err)
 	}

@@ -8,7 +8,7 @@
 // runs teamd through the shim unchanged; the real teamd then lives at
 // $TEAMDWARM_TEAMD (default /usr/bin/teamd.real). Installed as teamdctl, it
 // answers the one question teamd-warm asks in a container, "teamdctl <lag>
-// state dump", for images without libteam's teamdctl.
+// state dump", for images without libteam's teamd.
 package shimcmd
 
 import (
@@ -23,10 +23,10 @@ import (
 
 	"github.com/teamdwarm/teamdwarm/internal/cli"
 	"github.com/teamdwarm/teamdwarm/internal/cli/statecmd"
-	"github.com/teamdwarm/teamdwarm/internal/signame"
+	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/teamd"
 	"github.com/teamdwarm/teamdwarm/teamdshim"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdargs"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
 )
 
 // EnvTeamd names the real teamd when the shim is installed as teamd.
@@ -93,22 +93,22 @@ func Main(argv0 string, args []string, stdout, stderr io.Writer) int {
 func run(args []string, io cli.IO) (int, error) {
 	fs := cli.NewFlags("run", io.Stderr, "teamd-shim run [flags] -- TEAMD [teamd options]")
 	var o teamdshim.Options
-	role := fs.String("role", "", "active or standby (default $"+teamdshim.EnvRole+", else active)")
-	fs.Uint64Var(&o.Epoch, "epoch", 0, "this shim's epoch (default $"+teamdshim.EnvEpoch+"; a standby needs one)")
-	fs.StringVar(&o.Dir, "dir", "", "record directory (default $"+teamdshim.EnvDir+", else "+teamdshim.DefaultDir+")")
-	fs.StringVar(&o.RunDir, "run-dir", "", "teamd's run directory (default $"+teamdshim.EnvRunDir+", else "+teamdctl.DefaultRunDir+")")
-	sig := fs.String("takeover-signal", "", "signal that makes a passive teamd transmit (default $"+teamdshim.EnvTakeoverSignal+", else SIGUSR2)")
+	role := fs.String("role", "", "active or standby (default $"+proto.EnvRole+", else active)")
+	fs.Uint64Var(&o.Epoch, "epoch", 0, "this shim's epoch (default $"+proto.EnvEpoch+"; a standby needs one)")
+	fs.StringVar(&o.Dir, "dir", "", "record directory (default $"+proto.EnvDir+", else "+teamdshim.DefaultDir+")")
+	fs.StringVar(&o.RunDir, "run-dir", "", "teamd's run directory (default $"+proto.EnvRunDir+", else "+teamd.DefaultRunDir+")")
+	sig := fs.String("takeover-signal", "", "signal that makes a passive teamd transmit (default $"+proto.EnvTakeoverSignal+", else SIGUSR2)")
 	fs.DurationVar(&o.Budget, "budget", 0, "after the cutover, take over without a snapshot after this long (default 1.2s)")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "kill the old teamd this long after SIGUSR1 (default 800ms)")
-	fs.StringVar(&o.Container, "container", "", "container name for the records (default $"+teamdshim.EnvContainer+", else the host name)")
+	fs.StringVar(&o.Container, "container", "", "container name for the records (default $"+proto.EnvContainer+", else the host name)")
 	if err := cli.Parse(fs, args); err != nil {
 		return 0, err
 	}
 	if fs.NArg() == 0 {
 		return 0, cli.Usagef("run: missing teamd command line after --")
 	}
-	o.Role = teamdshim.Role(*role)
-	if o.Role != "" && o.Role != teamdshim.RoleActive && o.Role != teamdshim.RoleStandby {
+	o.Role = proto.Role(*role)
+	if o.Role != "" && o.Role != proto.RoleActive && o.Role != proto.RoleStandby {
 		return 0, cli.Usagef("run: --role %q: want active or standby", *role)
 	}
 	if *sig != "" {
@@ -127,7 +127,7 @@ func runShim(argv []string, o teamdshim.Options, io cli.IO) (int, error) {
 	if err := o.FromEnv(os.Getenv); err != nil {
 		return 0, cli.Usagef("%v", err)
 	}
-	a, err := teamdargs.Parse(argv[1:])
+	a, err := teamd.ParseArgs(argv[1:])
 	if err != nil {
 		return 0, cli.Usagef("teamd command line: %v", err)
 	}
@@ -136,7 +136,7 @@ func runShim(argv []string, o teamdshim.Options, io cli.IO) (int, error) {
 		team, _ := a.Value("t")
 		runDir := o.RunDir
 		if runDir == "" {
-			runDir = teamdctl.DefaultRunDir
+			runDir = teamd.DefaultRunDir
 		}
 		if err := os.MkdirAll(runDir, 0o755); err != nil {
 			return 1, err
@@ -168,13 +168,13 @@ func runShim(argv []string, o teamdshim.Options, io cli.IO) (int, error) {
 func initCmd(args []string, io cli.IO) (int, error) {
 	fs := cli.NewFlags("init", io.Stderr, "teamd-shim init [flags] [-- teamd options for every LAG]")
 	dir := fs.String("config-dir", DefaultConfigDir, "one teamd JSON config per LAG (*.conf, *.json)")
-	teamd := fs.String("teamd", "", "the real teamd (default $"+EnvTeamd+", else "+DefaultRealTeamd+")")
+	teamdPath := fs.String("teamd", "", "the real teamd (default $"+EnvTeamd+", else "+DefaultRealTeamd+")")
 	if err := cli.Parse(fs, args); err != nil {
 		return 0, err
 	}
-	if *teamd == "" {
-		if *teamd = os.Getenv(EnvTeamd); *teamd == "" {
-			*teamd = DefaultRealTeamd
+	if *teamdPath == "" {
+		if *teamdPath = os.Getenv(EnvTeamd); *teamdPath == "" {
+			*teamdPath = DefaultRealTeamd
 		}
 	}
 	self, err := os.Executable()
@@ -184,7 +184,7 @@ func initCmd(args []string, io cli.IO) (int, error) {
 	code, err := teamdshim.Init(context.Background(), teamdshim.InitOptions{
 		ConfigDir: *dir,
 		Wrapper:   []string{self, "run", "--"},
-		Teamd:     append([]string{*teamd}, fs.Args()...),
+		Teamd:     append([]string{*teamdPath}, fs.Args()...),
 		Logger:    slog.New(slog.NewTextHandler(io.Stderr, nil)).With("init", os.Getpid()),
 	})
 	if err != nil && code == 0 {
@@ -205,7 +205,7 @@ func status(args []string, io cli.IO) error {
 	}
 	dir := fs.Arg(0)
 	if dir == "" {
-		if dir = os.Getenv(teamdshim.EnvDir); dir == "" {
+		if dir = os.Getenv(proto.EnvDir); dir == "" {
 			dir = teamdshim.DefaultDir
 		}
 	}

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/teamdwarm/teamdwarm/internal/cli"
-	"github.com/teamdwarm/teamdwarm/teamdshim"
-	"github.com/teamdwarm/teamdwarm/teamdshim/teamdctl"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // teamdctlCmd is the one teamdctl command teamd-warm runs in a container,
@@ -23,8 +23,8 @@ func teamdctlCmd(args []string, io cli.IO) error {
 	if len(args) < 2 || args[1] != "state" || len(args) > 3 || (len(args) == 3 && args[2] != "dump") {
 		return cli.Usagef("only %q is implemented here (got %q)", synopsis, strings.Join(args, " "))
 	}
-	c := teamdctl.New(teamdctl.SocketPath(os.Getenv(teamdshim.EnvRunDir), args[0]))
-	out, err := c.Call(context.Background(), teamdctl.MethodStateDump)
+	c := teamd.NewClient(teamd.SocketPath(os.Getenv(proto.EnvRunDir), args[0]))
+	out, err := c.Call(context.Background(), teamd.MethodStateDump)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // Item is one inspected file. Its JSON form is what --json prints:
@@ -39,7 +40,7 @@ type Item struct {
 	Members    int            `json:"members,omitempty"`
 	Record     proto.Record   `json:"record,omitempty"`
 	PortDump   *proto.LACPDU  `json:"port_dump,omitempty"`
-	LAGDump    *proto.LAGDump `json:"lag_dump,omitempty"`
+	LAGDump    *teamd.LAGDump `json:"lag_dump,omitempty"`
 	Error      string         `json:"error,omitempty"`
 	Removed    bool           `json:"removed,omitempty"`
 }
@@ -80,9 +81,9 @@ func inspect(path string, now time.Time) (Item, error) {
 		it.Type, it.PortDump = typePortDump, &p
 		return it, nil
 	}
-	d, err := proto.ParseLAGDump(b)
+	d, err := teamd.ParseLAGDump(b)
 	if err != nil {
-		return it, fmt.Errorf("%s: %w (as a teamd LAG dump: %v)", path, ErrUnknownFile, err)
+		return it, fmt.Errorf("%s: %w (as a teamd LAG dump: %w)", path, ErrUnknownFile, err)
 	}
 	it.Type, it.LAGDump, it.Members = typeLAGDump, &d, len(d.Ports)
 	return it, nil

@@ -1,17 +1,4 @@
-// Package teamdctl speaks teamd's control-socket protocol, the one teamdctl
-// uses (libteam teamd/teamd_usock.c, libteamdctl/cli_usock.c): AF_UNIX
-// SOCK_SEQPACKET at /var/run/teamd/<team>.sock, one message per record.
-//
-//	request: "REQUEST\n<Method>\n<arg>\n..."  (in args "\n" is sent as `\n`, `\` as `\\`)
-//	success: "REPLY_SUCCESS\n<payload>"
-//	error:   "REPLY_ERROR\n<code>\n<message>\n"
-//
-// teamd answers an unknown method or a malformed request with silence, so
-// every call here is bounded by its context.
-//
-// The server half (ParseRequest, Success, Failure) is what the test bed's
-// teamd stand-in uses, so both ends share one reading of the protocol.
-package teamdctl
+package teamd
 
 import (
 	"bytes"
@@ -51,7 +38,7 @@ func (e *Error) Error() string {
 }
 
 // ErrMalformed is matched by errors about a message that breaks the framing.
-var ErrMalformed = errors.New("teamdctl: malformed message")
+var ErrMalformed = errors.New("teamd: malformed control message")
 
 func escape(s string) string {
 	if !strings.ContainsAny(s, "\\\n") {

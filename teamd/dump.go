@@ -1,10 +1,22 @@
-package proto
+package teamd
 
 import (
 	"bytes"
 	"fmt"
 	"strconv"
+
+	"github.com/teamdwarm/teamdwarm/proto"
 )
+
+// ParsePortDump decodes a per-port dump file: exactly the 124-byte LACPDU
+// frame teamd last received from the partner on that port (so bytes 40..45
+// are this LAG's system MAC as the partner saw it).
+func ParsePortDump(b []byte) (proto.LACPDU, error) {
+	if len(b) != proto.FrameLen {
+		return proto.LACPDU{}, fmt.Errorf("port dump: %d bytes, want %d (one LACPDU frame)", len(b), proto.FrameLen)
+	}
+	return proto.ParseLACPDU(b)
+}
 
 // LAGDump is SONiC teamd's per-LAG warm-reboot dump file, named after the
 // LAG in the -L directory: "carrier\nN\n" then "name\nenabled\n" per port,

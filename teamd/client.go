@@ -1,4 +1,4 @@
-package teamdctl
+package teamd
 
 import (
 	"context"
@@ -28,13 +28,13 @@ func SocketPath(runDir, team string) string {
 	return filepath.Join(runDir, team+".sock")
 }
 
-// Client calls one teamd. The zero value is not usable; use New.
+// Client calls one teamd. The zero value is not usable; use NewClient.
 type Client struct {
 	path string
 }
 
 // New returns a client for the socket at path (see SocketPath).
-func New(path string) *Client { return &Client{path: path} }
+func NewClient(path string) *Client { return &Client{path: path} }
 
 // Path is the socket path.
 func (c *Client) Path() string { return c.path }

@@ -1,4 +1,4 @@
-package teamdctl
+package teamd
 
 import (
 	"fmt"

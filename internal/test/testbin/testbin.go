@@ -25,7 +25,7 @@ func Build(dir string, pkgs ...string) (map[string]string, error) {
 		cmd := exec.Command("go", "build", "-o", bin, Module+"/"+pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("building %s: %v\n%s", pkg, err, b)
+			return nil, fmt.Errorf("building %s: %w\n%s", pkg, err, b)
 		}
 		out[pkg] = bin
 	}

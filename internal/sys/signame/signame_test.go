@@ -34,3 +34,21 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		name string
+		ws   syscall.WaitStatus // as wait4 fills it: status<<8, or the signal
+		want int
+	}{
+		{"exit 0", 0, 0},
+		{"exit 3", 3 << 8, 3},
+		{"SIGKILL", syscall.WaitStatus(syscall.SIGKILL), 137},
+		{"SIGTERM", syscall.WaitStatus(syscall.SIGTERM), 143},
+	}
+	for _, tt := range tests {
+		if got := ExitCode(tt.ws); got != tt.want {
+			t.Errorf("%s: ExitCode = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}

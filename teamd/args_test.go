@@ -1,11 +1,11 @@
-package teamdargs
+package teamd
 
 import (
 	"slices"
 	"testing"
 )
 
-func TestParse(t *testing.T) {
+func TestParseArgs(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
@@ -22,7 +22,7 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, err := Parse(tt.args)
+			a, err := ParseArgs(tt.args)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -33,7 +33,7 @@ func TestParse(t *testing.T) {
 				t.Errorf("-t = %q, want %q", got, tt.team)
 			}
 			// Rendering and parsing again changes nothing.
-			b, err := Parse(a.Argv())
+			b, err := ParseArgs(a.Argv())
 			if err != nil || !slices.Equal(b.Argv(), a.Argv()) {
 				t.Errorf("round trip: %q, %v", b.Argv(), err)
 			}
@@ -41,16 +41,16 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestParseErrors(t *testing.T) {
+func TestParseArgsErrors(t *testing.T) {
 	for _, args := range [][]string{{"-t"}, {"-x"}, {"stray"}, {"-t", "a", "--", "b"}, {"-"}, {"-:"}, {"--="}, {"--=x"}} {
-		if _, err := Parse(args); err == nil {
-			t.Errorf("Parse(%q): no error", args)
+		if _, err := ParseArgs(args); err == nil {
+			t.Errorf("ParseArgs(%q): no error", args)
 		}
 	}
 }
 
 func TestRewrite(t *testing.T) {
-	a, err := Parse([]string{"-gd", "-t", "PortChannel1", "-r", "-c", "{}", "-g"})
+	a, err := ParseArgs([]string{"-gd", "-t", "PortChannel1", "-r", "-c", "{}", "-g"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestRewrite(t *testing.T) {
 	}
 }
 
-func FuzzParse(f *testing.F) {
+func FuzzParseArgs(f *testing.F) {
 	f.Add("-w\x00-o\x00-t\x00PortChannel1\x00-c\x00{}\x00-gd")
 	f.Add("-tX\x00--run-dir=/a\x00--")
 	f.Fuzz(func(t *testing.T, s string) {
@@ -82,11 +82,11 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 		})
-		a, err := Parse(args)
+		a, err := ParseArgs(args)
 		if err != nil {
 			return
 		}
-		b, err := Parse(a.Argv())
+		b, err := ParseArgs(a.Argv())
 		if err != nil {
 			t.Fatalf("Argv %q of a parsed line does not parse: %v", a.Argv(), err)
 		}

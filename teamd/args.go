@@ -1,11 +1,4 @@
-// Package teamdargs reads and rewrites teamd's command line (libteam
-// teamd/teamd.c, getopt "hdkevf:c:p:groNt:nDZ:Uul:L:w"), so that the shim can
-// run teamd with the options SONiC's teammgrd gave it, minus -d and with or
-// without -w, and the test bed's stand-in can read the same options.
-//
-// Options are kept in order as given; Argv renders each as its own word
-// ("-gd" becomes "-g", "-d"), which getopt reads the same.
-package teamdargs
+package teamd
 
 import (
 	"fmt"
@@ -32,7 +25,7 @@ type Args struct {
 // flags (-gd), attached (-tPortChannel1) or separate arguments; "--" ends
 // the options and nothing may follow it. Long options are accepted only as
 // --name=value or --name, and kept for the caller to interpret.
-func Parse(args []string) (Args, error) {
+func ParseArgs(args []string) (Args, error) {
 	var a Args
 	for i := 0; i < len(args); i++ {
 		w := args[i]

@@ -1,5 +1,6 @@
 // Package signame parses and prints signal names as operators write them:
-// "SIGUSR2", "USR2", "12", and the real-time "SIGRTMIN", "SIGRTMIN+3".
+// "SIGUSR2", "USR2", "12", and the real-time "SIGRTMIN", "SIGRTMIN+3"; and
+// it turns a wait status into the exit code a shell shows.
 package signame
 
 import (
@@ -56,4 +57,13 @@ func String(sig syscall.Signal) string {
 		return name
 	}
 	return strconv.Itoa(int(sig))
+}
+
+// ExitCode is a wait status as a shell reports it: the exit status, or
+// 128+n for a process killed by signal n.
+func ExitCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
 }
