@@ -13,7 +13,6 @@ package shimcmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,8 +20,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/inspect"
 	"github.com/teamdwarm/teamdwarm/internal/cli"
-	"github.com/teamdwarm/teamdwarm/internal/cli/statecmd"
 	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/teamd"
@@ -193,7 +192,8 @@ func initCmd(args []string, io cli.IO) (int, error) {
 	return code, err
 }
 
-// status is teamd-state's directory view of the record directory.
+// status is the record directory's table, as teamd-state show DIR prints
+// it.
 func status(args []string, io cli.IO) error {
 	fs := cli.NewFlags("status", io.Stderr, "teamd-shim status [--json] [DIR]")
 	asJSON := fs.Bool("json", false, "print JSON instead of text")
@@ -209,17 +209,18 @@ func status(args []string, io cli.IO) error {
 			dir = teamdshim.DefaultDir
 		}
 	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+	if ok, err := inspect.IsDir(dir); err != nil || !ok {
 		if err == nil {
-			err = errors.New("not a directory")
+			err = fmt.Errorf("%s: not a directory", dir)
 		}
-		return fmt.Errorf("record directory %s: %w", dir, err)
+		return fmt.Errorf("record directory: %w", err)
 	}
-	show := []string{"show"}
+	items, err := inspect.Dir(dir, time.Now())
+	if err != nil {
+		return err
+	}
 	if *asJSON {
-		show = append(show, "--json")
+		return cli.JSON(io.Stdout, items)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return statecmd.Run(ctx, append(show, dir), io)
+	return inspect.WriteTable(io.Stdout, items)
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/inspect"
 	"github.com/teamdwarm/teamdwarm/internal/cli"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
@@ -64,44 +65,44 @@ func show(args []string, io cli.IO) error {
 		return err
 	}
 	now := time.Now()
-	var all []Item
+	var all []inspect.Item
 	failed := false
 	for _, p := range paths {
-		dir, err := isDir(p)
+		dir, err := inspect.IsDir(p)
 		if err != nil {
 			fmt.Fprintf(io.Stderr, "teamd-state: %v\n", err)
 			failed = true
 			continue
 		}
 		if dir {
-			items, err := InspectDir(p, now)
+			items, err := inspect.Dir(p, now)
 			if err != nil {
 				fmt.Fprintf(io.Stderr, "teamd-state: %v\n", err)
 				failed = true
 				continue
 			}
 			if !asJSON {
-				if err := WriteTable(io.Stdout, items); err != nil {
+				if err := inspect.WriteTable(io.Stdout, items); err != nil {
 					return err
 				}
 			}
 			all = append(all, items...)
 			continue
 		}
-		it, err := inspect(p, now)
+		it, err := inspect.File(p, now)
 		if err != nil {
 			fmt.Fprintf(io.Stderr, "teamd-state: %v\n", err)
 			failed = true
 			continue
 		}
 		if !asJSON {
-			writeItem(io.Stdout, it)
+			inspect.WriteItem(io.Stdout, it)
 		}
 		all = append(all, it)
 	}
 	if asJSON {
 		if all == nil {
-			all = []Item{}
+			all = []inspect.Item{}
 		}
 		if err := cli.JSON(io.Stdout, all); err != nil {
 			return err
@@ -119,31 +120,31 @@ func validate(args []string, io cli.IO) error {
 		return err
 	}
 	now := time.Now()
-	var items []Item
+	var items []inspect.Item
 	for _, p := range paths {
-		dir, err := isDir(p)
+		dir, err := inspect.IsDir(p)
 		switch {
 		case err != nil:
-			items = append(items, Item{Path: p, Error: err.Error()})
+			items = append(items, inspect.Item{Path: p, Error: err.Error()})
 		case dir:
 			es, err := statefile.List(p)
 			if err == nil && len(es) == 0 {
 				err = fmt.Errorf("%s: no record files in this directory", p)
 			}
 			if err != nil {
-				items = append(items, Item{Path: p, Error: err.Error()})
+				items = append(items, inspect.Item{Path: p, Error: err.Error()})
 			}
 			for _, e := range es {
-				it := Item{Path: p + "/" + e.Name}
+				it := inspect.Item{Path: p + "/" + e.Name}
 				if e.Err != nil {
 					it.Error = e.Err.Error()
 				} else {
-					fillRecord(&it, e.Record, now)
+					it.SetRecord(e.Record, now)
 				}
 				items = append(items, it)
 			}
 		default:
-			it, err := inspect(p, now)
+			it, err := inspect.File(p, now)
 			if err != nil {
 				it.Error = err.Error()
 			}
@@ -159,7 +160,7 @@ func validate(args []string, io cli.IO) error {
 			if it.Error != "" {
 				fmt.Fprintf(io.Stdout, "%s: INVALID: %s\n", it.Path, it.Error)
 			} else {
-				fmt.Fprintf(io.Stdout, "%s: ok (%s)\n", it.Path, summary(it))
+				fmt.Fprintf(io.Stdout, "%s: ok (%s)\n", it.Path, inspect.Summary(it))
 			}
 		}
 	}
@@ -177,28 +178,13 @@ func validate(args []string, io cli.IO) error {
 	return nil
 }
 
-func summary(it Item) string {
-	switch it.Type {
-	case typeRecord:
-		if it.LAG == "" {
-			return fmt.Sprintf("%s, epoch %d", it.Kind, it.Epoch)
-		}
-		return fmt.Sprintf("%s of %s, epoch %d, %d members", it.Kind, it.LAG, it.Epoch, it.Members)
-	case typePortDump:
-		return "teamd per-port dump"
-	case typeLAGDump:
-		return fmt.Sprintf("teamd LAG dump, %d ports", it.Members)
-	}
-	return it.Type
-}
-
 func watch(ctx context.Context, args []string, io cli.IO) error {
 	paths, asJSON, err := parse("watch", "DIR", args, io, 1, 1)
 	if err != nil {
 		return err
 	}
 	dir := paths[0]
-	if ok, err := isDir(dir); err != nil {
+	if ok, err := inspect.IsDir(dir); err != nil {
 		return err
 	} else if !ok {
 		return fmt.Errorf("%s: not a directory", dir)
@@ -211,7 +197,7 @@ func watch(ctx context.Context, args []string, io cli.IO) error {
 		fmt.Fprintf(io.Stderr, "watching %s; Ctrl-C to stop\n", dir)
 	}
 	for ev := range events {
-		it := Item{Path: ev.Path, LAG: ev.LAG, Kind: ev.Kind.String(), Removed: ev.Removed}
+		it := inspect.Item{Path: ev.Path, LAG: ev.LAG, Kind: ev.Kind.String(), Removed: ev.Removed}
 		switch {
 		case ev.Name == "":
 			it.Path, it.Kind = dir, ""
@@ -219,7 +205,7 @@ func watch(ctx context.Context, args []string, io cli.IO) error {
 		case ev.Err != nil:
 			it.Error = ev.Err.Error()
 		case ev.Record != nil:
-			fillRecord(&it, ev.Record, time.Now())
+			it.SetRecord(ev.Record, time.Now())
 		}
 		if asJSON {
 			if err := writeJSONLine(io.Stdout, it); err != nil {
@@ -234,7 +220,7 @@ func watch(ctx context.Context, args []string, io cli.IO) error {
 		case it.Error != "":
 			fmt.Fprintf(io.Stdout, "%s %s: INVALID: %s\n", stamp, ev.Name, it.Error)
 		default:
-			fmt.Fprintf(io.Stdout, "%s %s: %s; %s\n", stamp, ev.Name, summary(it), recordDetail(it.Record))
+			fmt.Fprintf(io.Stdout, "%s %s: %s; %s\n", stamp, ev.Name, inspect.Summary(it), inspect.Detail(it.Record))
 		}
 	}
 	return nil // interrupted: a normal end of a watch
@@ -249,113 +235,30 @@ func writeJSONLine(w io.Writer, v any) error {
 	return err
 }
 
-// memberView is what diff compares of one member.
-type memberView struct {
-	actor, partner *proto.Info
-	state          string
-	selected       *bool
-}
-
-func membersOf(rec proto.Record) (map[string]memberView, []string, error) {
-	m := map[string]memberView{}
-	var order []string
-	switch r := rec.(type) {
-	case *proto.Snapshot:
-		for _, x := range r.Members {
-			m[x.Name] = memberView{actor: &x.Actor, partner: &x.Partner, state: x.State, selected: &x.Selected}
-			order = append(order, x.Name)
-		}
-	case *proto.Standby:
-		for _, x := range r.Members {
-			m[x.Name] = memberView{partner: &x.Partner, state: x.State}
-			order = append(order, x.Name)
-		}
-	case *proto.Active:
-		for _, name := range r.Members {
-			m[name] = memberView{}
-			order = append(order, name)
-		}
-	default:
-		return nil, nil, fmt.Errorf("a %s record has no members to compare", rec.Kind())
-	}
-	return m, order, nil
-}
-
-// Difference is one line of diff's output; its JSON form is what --json
-// prints: {"member": "Ethernet0", "field": "partner.state", "a": "...", "b": "..."}.
-type Difference struct {
-	Member string `json:"member"`
-	Field  string `json:"field"`
-	A      string `json:"a"`
-	B      string `json:"b"`
-}
-
 func diff(args []string, io cli.IO) error {
 	paths, asJSON, err := parse("diff", "A B", args, io, 2, 2)
 	if err != nil {
 		return err
 	}
 	var recs [2]proto.Record
-	var views [2]map[string]memberView
-	var orders [2][]string
 	for i, p := range paths {
-		rec, err := statefile.ReadFile(p)
-		if err != nil {
+		if recs[i], err = statefile.ReadFile(p); err != nil {
 			return err
 		}
-		recs[i] = rec
-		if views[i], orders[i], err = membersOf(rec); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
 	}
-	var out []Difference
-	add := func(member, field, a, b string) {
-		if a != b {
-			out = append(out, Difference{member, field, a, b})
-		}
-	}
-	add("", "lag", recs[0].RecordLAG(), recs[1].RecordLAG())
-	names := append([]string{}, orders[0]...)
-	for _, n := range orders[1] {
-		if _, ok := views[0][n]; !ok {
-			names = append(names, n)
-		}
-	}
-	for _, name := range names {
-		a, inA := views[0][name]
-		b, inB := views[1][name]
-		if !inA || !inB {
-			add(name, "present", yesno(inA), yesno(inB))
-			continue
-		}
-		infoDiff := func(field string, x, y *proto.Info) {
-			if x == nil || y == nil {
-				return // one side does not record it
-			}
-			if !x.SameIdentity(*y) {
-				add(name, field, x.String(), y.String())
-				return
-			}
-			add(name, field+".state", x.State.String(), y.State.String())
-		}
-		infoDiff("actor", a.actor, b.actor)
-		infoDiff("partner", a.partner, b.partner)
-		if a.state != "" && b.state != "" {
-			add(name, "state", a.state, b.state)
-		}
-		if a.selected != nil && b.selected != nil {
-			add(name, "selected", yesno(*a.selected), yesno(*b.selected))
-		}
+	out, members, err := inspect.Diff(recs[0], recs[1])
+	if err != nil {
+		return fmt.Errorf("%s vs %s: %w", paths[0], paths[1], err)
 	}
 	if asJSON {
 		if out == nil {
-			out = []Difference{}
+			out = []inspect.Difference{}
 		}
 		if err := cli.JSON(io.Stdout, out); err != nil {
 			return err
 		}
 	} else if len(out) == 0 {
-		fmt.Fprintf(io.Stdout, "no differences in what both records hold (%d members)\n", len(names))
+		fmt.Fprintf(io.Stdout, "no differences in what both records hold (%d members)\n", members)
 	} else {
 		for _, d := range out {
 			who := d.Member

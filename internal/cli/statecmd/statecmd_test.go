@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/teamdwarm/teamdwarm/inspect"
 	"github.com/teamdwarm/teamdwarm/internal/cli"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/proto/prototest"
@@ -187,7 +188,7 @@ func TestDiffFindsChanges(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, out)
 	}
-	var got []Difference
+	var got []inspect.Difference
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestWatchPrintsRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	dec := json.NewDecoder(pr)
-	var it Item
+	var it inspect.Item
 	var raw map[string]any
 	if err := dec.Decode(&raw); err != nil {
 		t.Fatal(err)

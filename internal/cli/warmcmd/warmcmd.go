@@ -10,8 +10,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/inspect"
 	"github.com/teamdwarm/teamdwarm/internal/cli"
-	"github.com/teamdwarm/teamdwarm/internal/cli/statecmd"
 	"github.com/teamdwarm/teamdwarm/supervisor"
 )
 
@@ -124,8 +124,8 @@ func print(w io.Writer, asJSON bool, rep *supervisor.Report) error {
 // records, as teamd-state show --json prints them.
 type statusView struct {
 	*supervisor.Status
-	Records []statecmd.Item `json:"records"`
-	Error   string          `json:"records_error,omitempty"`
+	Records []inspect.Item `json:"records"`
+	Error   string         `json:"records_error,omitempty"`
 }
 
 func status(ctx context.Context, args []string, io cli.IO) error {
@@ -150,8 +150,8 @@ func status(ctx context.Context, args []string, io cli.IO) error {
 	if err != nil {
 		return err
 	}
-	v := statusView{Status: st, Records: []statecmd.Item{}}
-	if items, err := statecmd.InspectDir(st.Dir, time.Now()); err != nil {
+	v := statusView{Status: st, Records: []inspect.Item{}}
+	if items, err := inspect.Dir(st.Dir, time.Now()); err != nil {
 		v.Error = err.Error()
 	} else {
 		v.Records = items
@@ -184,5 +184,5 @@ func status(ctx context.Context, args []string, io cli.IO) error {
 		fmt.Fprintf(io.Stdout, "  %s\n", v.Error)
 		return nil
 	}
-	return statecmd.WriteTable(io.Stdout, v.Records)
+	return inspect.WriteTable(io.Stdout, v.Records)
 }

@@ -1,4 +1,8 @@
-package statecmd
+// Package inspect tells what a file on the warmboot mount is and shows it to
+// an operator: teamdwarm's records (one file, or a record directory) and
+// SONiC teamd's warm-reboot dump files. teamd-state, teamd-shim status and
+// teamd-warm status all show records through it, as text or as JSON.
+package inspect
 
 import (
 	"bytes"
@@ -45,20 +49,20 @@ type Item struct {
 	Removed    bool           `json:"removed,omitempty"`
 }
 
-// The file types inspect recognizes.
+// The file types File recognizes (Item.Type).
 const (
-	typeRecord   = "record"
-	typePortDump = "teamd-port-dump"
-	typeLAGDump  = "teamd-lag-dump"
+	TypeRecord   = "record"
+	TypePortDump = "teamd-port-dump"
+	TypeLAGDump  = "teamd-lag-dump"
 )
 
-// ErrUnknownFile is matched by inspect's error for a file that is neither
-// a record nor a teamd dump file.
+// ErrUnknownFile is matched by File's error for a file that is neither a
+// record nor a teamd dump file.
 var ErrUnknownFile = errors.New("not a teamdwarm record nor a teamd dump file")
 
-// inspect reads one file and tells what it is. now dates the records.
-// The read is bounded: an operator may point it at anything.
-func inspect(path string, now time.Time) (Item, error) {
+// File reads one file and tells what it is; now dates the records. The read
+// is bounded: an operator may point it at anything.
+func File(path string, now time.Time) (Item, error) {
 	it := Item{Path: path}
 	b, err := statefile.ReadBounded(path)
 	if err != nil {
@@ -70,27 +74,29 @@ func inspect(path string, now time.Time) (Item, error) {
 		if err != nil {
 			return it, err
 		}
-		fillRecord(&it, rec, now)
+		it.SetRecord(rec, now)
 		return it, nil
 	case len(b) >= proto.FrameLen && len(b) <= 2*proto.FrameLen:
 		// teamd writes the 124-byte frame it received from the partner.
-		p, err := proto.ParseLACPDU(b)
+		p, err := teamd.ParsePortDump(b)
 		if err != nil {
 			return it, fmt.Errorf("%s: looks like a teamd per-port dump (%d bytes) but: %w", path, len(b), err)
 		}
-		it.Type, it.PortDump = typePortDump, &p
+		it.Type, it.PortDump = TypePortDump, &p
 		return it, nil
 	}
 	d, err := teamd.ParseLAGDump(b)
 	if err != nil {
 		return it, fmt.Errorf("%s: %w (as a teamd LAG dump: %w)", path, ErrUnknownFile, err)
 	}
-	it.Type, it.LAGDump, it.Members = typeLAGDump, &d, len(d.Ports)
+	it.Type, it.LAGDump, it.Members = TypeLAGDump, &d, len(d.Ports)
 	return it, nil
 }
 
-func fillRecord(it *Item, rec proto.Record, now time.Time) {
-	it.Type, it.Record = typeRecord, rec
+// SetRecord fills it from a record that has been read already; now dates
+// it.
+func (it *Item) SetRecord(rec proto.Record, now time.Time) {
+	it.Type, it.Record = TypeRecord, rec
 	it.Kind, it.LAG, it.Epoch = rec.Kind().String(), rec.RecordLAG(), rec.RecordEpoch()
 	var at time.Time
 	switch r := rec.(type) {
@@ -108,9 +114,9 @@ func fillRecord(it *Item, rec proto.Record, now time.Time) {
 	}
 }
 
-// InspectDir lists a directory: its records, or else the teamd dump files
-// in it. A directory with neither is an error.
-func InspectDir(dir string, now time.Time) ([]Item, error) {
+// Dir lists a directory: its records, or else the teamd dump files in it.
+// A directory with neither is an error.
+func Dir(dir string, now time.Time) ([]Item, error) {
 	es, err := statefile.List(dir)
 	if err != nil {
 		return nil, err
@@ -121,7 +127,7 @@ func InspectDir(dir string, now time.Time) ([]Item, error) {
 		if e.Err != nil {
 			it.Error = e.Err.Error()
 		} else {
-			fillRecord(&it, e.Record, now)
+			it.SetRecord(e.Record, now)
 		}
 		items = append(items, it)
 	}
@@ -136,7 +142,7 @@ func InspectDir(dir string, now time.Time) ([]Item, error) {
 		if !de.Type().IsRegular() {
 			continue
 		}
-		if it, err := inspect(filepath.Join(dir, de.Name()), now); err == nil {
+		if it, err := File(filepath.Join(dir, de.Name()), now); err == nil {
 			items = append(items, it)
 		}
 	}
@@ -147,9 +153,9 @@ func InspectDir(dir string, now time.Time) ([]Item, error) {
 	return items, nil
 }
 
-// isDir reports whether path is a directory, with a clear error if the path
+// IsDir reports whether path is a directory, with a clear error if the path
 // is missing.
-func isDir(path string) (bool, error) {
+func IsDir(path string) (bool, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -1,4 +1,4 @@
-package statecmd
+package inspect
 
 import (
 	"fmt"
@@ -26,17 +26,17 @@ func WriteTable(w io.Writer, items []Item) error {
 		switch {
 		case it.Error != "":
 			detail = "INVALID: " + it.Error
-		case it.Type == typeRecord:
+		case it.Type == TypeRecord:
 			epoch = fmt.Sprint(it.Epoch)
 			age = fmt.Sprintf("%.1fs", it.AgeSeconds)
 			if it.LAG != "" {
 				members = fmt.Sprint(it.Members)
 			}
-			detail = recordDetail(it.Record)
-		case it.Type == typePortDump:
+			detail = Detail(it.Record)
+		case it.Type == TypePortDump:
 			role, lag = "teamd port dump", "-"
 			detail = portName(it.Path) + ": partner " + it.PortDump.Actor.String()
-		case it.Type == typeLAGDump:
+		case it.Type == TypeLAGDump:
 			role, lag = "teamd LAG dump", portName(it.Path)
 			members = fmt.Sprint(it.Members)
 			detail = "carrier " + yesno(it.LAGDump.Carrier)
@@ -56,7 +56,8 @@ func portName(path string) string {
 	return path
 }
 
-func recordDetail(rec proto.Record) string {
+// Detail is a record's one-line description, as the directory table shows.
+func Detail(rec proto.Record) string {
 	switch r := rec.(type) {
 	case *proto.Snapshot:
 		return "teamd " + r.TeamdStop
@@ -78,23 +79,23 @@ func recordDetail(rec proto.Record) string {
 	return ""
 }
 
-// writeItem prints one file in detail, in the layout of teamdctl's
+// WriteItem prints one file in detail, in the layout of teamdctl's
 // "state view".
-func writeItem(w io.Writer, it Item) {
+func WriteItem(w io.Writer, it Item) {
 	switch it.Type {
-	case typePortDump:
+	case TypePortDump:
 		fmt.Fprintf(w, "%s: teamd per-port dump (the last LACPDU received from the partner)\n", it.Path)
 		fmt.Fprintf(w, "  source: %s\n", it.PortDump.Src)
 		writeInfo(w, "  ", "partner lacpdu info (the partner's actor)", it.PortDump.Actor)
 		writeInfo(w, "  ", "actor lacpdu info (us, as the partner saw us)", it.PortDump.Partner)
-	case typeLAGDump:
+	case TypeLAGDump:
 		fmt.Fprintf(w, "%s: teamd LAG dump\n", it.Path)
 		fmt.Fprintf(w, "  carrier: %s\n", yesno(it.LAGDump.Carrier))
 		fmt.Fprintf(w, "ports:\n")
 		for _, p := range it.LAGDump.Ports {
 			fmt.Fprintf(w, "  %s\n    enabled: %s\n", p.Name, yesno(p.Enabled))
 		}
-	case typeRecord:
+	case TypeRecord:
 		writeRecord(w, it)
 	}
 }
@@ -175,4 +176,20 @@ func writer(p proto.Process) string {
 		where = "host"
 	}
 	return fmt.Sprintf("pid %d in %s (%s)", p.PID, where, p.Hostname)
+}
+
+// Summary is one line about a file, as validate and watch print it.
+func Summary(it Item) string {
+	switch it.Type {
+	case TypeRecord:
+		if it.LAG == "" {
+			return fmt.Sprintf("%s, epoch %d", it.Kind, it.Epoch)
+		}
+		return fmt.Sprintf("%s of %s, epoch %d, %d members", it.Kind, it.LAG, it.Epoch, it.Members)
+	case TypePortDump:
+		return "teamd per-port dump"
+	case TypeLAGDump:
+		return fmt.Sprintf("teamd LAG dump, %d ports", it.Members)
+	}
+	return it.Type
 }
