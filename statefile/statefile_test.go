@@ -121,12 +121,12 @@ func TestDecodeRejects(t *testing.T) {
 			m := snapshotMap(t)
 			delete(m["members"].([]any)[1].(map[string]any), "selected")
 			return withBody(t, proto.KindSnapshot, 7, m)
-		}(), "member: missing field selected"},
+		}(), "snapshot.members[]: missing field(s) selected"},
 		{"unknown nested field", func() []byte {
 			m := snapshotMap(t)
 			m["members"].([]any)[1].(map[string]any)["speed"] = 100000
 			return withBody(t, proto.KindSnapshot, 7, m)
-		}(), `member: unknown field "speed"`},
+		}(), `snapshot.members[]: unknown field "speed"`},
 		{"missing field in writer", func() []byte {
 			m := snapshotMap(t)
 			delete(m["writer"].(map[string]any), "pid")

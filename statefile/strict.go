@@ -15,8 +15,11 @@ import (
 // It proves that every declared length fits in the bytes that remain (so a
 // forged length cannot drive an allocation), that the nesting is bounded, and
 // that each map meant for a struct has exactly that struct's fields: no
-// unknown ones, none missing. Type mismatches of scalars are left to the
-// msgpack decoder.
+// unknown ones, none missing, none twice. It is the one strict check of a
+// record: the structs with a codec of their own (proto.Member as a map,
+// proto.Info and proto.MAC as fixed binary) are checked here too, and their
+// decoders only decode. Type mismatches of scalars are left to the msgpack
+// decoder.
 func checkBody(body []byte, rec proto.Record) error {
 	w := walker{b: body, path: make([]string, 0, maxDepth+2)}
 	w.push(rec.Kind().String())
@@ -200,7 +203,7 @@ func (w *walker) value(t reflect.Type, depth int) error {
 		}
 		return w.anyEntries(n, depth)
 	}
-	if schemas[t] != nil && k != mpNil {
+	if schemas[t] != nil && k != mpNil && !reflect.PointerTo(t).Implements(customDecoder) {
 		w.off = start
 		return w.fail("want a map, got msgpack type %#02x", w.b[start])
 	}
@@ -292,9 +295,6 @@ func addSchema(m map[reflect.Type]*fieldSet, t reflect.Type) {
 	}
 	if t.Kind() != reflect.Struct || t == timeType || m[t] != nil {
 		return
-	}
-	if reflect.PointerTo(t).Implements(customDecoder) {
-		return // a fixed binary form (proto.Info, proto.MAC): its decoder checks it
 	}
 	fs := &fieldSet{}
 	m[t] = fs
