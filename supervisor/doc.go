@@ -28,4 +28,16 @@
 //
 // The supervisor speaks Docker and reads records; it knows nothing of LACP
 // beyond what teamd's StateDump says about a LAG's rate and members.
+//
+// # Files
+//
+// The flow's code follows its stages: run.go (a run's bookkeeping),
+// preflight.go, prepare.go (a1..a3 and the rollback), cutover.go (b1..c1),
+// report.go (the report and its gap arithmetic).
+//
+// # Testing
+//
+// Engine is the part of the Docker Engine API the flow uses; package
+// enginetest implements it in memory, with hooks for what the containers'
+// shims do, so that every path of the flow can be tested without dockerd.
 package supervisor

@@ -136,6 +136,41 @@ type LAGReport struct {
 	Note     string         `json:"note,omitempty"`
 }
 
+// handedOver fills lr's result from the new speaker's .active (nil if
+// none came) and the old speaker's snapshot (nil if none was valid), with
+// the gap arithmetic the Report doc describes: from the old teamd's last PDU
+// when the LAG was taken over from its snapshot, else from the cutover, to
+// the new teamd's first PDU seen leaving.
+func (lr *LAGReport) handedOver(cut *proto.Cutover, a *proto.Active, snap *proto.Snapshot) {
+	if a == nil {
+		lr.Result = LAGNoTakeover
+		return
+	}
+	lr.Path, lr.Note, lr.Result = a.Path, a.Note, LAGOK
+	confirmed := a.Timings.Confirmed
+	if confirmed == 0 {
+		lr.Result = LAGUnconfirmed
+		return
+	}
+	lr.Takeover = Millis(confirmed - cut.StartedMono)
+	lastTx := map[string]int64{}
+	if snap != nil && a.Path == proto.PathSnapshot {
+		for _, sm := range snap.Members {
+			if sm.LastTxMono > 0 {
+				lastTx[sm.Name] = sm.LastTxMono
+			}
+		}
+	}
+	for j := range lr.Members {
+		m := &lr.Members[j]
+		if at, ok := lastTx[m.Name]; ok {
+			m.Gap, m.GapFrom = Millis(confirmed-at), "last-pdu"
+		} else {
+			m.Gap, m.GapFrom = Millis(confirmed-cut.StartedMono), "cutover"
+		}
+	}
+}
+
 // MemberReport is one member port.
 type MemberReport struct {
 	Name     string `json:"name"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -263,5 +264,41 @@ func TestErrorResults(t *testing.T) {
 		if tc.err != nil && !errors.Is(tc.err, cause) {
 			t.Errorf("%v does not wrap its cause", tc.err)
 		}
+	}
+}
+
+func TestHandedOverGaps(t *testing.T) {
+	ms := time.Millisecond
+	cut := &proto.Cutover{StartedMono: int64(1000 * ms)}
+	snap := &proto.Snapshot{Members: []proto.Member{{Name: "Ethernet0", LastTxMono: int64(990 * ms)}, {Name: "Ethernet4"}}}
+	active := func(path proto.Path, confirmed time.Duration) *proto.Active {
+		return &proto.Active{Path: path, Timings: proto.Timings{Confirmed: int64(confirmed)}}
+	}
+	tests := []struct {
+		name     string
+		a        *proto.Active
+		snap     *proto.Snapshot
+		result   string
+		takeover time.Duration
+		gaps     []string // per member: gap and where from
+	}{
+		{"no takeover", nil, snap, LAGNoTakeover, 0, []string{"0s ", "0s "}},
+		{"unconfirmed", active(proto.PathSnapshot, 0), snap, LAGUnconfirmed, 0, []string{"0s ", "0s "}},
+		{"snapshot", active(proto.PathSnapshot, 1030*ms), snap, LAGOK, 30 * ms, []string{"40ms last-pdu", "30ms cutover"}},
+		{"deadline", active(proto.PathDeadline, 2200*ms), snap, LAGOK, 1200 * ms, []string{"1.2s cutover", "1.2s cutover"}},
+		{"snapshot path, no snapshot", active(proto.PathSnapshot, 1030*ms), nil, LAGOK, 30 * ms, []string{"30ms cutover", "30ms cutover"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lr := LAGReport{LAG: "PortChannel1", Members: []MemberReport{{Name: "Ethernet0"}, {Name: "Ethernet4"}}}
+			lr.handedOver(cut, tt.a, tt.snap)
+			var gaps []string
+			for _, m := range lr.Members {
+				gaps = append(gaps, time.Duration(m.Gap).String()+" "+m.GapFrom)
+			}
+			if lr.Result != tt.result || time.Duration(lr.Takeover) != tt.takeover || !slices.Equal(gaps, tt.gaps) {
+				t.Errorf("result %s takeover %v gaps %q; want %s %v %q", lr.Result, time.Duration(lr.Takeover), gaps, tt.result, tt.takeover, tt.gaps)
+			}
+		})
 	}
 }

@@ -1,0 +1,488 @@
+package supervisor_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/supervisor"
+	"github.com/teamdwarm/teamdwarm/supervisor/enginetest"
+	"github.com/teamdwarm/teamdwarm/teamd"
+)
+
+var _ supervisor.Engine = (*enginetest.Engine)(nil)
+
+// fakeSwitch is a switch on the fake engine: a running "teamd" container
+// whose stand-in shims keep their records in a real record directory, as
+// teamdwarm's shims do. Its knobs make them misbehave.
+type fakeSwitch struct {
+	t        *testing.T
+	e        *enginetest.Engine
+	dir      *statefile.Dir
+	warmboot string
+	lags     []string
+	oldID    string
+
+	// Knobs, set before the run.
+	deaf        bool   // new containers never get ready
+	digest      string // the new standbys' config digest ("" = unchanged)
+	exitAtStart int    // a new container exits at once with this code (0: it does not)
+	ignoreUSR1  bool   // the old container does not hand over on SIGUSR1
+	oldExit     int    // the old container's exit code after its handoff
+	noTakeover  bool   // the new shims never write .active
+	onUSR1      func() // called when the old container gets SIGUSR1
+
+	mu  sync.Mutex
+	log []string // what the stand-in shims did; guarded by mu
+}
+
+const oldDigest = "sha256:0123"
+
+func newSwitch(t *testing.T, lags ...string) *fakeSwitch {
+	t.Helper()
+	fs := &fakeSwitch{t: t, e: enginetest.New(), warmboot: t.TempDir(), lags: lags}
+	var err error
+	if fs.dir, err = statefile.OpenDir(filepath.Join(fs.warmboot, "teamdwarm")); err != nil {
+		t.Fatal(err)
+	}
+	img := &dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{
+		Env: []string{"PATH=/usr/bin"}, Entrypoint: []string{"/usr/bin/teamd-shim", "init"}}}
+	fs.e.AddImage("teamd:v1", img)
+	fs.e.AddImage("teamd:v2", img)
+	fs.e.Start = fs.start
+	fs.e.Signal = fs.signal
+	fs.e.Exec = fs.exec
+	ctx := context.Background()
+	c, err := fs.e.ContainerCreate(ctx, &container.Config{Image: "teamd:v1", Env: []string{"SONIC=1"}},
+		&container.HostConfig{Binds: []string{fs.warmboot + ":/var/warmboot"}, CapAdd: []string{"NET_ADMIN"},
+			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}}, nil, nil, "teamd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.oldID = c.ID
+	if err := fs.e.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// epochOf is the epoch a container's shims run at: its environment's, or 1.
+func epochOf(c *enginetest.Container) uint64 {
+	for _, kv := range c.Config.Env {
+		if v, ok := strings.CutPrefix(kv, proto.EnvEpoch+"="); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 1
+}
+
+func (fs *fakeSwitch) did(format string, args ...any) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.log = append(fs.log, fmt.Sprintf(format, args...))
+}
+
+func (fs *fakeSwitch) write(rec proto.Record) {
+	if _, err := fs.dir.Write(rec); err != nil {
+		fs.t.Errorf("stand-in shim: %v", err)
+	}
+}
+
+func (fs *fakeSwitch) writer(c *enginetest.Container) proto.Process {
+	return proto.Process{Container: c.Name, Hostname: c.ID[:12], PID: c.Pid}
+}
+
+// start plays a container's shims coming up: the first container's are
+// active at epoch 1; a new one's write their .standby once "ready".
+func (fs *fakeSwitch) start(c *enginetest.Container) {
+	epoch := epochOf(c)
+	if epoch == 1 {
+		for _, lag := range fs.lags {
+			fs.write(&proto.Active{Schema: proto.SchemaVersion, LAG: lag, Epoch: 1, Writer: fs.writer(c), ConfigDigest: oldDigest,
+				Path: proto.PathCold, SinceMono: monoclock.Now(), Since: time.Now(), Members: []string{"Ethernet0", "Ethernet4"}})
+		}
+		return
+	}
+	if fs.exitAtStart != 0 {
+		fs.e.Logf(c.ID, "teamd-shim: PortChannel1: in state starting: teamd exited (exit status 1)")
+		fs.e.Exit(c.ID, fs.exitAtStart)
+		return
+	}
+	if fs.deaf {
+		return
+	}
+	digest := oldDigest
+	if fs.digest != "" {
+		digest = fs.digest
+	}
+	for _, lag := range fs.lags {
+		fs.write(&proto.Standby{Schema: proto.SchemaVersion, LAG: lag, Epoch: epoch, Writer: fs.writer(c), ConfigDigest: digest,
+			ReadyMono: monoclock.Now(), Ready: time.Now()})
+	}
+	fs.did("standbys of epoch %d ready", epoch)
+}
+
+// signal plays what the shims do on a signal to their container's PID 1.
+func (fs *fakeSwitch) signal(c *enginetest.Container, sig string) {
+	epoch := epochOf(c)
+	switch sig {
+	case "SIGUSR1":
+		if fs.onUSR1 != nil {
+			fs.onUSR1()
+		}
+		if fs.ignoreUSR1 {
+			return
+		}
+		for _, lag := range fs.lags {
+			now := monoclock.Now()
+			fs.write(&proto.Snapshot{Schema: proto.SchemaVersion, LAG: lag, Epoch: epoch, Writer: fs.writer(c), ConfigDigest: oldDigest,
+				TeamdStop: "exit status 0", TakenMono: now, Taken: time.Now(), Members: []proto.Member{
+					{Name: "Ethernet0", State: "current", LastTxMono: now}, {Name: "Ethernet4", State: "current", LastTxMono: now}}})
+		}
+		fs.did("epoch %d handed over", epoch)
+		fs.takeOver(epoch+1, proto.PathSnapshot)
+		fs.e.Exit(c.ID, fs.oldExit)
+	case "SIGKILL":
+		fs.e.Exit(c.ID, 137)
+		fs.did("epoch %d killed", epoch)
+		// The standbys see no snapshot and take over on their deadline.
+		if _, err := fs.dir.Read("", proto.KindCutover); err == nil {
+			fs.takeOver(epoch+1, proto.PathDeadline)
+		}
+	case "SIGTERM":
+		for _, lag := range fs.lags {
+			if rec, err := fs.dir.Read(lag, proto.KindStandby); err == nil && rec.RecordEpoch() == epoch {
+				_ = fs.dir.Remove(lag, proto.KindStandby)
+			}
+		}
+		fs.e.Exit(c.ID, 0)
+	}
+}
+
+// takeOver writes, for the running container of epoch, every LAG's .active.
+func (fs *fakeSwitch) takeOver(epoch uint64, path proto.Path) {
+	if fs.noTakeover || fs.deaf {
+		return
+	}
+	for _, c := range fs.e.List() {
+		if !c.Running || epochOf(&c) != epoch {
+			continue
+		}
+		for _, lag := range fs.lags {
+			now := monoclock.Now()
+			a := &proto.Active{Schema: proto.SchemaVersion, LAG: lag, Epoch: epoch, Writer: fs.writer(&c), ConfigDigest: oldDigest,
+				Path: path, SinceMono: now, Since: time.Now(), Timings: proto.Timings{SignalSent: now, Confirmed: now + int64(time.Millisecond)},
+				Members: []string{"Ethernet0", "Ethernet4"}}
+			if path == proto.PathSnapshot {
+				a.FromEpoch = epoch - 1
+			}
+			fs.write(a)
+		}
+		_ = fs.dir.Remove("", proto.KindStandby)
+		fs.did("epoch %d took over (%s)", epoch, path)
+	}
+}
+
+// exec answers "teamdctl <lag> state dump" as a teamd whose two members
+// hear the partner.
+func (fs *fakeSwitch) exec(c *enginetest.Container, cmd []string) (string, string, int) {
+	if len(cmd) != 4 || cmd[0] != "teamdctl" || cmd[2] != "state" || !slices.Contains(fs.lags, cmd[1]) {
+		return "", "teamdctl: unexpected " + strings.Join(cmd, " "), 1
+	}
+	st := teamd.State{Runner: teamd.RunnerState{Active: true, FastRate: true}, Ports: map[string]teamd.Port{}}
+	for _, p := range []string{"Ethernet0", "Ethernet4"} {
+		st.Ports[p] = teamd.Port{Runner: teamd.PortRunner{State: "current", Selected: true}}
+	}
+	b, _ := json.Marshal(st)
+	return string(b), "", 0
+}
+
+func (fs *fakeSwitch) options() supervisor.Options {
+	return supervisor.Options{Image: "teamd:v2", Dir: fs.dir.Path(), ReadyTimeout: 2 * time.Second,
+		Deadline: 200 * time.Millisecond, TakeoverTimeout: 2 * time.Second, ExitTimeout: 2 * time.Second, StopTimeout: time.Second}
+}
+
+func (fs *fakeSwitch) upgrade(ctx context.Context, o supervisor.Options) (*supervisor.Report, error) {
+	fs.t.Helper()
+	s, err := supervisor.New(fs.e, o)
+	if err != nil {
+		fs.t.Fatal(err)
+	}
+	rep, err := s.Upgrade(ctx, supervisor.OpUpgrade)
+	if rep == nil {
+		fs.t.Fatalf("no report (err %v)", err)
+	}
+	fs.t.Logf("result %s: %v\ncalls: %q\nshims: %q", rep.Result, err, fs.e.Calls(), fs.log)
+	return rep, err
+}
+
+// restored checks that the old container serves as before the run: named
+// teamd, running, its restart policy back, no backup, no new container,
+// and no record of the run but the .actives of epoch 1.
+func (fs *fakeSwitch) restored() {
+	fs.t.Helper()
+	cs := fs.e.List()
+	if len(cs) != 1 || cs[0].ID != fs.oldID || cs[0].Name != "teamd" || !cs[0].Running {
+		fs.t.Fatalf("containers after the rollback: %+v", names(cs))
+	}
+	if rp := cs[0].HostConfig.RestartPolicy.Name; rp != container.RestartPolicyUnlessStopped {
+		fs.t.Errorf("restart policy %q after the rollback, want unless-stopped", rp)
+	}
+	es, err := statefile.List(fs.dir.Path())
+	if err != nil {
+		fs.t.Fatal(err)
+	}
+	for _, e := range es {
+		if e.Kind != proto.KindActive || e.Record == nil || e.Record.RecordEpoch() != 1 {
+			fs.t.Errorf("record left after the rollback: %s", e.Name)
+		}
+	}
+}
+
+func names(cs []enginetest.Container) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, fmt.Sprintf("%s(%.8s running=%v exit=%d)", c.Name, c.ID, c.Running, c.ExitCode))
+	}
+	return out
+}
+
+func TestUpgradeHandsEveryLAGOver(t *testing.T) {
+	fs := newSwitch(t, "PortChannel1", "PortChannel2")
+	rep, err := fs.upgrade(context.Background(), fs.options())
+	if err != nil || rep.Result != supervisor.ResultOK {
+		t.Fatalf("result %s: %v", rep.Result, err)
+	}
+	cs := fs.e.List()
+	if len(cs) != 1 || cs[0].Name != "teamd" || cs[0].Image != "teamd:v2" || !cs[0].Running {
+		t.Fatalf("containers after the upgrade: %v", names(cs))
+	}
+	// The operator's settings came along; the shims got their role.
+	nc := cs[0]
+	if !slices.Contains(nc.Config.Env, "SONIC=1") || !slices.Contains(nc.Config.Env, proto.EnvRole+"=standby") ||
+		!slices.Contains(nc.Config.Env, proto.EnvEpoch+"=2") {
+		t.Errorf("new container's environment: %q", nc.Config.Env)
+	}
+	if nc.HostConfig.RestartPolicy.Name != container.RestartPolicyUnlessStopped || !slices.Equal(nc.HostConfig.CapAdd, []string{"NET_ADMIN"}) {
+		t.Errorf("new container's host config: %+v", nc.HostConfig)
+	}
+	for _, l := range rep.LAGs {
+		if l.Result != supervisor.LAGOK || l.Path != proto.PathSnapshot || len(l.Members) != 2 || l.Members[0].GapFrom != "last-pdu" {
+			t.Errorf("%s: %+v", l.LAG, l)
+		}
+	}
+	if rep.FromEpoch != 1 || rep.ToEpoch != 2 {
+		t.Errorf("epochs %d -> %d", rep.FromEpoch, rep.ToEpoch)
+	}
+}
+
+// Whatever fails before the cutover is undone: the old container serves,
+// as it did, and the report says where and why.
+func TestRollbackBeforeTheCutover(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		setup func(fs *fakeSwitch, o *supervisor.Options, cancel context.CancelFunc)
+		stage supervisor.Stage
+		want  string
+	}{
+		{"never ready", func(fs *fakeSwitch, o *supervisor.Options, _ context.CancelFunc) {
+			fs.deaf, o.ReadyTimeout = true, 300*time.Millisecond
+		}, supervisor.StageReady, "not ready within 300ms: no standby record from PortChannel1 PortChannel2"},
+		{"config changed", func(fs *fakeSwitch, _ *supervisor.Options, _ context.CancelFunc) {
+			fs.digest = "sha256:4567"
+		}, supervisor.StageReady, "the configuration of PortChannel1 changed"},
+		{"new container exits", func(fs *fakeSwitch, _ *supervisor.Options, _ context.CancelFunc) {
+			fs.exitAtStart = 1
+		}, supervisor.StageReady, "exited (code 1) before every LAG was ready; its log ends:\nteamd-shim: PortChannel1"},
+		{"create refused", func(fs *fakeSwitch, _ *supervisor.Options, _ context.CancelFunc) {
+			fs.e.Fail = func(op, _ string, _ ...string) error {
+				if op == "Create" {
+					return errors.New("no space left on device")
+				}
+				return nil
+			}
+		}, supervisor.StageStart, "create the new teamd: no space left on device"},
+		{"interrupted at a3", func(fs *fakeSwitch, o *supervisor.Options, cancel context.CancelFunc) {
+			fs.deaf = true
+			o.Progress = func(st supervisor.Step) {
+				if st.Stage == supervisor.StageStart && strings.Contains(st.Message, "started the new") {
+					cancel()
+				}
+			}
+		}, supervisor.StageReady, "interrupted before the cutover"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := newSwitch(t, "PortChannel1", "PortChannel2")
+			o := fs.options()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			tt.setup(fs, &o, cancel)
+			rep, err := fs.upgrade(ctx, o)
+			if rep.Result != supervisor.ResultRolledBack || supervisor.ResultOf(err) != supervisor.ResultRolledBack {
+				t.Fatalf("result %s: %v", rep.Result, err)
+			}
+			if rep.Stage != tt.stage || !strings.Contains(rep.Error, tt.want) {
+				t.Fatalf("failed at %s with %q; want %s with %q", rep.Stage, rep.Error, tt.stage, tt.want)
+			}
+			fs.e.Fail = nil
+			fs.restored()
+		})
+	}
+}
+
+// A rollback whose undo fails says so, names what could not be undone, and
+// still does the rest.
+func TestRollbackThatFails(t *testing.T) {
+	fs := newSwitch(t, "PortChannel1")
+	fs.deaf = true
+	o := fs.options()
+	o.ReadyTimeout = 200 * time.Millisecond
+	fs.e.Fail = func(op, _ string, args ...string) error {
+		if op == "Rename" && len(args) == 1 && args[0] == "teamd" {
+			return errors.New("dockerd is restarting")
+		}
+		return nil
+	}
+	rep, err := fs.upgrade(context.Background(), o)
+	if rep.Result != supervisor.ResultRollbackFailed || !strings.Contains(rep.Error, "rename teamd_bak back to teamd: dockerd is restarting") {
+		t.Fatalf("result %s: %v", rep.Result, err)
+	}
+	cs := fs.e.List()
+	if len(cs) != 1 || cs[0].ID != fs.oldID || cs[0].Name != "teamd_bak" || !cs[0].Running {
+		t.Fatalf("containers: %v (want only the old one, running, still named teamd_bak)", names(cs))
+	}
+	if rp := cs[0].HostConfig.RestartPolicy.Name; rp != container.RestartPolicyUnlessStopped {
+		t.Errorf("the restart policy was not restored: %q", rp)
+	}
+}
+
+// If SIGUSR1 cannot be delivered, the old container is killed, so that two
+// speakers never coexist, and the standbys take over on their deadline.
+func TestSIGUSR1FailsOldContainerKilled(t *testing.T) {
+	fs := newSwitch(t, "PortChannel1", "PortChannel2")
+	fs.e.Fail = func(op, _ string, args ...string) error {
+		if op == "Kill" && len(args) == 1 && args[0] == "SIGUSR1" {
+			return errors.New("cannot kill container: permission denied")
+		}
+		return nil
+	}
+	rep, err := fs.upgrade(context.Background(), fs.options())
+	// Every LAG is served by the new container; the run still fails, on
+	// the old one's exit code, 137 from the supervisor's own SIGKILL.
+	if rep.Result != supervisor.ResultFailed || !strings.Contains(rep.Error, "every LAG was handed over, but teamd_bak exited 137") {
+		t.Fatalf("result %s: %v", rep.Result, err)
+	}
+	if !slices.Contains(fs.e.Calls(), "Kill "+fs.oldID+" SIGKILL") {
+		t.Errorf("the old container was not killed: %q", fs.e.Calls())
+	}
+	if !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, "SIGUSR1 to teamd_bak failed") }) {
+		t.Errorf("notes %q do not tell of the failed SIGUSR1", rep.Notes)
+	}
+	for _, l := range rep.LAGs {
+		if l.Path != proto.PathDeadline || l.Members[0].GapFrom != "cutover" {
+			t.Errorf("%s: path %s, gap from %s; want deadline, from the cutover", l.LAG, l.Path, l.Members[0].GapFrom)
+		}
+	}
+}
+
+// c1: an old container that does not exit is killed and removed; one that
+// exits badly is kept for its logs, and the run says why.
+func TestRetireTheOldContainer(t *testing.T) {
+	t.Run("does not exit", func(t *testing.T) {
+		fs := newSwitch(t, "PortChannel1")
+		o := fs.options()
+		o.ExitTimeout = 100 * time.Millisecond
+		// Hands over but its PID 1 stays, until SIGKILL.
+		fs.e.Signal = func(c *enginetest.Container, sig string) {
+			switch sig {
+			case "SIGUSR1":
+				fs.takeOver(2, proto.PathSnapshot)
+			case "SIGKILL":
+				fs.e.Exit(c.ID, 137)
+			}
+		}
+		rep, err := fs.upgrade(context.Background(), o)
+		if rep.Result != supervisor.ResultFailed || !strings.Contains(rep.Error, "every LAG was handed over, but teamd_bak exited 137") {
+			t.Fatalf("result %s: %v", rep.Result, err)
+		}
+		if !slices.Contains(fs.e.Calls(), "Kill "+fs.oldID+" SIGKILL") {
+			t.Errorf("the old container was not killed: %q", fs.e.Calls())
+		}
+		if c, ok := fs.e.Get("teamd_bak"); !ok || c.Running {
+			t.Errorf("the killed container was not kept, stopped, for its logs: %+v", c)
+		}
+		if !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, "did not exit within 100ms") }) {
+			t.Errorf("notes: %q", rep.Notes)
+		}
+	})
+	t.Run("exits badly", func(t *testing.T) {
+		fs := newSwitch(t, "PortChannel1")
+		fs.oldExit = 3
+		rep, err := fs.upgrade(context.Background(), fs.options())
+		if rep.Result != supervisor.ResultFailed || !strings.Contains(rep.Error, "teamd_bak exited 3") {
+			t.Fatalf("result %s: %v", rep.Result, err)
+		}
+		if c, ok := fs.e.Get("teamd_bak"); !ok || c.Running {
+			t.Errorf("the old container was not kept, stopped: %+v", c)
+		}
+	})
+}
+
+// Past the cutover an interrupt is shown and ignored: every LAG is still
+// followed to its new speaker.
+func TestInterruptPastTheCutoverIsIgnored(t *testing.T) {
+	fs := newSwitch(t, "PortChannel1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fs.onUSR1 = cancel
+	o := fs.options()
+	var steps []string
+	var mu sync.Mutex
+	o.Progress = func(st supervisor.Step) {
+		mu.Lock()
+		defer mu.Unlock()
+		steps = append(steps, string(st.Stage)+" "+st.Message)
+	}
+	rep, err := fs.upgrade(ctx, o)
+	if err != nil || rep.Result != supervisor.ResultOK {
+		t.Fatalf("result %s: %v", rep.Result, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.ContainsFunc(steps, func(s string) bool { return strings.HasPrefix(s, "interrupt ") }) {
+		t.Errorf("the ignored interrupt is not shown: %q", steps)
+	}
+}
+
+// A LAG that nobody takes over fails the run; the old container is kept.
+func TestNoTakeover(t *testing.T) {
+	fs := newSwitch(t, "PortChannel1")
+	fs.noTakeover = true
+	o := fs.options()
+	o.TakeoverTimeout = 300 * time.Millisecond
+	rep, err := fs.upgrade(context.Background(), o)
+	if rep.Result != supervisor.ResultFailed || !strings.Contains(rep.Error, "PortChannel1 (no-takeover)") {
+		t.Fatalf("result %s: %v", rep.Result, err)
+	}
+	if rep.LAGs[0].Result != supervisor.LAGNoTakeover {
+		t.Errorf("LAG result %q", rep.LAGs[0].Result)
+	}
+	if _, ok := fs.e.Get("teamd_bak"); !ok {
+		t.Error("the old container was removed; it should be kept for its logs")
+	}
+}

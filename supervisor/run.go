@@ -1,0 +1,135 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Supervisor runs the flow against one Docker Engine.
+type Supervisor struct {
+	engine Engine
+	opts   Options
+}
+
+// New returns a supervisor; it checks the options, not the engine.
+func New(e Engine, o Options) (*Supervisor, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	return &Supervisor{engine: e, opts: o}, nil
+}
+
+// undoStep is one thing to undo on rollback.
+type undoStep struct {
+	what string
+	do   func(context.Context) error
+}
+
+// run is one execution of the flow; its fields are owned by the goroutine
+// running it.
+type run struct {
+	s          *Supervisor
+	rep        *Report
+	stage      Stage
+	stageStart time.Time
+	undo       []undoStep
+}
+
+func (s *Supervisor) newRun(op Operation) *run {
+	now := time.Now()
+	return &run{s: s, rep: &Report{Operation: op, Container: s.opts.Container, Image: s.opts.Image,
+		Dir: s.opts.Dir, Started: now, Stages: []StageTime{}, LAGs: []LAGReport{}}, stageStart: now}
+}
+
+// enter ends the current stage and starts the next.
+func (r *run) enter(st Stage) {
+	now := time.Now()
+	if r.stage != "" {
+		r.rep.Stages = append(r.rep.Stages, StageTime{Stage: r.stage, Took: Millis(now.Sub(r.stageStart))})
+	}
+	r.stage, r.stageStart = st, now
+}
+
+func (r *run) progress(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	r.s.opts.Logger.Info(msg, "stage", r.stage)
+	if r.s.opts.Progress != nil {
+		r.s.opts.Progress(Step{Stage: r.stage, Message: msg, At: time.Now()})
+	}
+}
+
+func (r *run) note(format string, args ...any) {
+	r.rep.Notes = append(r.rep.Notes, fmt.Sprintf(format, args...))
+}
+
+// finish closes the report; err, if any, is returned as an *Error.
+func (r *run) finish(res Result, err error) (*Report, error) {
+	r.enter("")
+	r.rep.Took = Millis(time.Since(r.rep.Started))
+	r.rep.Result = res
+	if err == nil {
+		return r.rep, nil
+	}
+	e := &Error{Stage: r.failedStage(), Result: res, Err: err}
+	r.rep.Stage, r.rep.Error = e.Stage, e.Error()
+	return r.rep, e
+}
+
+func (r *run) failedStage() Stage {
+	for i := len(r.rep.Stages) - 1; i >= 0; i-- {
+		if st := r.rep.Stages[i].Stage; st != StageRollback {
+			return st
+		}
+	}
+	return StagePreflight
+}
+
+// begin checks the directory, takes the lock and runs preflight.
+func (r *run) begin(ctx context.Context) (*plan, func(), error) {
+	r.enter(StagePreflight)
+	if err := checkDir(r.s.opts.Dir); err != nil {
+		return nil, nil, err
+	}
+	unlock, err := lock(r.s.opts.Dir, fmt.Sprintf("teamd-warm %s of %s to %s", r.rep.Operation, r.s.opts.Container, r.s.opts.Image))
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := r.preflight(ctx)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	r.progress("%d LAGs at epoch %d in %s (%s), image %s present", len(p.lags), p.epoch,
+		r.s.opts.Container, shortID(p.old.ID), r.s.opts.Image)
+	return p, unlock, nil
+}
+
+// DryRun runs preflight only and reports, per LAG, its rate, members and
+// the budget a handoff would have.
+func (s *Supervisor) DryRun(ctx context.Context) (*Report, error) {
+	r := s.newRun(OpDryRun)
+	_, unlock, err := r.begin(ctx)
+	if err != nil {
+		return r.finish(ResultRefused, err)
+	}
+	unlock()
+	return r.finish(ResultOK, nil)
+}
+
+// Upgrade runs the whole flow (op is OpUpgrade or OpRollback: the same flow
+// to another image). The report is returned also with an error, which is an
+// *Error whose Result says what state the run left.
+func (s *Supervisor) Upgrade(ctx context.Context, op Operation) (*Report, error) {
+	r := s.newRun(op)
+	p, unlock, err := r.begin(ctx)
+	if err != nil {
+		return r.finish(ResultRefused, err)
+	}
+	defer unlock()
+	newID, err := r.prepare(ctx, p)
+	if err != nil {
+		return r.rollback(err)
+	}
+	return r.handOver(ctx, p, newID)
+}
