@@ -202,11 +202,11 @@ func (e *Engine) enter(op, target string, args ...string) error {
 }
 
 func notFound(what string) error {
-	return fmt.Errorf("Error response from daemon: No such %s: %w", what, cerrdefs.ErrNotFound)
+	return fmt.Errorf("no such %s: %w", what, cerrdefs.ErrNotFound)
 }
 
 func conflict(format string, args ...any) error {
-	return fmt.Errorf("Error response from daemon: %s: %w", fmt.Sprintf(format, args...), cerrdefs.ErrConflict)
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), cerrdefs.ErrConflict)
 }
 
 // get is find that fails as dockerd does.
