@@ -39,7 +39,7 @@ type fakeSwitch struct {
 
 	// Knobs, set before the run.
 	deaf        bool   // new containers never get ready
-	digest      string // the new standbys' config digest ("" = unchanged)
+	changed     string // this LAG's new standby runs another config
 	exitAtStart int    // a new container exits at once with this code (0: it does not)
 	ignoreUSR1  bool   // the old container does not hand over on SIGUSR1
 	oldExit     int    // the old container's exit code after its handoff
@@ -126,11 +126,11 @@ func (fs *fakeSwitch) start(c *enginetest.Container) {
 	if fs.deaf {
 		return
 	}
-	digest := oldDigest
-	if fs.digest != "" {
-		digest = fs.digest
-	}
 	for _, lag := range fs.lags {
+		digest := oldDigest
+		if lag == fs.changed {
+			digest = "sha256:4567"
+		}
 		fs.write(&proto.Standby{Schema: proto.SchemaVersion, LAG: lag, Epoch: epoch, Writer: fs.writer(c), ConfigDigest: digest,
 			ReadyMono: monoclock.Now(), Ready: time.Now()})
 	}
@@ -304,8 +304,8 @@ func TestRollbackBeforeTheCutover(t *testing.T) {
 			fs.deaf, o.ReadyTimeout = true, 300*time.Millisecond
 		}, supervisor.StageReady, "not ready within 300ms: no standby record from PortChannel1 PortChannel2"},
 		{"config changed", func(fs *fakeSwitch, _ *supervisor.Options, _ context.CancelFunc) {
-			fs.digest = "sha256:4567"
-		}, supervisor.StageReady, "the configuration of PortChannel1 changed"},
+			fs.changed = "PortChannel2"
+		}, supervisor.StageReady, "the configuration of PortChannel2 changed (sha256:4567, was sha256:0123)"},
 		{"new container exits", func(fs *fakeSwitch, _ *supervisor.Options, _ context.CancelFunc) {
 			fs.exitAtStart = 1
 		}, supervisor.StageReady, "exited (code 1) before every LAG was ready; its log ends:\nteamd-shim: PortChannel1"},

@@ -209,6 +209,17 @@ func conflict(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), cerrdefs.ErrConflict)
 }
 
+// begin starts a call on a container: it records the call, asks Fail, and
+// finds the container, failing as dockerd does.
+func (e *Engine) begin(op, nameOrID string, args ...string) (*Container, error) {
+	if err := e.enter(op, nameOrID, args...); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.get(nameOrID)
+}
+
 // get is find that fails as dockerd does.
 func (e *Engine) get(nameOrID string) (*Container, error) {
 	if c := e.find(nameOrID); c != nil {
@@ -219,15 +230,12 @@ func (e *Engine) get(nameOrID string) (*Container, error) {
 
 // ContainerInspect implements supervisor.Engine.
 func (e *Engine) ContainerInspect(_ context.Context, nameOrID string) (container.InspectResponse, error) {
-	if err := e.enter("Inspect", nameOrID); err != nil {
+	c, err := e.begin("Inspect", nameOrID)
+	if err != nil {
 		return container.InspectResponse{}, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, err := e.get(nameOrID)
-	if err != nil {
-		return container.InspectResponse{}, err
-	}
 	return inspect(c), nil
 }
 
@@ -274,15 +282,12 @@ func mounts(hc container.HostConfig) []container.MountPoint {
 
 // ContainerRename implements supervisor.Engine.
 func (e *Engine) ContainerRename(_ context.Context, nameOrID, newName string) error {
-	if err := e.enter("Rename", nameOrID, newName); err != nil {
+	c, err := e.begin("Rename", nameOrID, newName)
+	if err != nil {
 		return err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, err := e.get(nameOrID)
-	if err != nil {
-		return err
-	}
 	if other := e.find(newName); other != nil && other != c {
 		return conflict("the container name %q is already in use by container %q", "/"+newName, other.ID)
 	}
@@ -363,15 +368,11 @@ func merge(cfg container.Config, ic *dockerspec.DockerOCIImageConfig) container.
 // ContainerStart implements supervisor.Engine; the Start hook runs before
 // it returns.
 func (e *Engine) ContainerStart(_ context.Context, nameOrID string, _ container.StartOptions) error {
-	if err := e.enter("Start", nameOrID); err != nil {
+	c, err := e.begin("Start", nameOrID)
+	if err != nil {
 		return err
 	}
 	e.mu.Lock()
-	c, err := e.get(nameOrID)
-	if err != nil {
-		e.mu.Unlock()
-		return err
-	}
 	if c.Running {
 		e.mu.Unlock()
 		return nil
@@ -389,15 +390,11 @@ func (e *Engine) ContainerStart(_ context.Context, nameOrID string, _ container.
 // ContainerStop implements supervisor.Engine: the stop signal, then, if
 // the container still runs, SIGKILL (the fake has no time to wait).
 func (e *Engine) ContainerStop(ctx context.Context, nameOrID string, _ container.StopOptions) error {
-	if err := e.enter("Stop", nameOrID); err != nil {
+	c, err := e.begin("Stop", nameOrID)
+	if err != nil {
 		return err
 	}
 	e.mu.Lock()
-	c, err := e.get(nameOrID)
-	if err != nil {
-		e.mu.Unlock()
-		return err
-	}
 	sig := c.Config.StopSignal
 	if sig == "" {
 		sig = "SIGTERM"
@@ -454,15 +451,12 @@ func (e *Engine) signal(c *Container, sig string) {
 
 // ContainerRemove implements supervisor.Engine.
 func (e *Engine) ContainerRemove(_ context.Context, nameOrID string, o container.RemoveOptions) error {
-	if err := e.enter("Remove", nameOrID); err != nil {
+	c, err := e.begin("Remove", nameOrID)
+	if err != nil {
 		return err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, err := e.get(nameOrID)
-	if err != nil {
-		return err
-	}
 	if c.Running && !o.Force {
 		return conflict("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+c.Name)
 	}
@@ -549,15 +543,12 @@ func (e *Engine) ContainerLogs(_ context.Context, nameOrID string, o container.L
 
 // ContainerExecCreate implements supervisor.Engine.
 func (e *Engine) ContainerExecCreate(_ context.Context, nameOrID string, o container.ExecOptions) (container.ExecCreateResponse, error) {
-	if err := e.enter("ExecCreate", nameOrID, o.Cmd...); err != nil {
+	c, err := e.begin("ExecCreate", nameOrID, o.Cmd...)
+	if err != nil {
 		return container.ExecCreateResponse{}, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, err := e.get(nameOrID)
-	if err != nil {
-		return container.ExecCreateResponse{}, err
-	}
 	if !c.Running {
 		return container.ExecCreateResponse{}, conflict("container %s is not running", c.ID)
 	}
