@@ -145,6 +145,10 @@ type Snapshot struct {
 	// LAGDump is teamd's per-LAG dump file (carrier and port list), if it
 	// wrote one.
 	LAGDump []byte `msgpack:"lag_dump" json:"lag_dump"`
+	// Teamd is the teamd that stopped; Kernel the kernel's LAG right after
+	// it did. Both are absent in records of earlier versions.
+	Teamd  *TeamdInfo `msgpack:"teamd,omitempty" json:"teamd,omitempty"`
+	Kernel *KernelLAG `msgpack:"kernel,omitempty" json:"kernel,omitempty"`
 }
 
 // StandbyMember is what the standby has learned about one member.
@@ -165,6 +169,8 @@ type Standby struct {
 	ReadyMono    int64           `msgpack:"ready_mono" json:"ready_mono"`
 	Ready        time.Time       `msgpack:"ready" json:"ready"`
 	Members      []StandbyMember `msgpack:"members" json:"members"`
+	// Teamd is the passive teamd waiting (absent in earlier versions).
+	Teamd *TeamdInfo `msgpack:"teamd,omitempty" json:"teamd,omitempty"`
 }
 
 // Path says how a shim became the LAG's speaker.
@@ -214,6 +220,13 @@ type Active struct {
 	// Note explains a non-snapshot path, e.g. why snapshots were rejected.
 	Note    string   `msgpack:"note" json:"note"`
 	Members []string `msgpack:"members" json:"members"`
+	// Teamd is the teamd that speaks. Kernel is the kernel's LAG when the
+	// record was written; after a takeover KernelBefore is the kernel's
+	// LAG just before the takeover signal. All three are absent in records
+	// of earlier versions.
+	Teamd        *TeamdInfo `msgpack:"teamd,omitempty" json:"teamd,omitempty"`
+	Kernel       *KernelLAG `msgpack:"kernel,omitempty" json:"kernel,omitempty"`
+	KernelBefore *KernelLAG `msgpack:"kernel_before,omitempty" json:"kernel_before,omitempty"`
 }
 
 // Cutover is the supervisor's order to hand every LAG from FromEpoch to

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/proto/prototest"
 )
@@ -96,5 +97,33 @@ func TestFileNames(t *testing.T) {
 				t.Errorf("FileName(%q, %v) = %q, want %q", lag, kind, got, tt.name)
 			}
 		}
+	}
+}
+
+func TestKernelLAGDiff(t *testing.T) {
+	base := prototest.Kernel("PortChannel1", 2)
+	tests := []struct {
+		name string
+		mod  func(k *proto.KernelLAG)
+		want []string
+	}{
+		{"same", func(*proto.KernelLAG) {}, nil},
+		{"carrier lost", func(k *proto.KernelLAG) { k.Carrier = false }, []string{"PortChannel1 carrier: on -> off"}},
+		{"port disabled", func(k *proto.KernelLAG) { k.Ports[1].Enabled = false }, []string{"Ethernet4 enabled: on -> off"}},
+		{"port gone", func(k *proto.KernelLAG) { k.Ports = k.Ports[:1] }, []string{"Ethernet4: gone"}},
+		{"port added", func(k *proto.KernelLAG) {
+			k.Ports = append(k.Ports, proto.KernelPort{Name: "Ethernet8"})
+		}, []string{"Ethernet8: added"}},
+		{"unreadable", func(k *proto.KernelLAG) { *k = proto.KernelLAG{Err: "no team family"} },
+			[]string{"not comparable: read / unreadable (no team family)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := prototest.Kernel("PortChannel1", 2)
+			tt.mod(o)
+			if diff := cmp.Diff(tt.want, base.Diff(o)); diff != "" {
+				t.Errorf("Diff (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -30,8 +30,24 @@ func TestRoundTrip(t *testing.T) {
 		prototest.Standby("PortChannel1", 8, 3, clock),
 		prototest.Active("PortChannel1", 8, 3, clock),
 		prototest.Cutover(7, []string{"PortChannel1", "PortChannel2"}, clock),
+		func() proto.Record {
+			s := prototest.Snapshot("PortChannel1", 7, 3, clock)
+			s.Teamd, s.Kernel = prototest.Teamd(), prototest.Kernel("PortChannel1", 3)
+			return s
+		}(),
+		func() proto.Record {
+			a := prototest.Active("PortChannel1", 8, 3, clock)
+			a.Teamd, a.Kernel, a.KernelBefore = prototest.Teamd(), prototest.Kernel("PortChannel1", 3), &proto.KernelLAG{Err: "no team family"}
+			return a
+		}(),
 	} {
-		t.Run(rec.Kind().String(), func(t *testing.T) {
+		name := rec.Kind().String()
+		if a, ok := rec.(*proto.Active); ok && a.Teamd != nil {
+			name += " with the fields of version 2"
+		} else if s, ok := rec.(*proto.Snapshot); ok && s.Teamd != nil {
+			name += " with the fields of version 2"
+		}
+		t.Run(name, func(t *testing.T) {
 			b, err := statefile.Encode(rec)
 			if err != nil {
 				t.Fatal(err)
@@ -74,7 +90,13 @@ func withBody(t *testing.T, k proto.Kind, epoch uint64, v any) []byte {
 
 func snapshotMap(t *testing.T) map[string]any {
 	t.Helper()
-	b, err := msgpack.Marshal(prototest.Snapshot("PortChannel1", 7, 2, clock))
+	return toMap(t, prototest.Snapshot("PortChannel1", 7, 2, clock))
+}
+
+// toMap is rec's msgpack body as a generic map, for a test to break.
+func toMap(t *testing.T, rec proto.Record) map[string]any {
+	t.Helper()
+	b, err := msgpack.Marshal(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +149,13 @@ func TestDecodeRejects(t *testing.T) {
 			m["members"].([]any)[1].(map[string]any)["speed"] = 100000
 			return withBody(t, proto.KindSnapshot, 7, m)
 		}(), `snapshot.members[]: unknown field "speed"`},
+		{"missing field of an optional struct", func() []byte {
+			s := prototest.Snapshot("PortChannel1", 7, 2, clock)
+			s.Kernel = prototest.Kernel("PortChannel1", 2)
+			m := toMap(t, s)
+			delete(m["kernel"].(map[string]any)["ports"].([]any)[0].(map[string]any), "enabled")
+			return withBody(t, proto.KindSnapshot, 7, m)
+		}(), "snapshot.kernel.ports[]: missing field(s) enabled"},
 		{"missing field in writer", func() []byte {
 			m := snapshotMap(t)
 			delete(m["writer"].(map[string]any), "pid")
@@ -464,4 +493,22 @@ func FuzzDecodeBody(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A record of the first version, without the fields added since (tagged
+// omitempty), still decodes: a new reader takes an old writer's records.
+func TestDecodeEarlierVersion(t *testing.T) {
+	m := toMap(t, prototest.Active("PortChannel1", 8, 3, clock))
+	for _, f := range []string{"teamd", "kernel", "kernel_before"} {
+		if _, ok := m[f]; ok {
+			t.Fatalf("field %s encoded though empty", f)
+		}
+	}
+	rec, err := statefile.Decode(withBody(t, proto.KindActive, 8, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := rec.(*proto.Active); a.Teamd != nil || a.Kernel != nil {
+		t.Fatalf("absent fields decoded as %+v %+v", a.Teamd, a.Kernel)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,13 +14,14 @@ import (
 
 // checkBody walks the raw msgpack body before the msgpack package sees it.
 // It proves that every declared length fits in the bytes that remain (so a
-// forged length cannot drive an allocation), that the nesting is bounded, and
-// that each map meant for a struct has exactly that struct's fields: no
-// unknown ones, none missing, none twice. It is the one strict check of a
-// record: the structs with a codec of their own (proto.Member as a map,
-// proto.Info and proto.MAC as fixed binary) are checked here too, and their
-// decoders only decode. Type mismatches of scalars are left to the msgpack
-// decoder.
+// forged length cannot drive an allocation), that the nesting is bounded,
+// and that each map meant for a struct has exactly that struct's fields:
+// none unknown, none twice, none missing but those tagged omitempty (the
+// fields added to a record since its first version, which an older writer
+// does not know). It is the one strict check of a record: the structs with
+// a codec of their own (proto.Member as a map, proto.Info and proto.MAC as
+// fixed binary) are checked here too, and their decoders only decode. Type
+// mismatches of scalars are left to the msgpack decoder.
 func checkBody(body []byte, rec proto.Record) error {
 	w := walker{b: body, path: make([]string, 0, maxDepth+2)}
 	w.push(rec.Kind().String())
@@ -171,6 +173,9 @@ func (w *walker) value(t reflect.Type, depth int) error {
 	if depth > maxDepth {
 		return w.fail("nested deeper than %d", maxDepth)
 	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem() // an optional struct is checked as the struct
+	}
 	start := w.off
 	k, n, err := w.header()
 	if err != nil {
@@ -253,7 +258,7 @@ func (w *walker) structFields(fields *fieldSet, n uint64, depth int) error {
 	}
 	var missing []string
 	for i, name := range fields.names {
-		if seen&(1<<i) == 0 {
+		if seen&(1<<i) == 0 && !fields.optional[i] {
 			missing = append(missing, name)
 		}
 	}
@@ -264,8 +269,9 @@ func (w *walker) structFields(fields *fieldSet, n uint64, depth int) error {
 }
 
 type fieldSet struct {
-	names []string
-	types []reflect.Type
+	names    []string
+	types    []reflect.Type
+	optional []bool // tagged omitempty: a record of an earlier version may lack it
 }
 
 // lookup finds key among the names; a linear scan of a dozen short strings
@@ -302,10 +308,11 @@ func addSchema(m map[reflect.Type]*fieldSet, t reflect.Type) {
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
 		if name == "-" {
 			continue
 		}
+		fs.optional = append(fs.optional, slices.Contains(strings.Split(opts, ","), "omitempty"))
 		if name == "" {
 			name = f.Name
 		}

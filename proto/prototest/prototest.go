@@ -106,3 +106,19 @@ func Cutover(epoch uint64, lags []string, c Clock) *proto.Cutover {
 		LAGs:         lags,
 	}
 }
+
+// Kernel is the kernel's view of a negotiated LAG with members ports, as
+// teamnl reads it: device up with carrier, every port enabled and up.
+func Kernel(lag string, members int) *proto.KernelLAG {
+	k := &proto.KernelLAG{Name: lag, Ifindex: 50, Up: true, Carrier: true}
+	for i := range members {
+		k.Ports = append(k.Ports, proto.KernelPort{Name: fmt.Sprintf("Ethernet%d", 4*i), Ifindex: 100 + i,
+			Enabled: true, LinkUp: true, Carrier: true})
+	}
+	return k
+}
+
+// Teamd is a SONiC teamd with the HLD's patches, as the shim reports it.
+func Teamd() *proto.TeamdInfo {
+	return &proto.TeamdInfo{Program: "/usr/bin/teamd.real", Version: "teamd 1.31", Profile: "hld"}
+}
