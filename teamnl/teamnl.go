@@ -21,6 +21,7 @@
 package teamnl
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -29,7 +30,6 @@ import (
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
-	"github.com/mdlayher/netlink/nlenc"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/teamd"
 	"golang.org/x/sys/unix"
@@ -269,13 +269,13 @@ func decodeOption(ad *netlink.AttributeDecoder) (Option, error) {
 		if err := size(4); err != nil {
 			return o, err
 		}
-		v := nlenc.Uint32(data)
+		v := binary.NativeEndian.Uint32(data)
 		o.U32 = &v
 	case nlaS32:
 		if err := size(4); err != nil {
 			return o, err
 		}
-		v := int32(nlenc.Uint32(data))
+		v := int32(binary.NativeEndian.Uint32(data))
 		o.S32 = &v
 	case nlaString:
 		v := string(data)
