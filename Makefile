@@ -5,7 +5,7 @@ BIN       := bin
 export CGO_ENABLED ?= 0
 FUZZTIME  ?= 10s
 COMMANDS  := teamd-shim teamd-warm teamd-state
-TOOLS     := teamdsim pause teamdwarm-demo
+TOOLS     := teamdsim pause teamdwarm-demo teamdwarm-lab
 
 .PHONY: all deps build test unit fuzz bench lint demo clean
 
@@ -16,8 +16,8 @@ deps:
 
 build:
 	@mkdir -p $(BIN)
-	@for c in $(COMMANDS); do [ -d cmd/$$c ] && $(GO) build -trimpath -o $(BIN)/$$c ./cmd/$$c || true; done
-	@for c in $(TOOLS); do [ -d integration/cmd/$$c ] && $(GO) build -trimpath -o $(BIN)/$$c ./integration/cmd/$$c || true; done
+	@set -e; for c in $(COMMANDS); do $(GO) build -trimpath -o $(BIN)/$$c ./cmd/$$c; done
+	@set -e; for c in $(TOOLS); do $(GO) build -trimpath -o $(BIN)/$$c ./integration/cmd/$$c; done
 
 # The README's test command: everything, from a fresh clone.
 test: deps build lint unit

@@ -143,7 +143,7 @@ func TestIntegrationHandoffByHand(t *testing.T) {
 			}
 			negotiated(t, b)
 			for _, l := range b.LAGs {
-				news = append(news, startSim(t, b, l, simOpts{warm: true, dumpDir: dump, takeover: sig}))
+				news = append(news, startSim(t, b, l, simOpts{passive: true, dumpDir: dump, takeover: sig}))
 			}
 			for _, n := range news {
 				n.waitState(t, 10*time.Second, allCurrent) // the standby hears the partner
@@ -175,7 +175,7 @@ func TestIntegrationHandoffByHand(t *testing.T) {
 func TestIntegrationWarmStandbyIsSilent(t *testing.T) {
 	b := newBed(t, 1, 2)
 	w := mark(t, b)
-	s := startSim(t, b, b.LAGs[0], simOpts{warm: true})
+	s := startSim(t, b, b.LAGs[0], simOpts{passive: true})
 	st := s.waitState(t, 10*time.Second, allCurrent) // it has heard OVS...
 	m := b.LAGs[0].Members[0]
 	if n := len(b.Observer().PDUs(m.Peer, w.From, time.Now())); n != 0 {

@@ -94,7 +94,7 @@ type sim struct {
 }
 
 type simOpts struct {
-	warm     bool
+	passive  bool // -P: passive until the takeover signal
 	takeover string // --takeover-signal
 	dumpDir  string
 	runDir   string
@@ -109,8 +109,8 @@ func startSim(t testing.TB, b *testbed.Bed, l testbed.LAG, o simOpts) *sim {
 	if o.dumpDir != "" {
 		args = append(args, "-L", o.dumpDir)
 	}
-	if o.warm {
-		args = append(args, "-w")
+	if o.passive {
+		args = append(args, "-P")
 	}
 	if o.takeover != "" {
 		args = append(args, "--takeover-signal="+o.takeover)

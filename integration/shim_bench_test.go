@@ -50,7 +50,7 @@ func benchHandoff(b *testing.B, lags int) {
 		b.StopTimer()
 		var news []*sim
 		for _, l := range bed.LAGs {
-			news = append(news, startShim(b, bed, l, shimOpts{role: "standby", epoch: int(epoch + 1), dir: dir, dumpDir: dump, takeover: "SIGUSR2"}))
+			news = append(news, startShim(b, bed, l, shimOpts{role: "standby", epoch: int(epoch + 1), dir: dir, dumpDir: dump}))
 		}
 		awaitRecords(b, dir, proto.KindStandby, bed.LAGs, 60*time.Second, epochIs(epoch+1))
 		if i == 0 {

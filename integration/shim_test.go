@@ -170,7 +170,7 @@ func TestIntegrationCorruptSnapshotDeadlineTakeover(t *testing.T) {
 	dir, dump := recordDir(t), t.TempDir()
 	old := startSim(t, b, l, simOpts{dumpDir: dump})
 	negotiated(t, b)
-	startShim(t, b, l, shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump, takeover: "SIGUSR2"})
+	startShim(t, b, l, shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump})
 	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
 
 	w := mark(t, b)
@@ -205,7 +205,7 @@ func TestIntegrationOldTeamdIgnoringSIGUSR1IsBounded(t *testing.T) {
 	old := startShim(t, b, b.LAGs[0], shimOpts{dir: dir, dumpDir: dump, fault: "ignore-sigusr1", flags: []string{"--stop-timeout", "700ms"}})
 	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
 	negotiated(t, b)
-	startShim(t, b, b.LAGs[0], shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump, takeover: "SIGUSR2"})
+	startShim(t, b, b.LAGs[0], shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump})
 	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
 
 	w := mark(t, b)

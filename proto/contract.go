@@ -13,6 +13,7 @@ const (
 	EnvBudget         = "TEAMDWARM_BUDGET"          // e.g. 1200ms
 	EnvStopTimeout    = "TEAMDWARM_STOP_TIMEOUT"    // e.g. 1s
 	EnvContainer      = "TEAMDWARM_CONTAINER"       // container name for the records
+	EnvTeamdProfile   = "TEAMDWARM_TEAMD_PROFILE"   // what the wrapped teamd is declared to be: stock, sonic, hld
 )
 
 // Role is what a shim is started as.

@@ -7,7 +7,7 @@ import (
 
 // shortOpts is teamd's getopt string: letters followed by ':' take an
 // argument.
-const shortOpts = "hdkevf:c:p:groNt:nDZ:Uul:L:w"
+const shortOpts = "hdkevf:c:p:groNt:nDZ:Uul:L:wP"
 
 // Opt is one option.
 type Opt struct {

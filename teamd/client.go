@@ -1,6 +1,7 @@
 package teamd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -103,4 +104,30 @@ func (c *Client) PortConfigUpdate(ctx context.Context, ifname, config string) er
 // StateItemValueGet reads one state item, e.g. "setup.pid".
 func (c *Client) StateItemValueGet(ctx context.Context, path string) (string, error) {
 	return c.Call(ctx, MethodStateItemValueGet, path)
+}
+
+// OneLine reformats a JSON payload the way libteam's teamdctl -o prints it
+// (jansson without indentation): one line, ", " between members and ": "
+// after keys, key order kept.
+func OneLine(payload []byte) ([]byte, error) {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, payload); err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, compact.Len()+compact.Len()/8)
+	inString, escaped := false, false
+	for _, c := range compact.Bytes() {
+		out = append(out, c)
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ',' || c == ':'):
+			out = append(out, ' ')
+		}
+	}
+	return out, nil
 }

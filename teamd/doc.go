@@ -21,7 +21,7 @@
 //
 // # Command line
 //
-// [ParseArgs] reads teamd's getopt command line ("hdkevf:c:p:groNt:nDZ:Uul:L:w"),
+// [ParseArgs] reads teamd's getopt command line ("hdkevf:c:p:groNt:nDZ:Uul:L:wP"),
 // and [Args] rewrites it: the shim runs teamd with the options SONiC's
 // teammgrd gave, minus -d and with or without -w.
 //

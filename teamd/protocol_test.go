@@ -51,3 +51,12 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestOneLine(t *testing.T) {
+	in := "{\n    \"ports\": {\n        \"Ethernet0\": {\n            \"up\": true,\n            \"name\": \"a, b: \\\"c\\\"\"\n        }\n    },\n    \"list\": [1, 2]\n}"
+	want := `{"ports": {"Ethernet0": {"up": true, "name": "a, b: \"c\""}}, "list": [1, 2]}`
+	got, err := OneLine([]byte(in))
+	if err != nil || string(got) != want {
+		t.Fatalf("OneLine = %s, %v; want %s", got, err, want)
+	}
+}

@@ -41,7 +41,7 @@ func (s *Shim) handOver(ctx context.Context) error {
 
 	snap := &proto.Snapshot{
 		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
-		TeamdStop: how, TakenMono: takenMono, Taken: taken,
+		TeamdStop: how, TakenMono: takenMono, Taken: taken, Teamd: s.info, Kernel: s.readKernel(),
 	}
 	if st != nil {
 		snap.TeamMAC, _ = proto.ParseMAC(st.TeamDevice.IfInfo.DevAddr)

@@ -187,6 +187,8 @@ func TestInstalledAsTeamdctl(t *testing.T) {
 	}{
 		{[]string{"PortChannel7", "state", "dump"}, 0},
 		{[]string{"-o", "PortChannel7", "state"}, 0},
+		{[]string{"--oneline", "PortChannel7", "state", "dump"}, 0},
+		{[]string{"-D", "PortChannel7", "state", "dump"}, 2}, // D-Bus: not here
 		{[]string{"PortChannel7", "port", "add", "Ethernet0"}, 2},
 		{[]string{"PortChannel8", "state", "dump"}, 1}, // no such teamd
 	} {
@@ -204,6 +206,11 @@ func TestInstalledAsTeamdctl(t *testing.T) {
 					t.Error("failed without saying why")
 				}
 				return
+			}
+			// -o is libteam's --oneline: one line; without it teamd's own
+			// indented JSON.
+			if lines := strings.Count(strings.TrimSpace(stdout.String()), "\n") + 1; (tc.args[0] == "-o" || tc.args[0] == "--oneline") != (lines == 1) {
+				t.Errorf("%d lines of output for %q", lines, tc.args)
 			}
 			var st teamd.State
 			if err := json.Unmarshal([]byte(stdout.String()), &st); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -163,4 +164,20 @@ func readPID(t *testing.T, path string) int {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return pid
+}
+
+// awaitOutput waits until the process has written want.
+func awaitOutput(t *testing.T, p *proc, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the output after 5s:\n%s", want, p.out.String())
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("exited before writing %q:\n%s", want, p.out.String())
+		case <-time.After(20 * time.Millisecond): // the output has no notification
+		}
+	}
 }

@@ -46,11 +46,14 @@ type Options struct {
 	Epoch          uint64
 	Dir            string         // record directory; DefaultDir if ""
 	RunDir         string         // teamd's run directory; teamd.DefaultRunDir if ""
-	TakeoverSignal syscall.Signal // sent to a passive teamd to take over; SIGUSR2 if 0
-	StopTimeout    time.Duration  // DefaultStopTimeout if 0
-	Budget         time.Duration  // DefaultBudget if 0
-	ConfirmTimeout time.Duration  // DefaultConfirmTimeout if 0
-	Container      string         // written into records; the host name if ""
+	TakeoverSignal syscall.Signal // sent to a passive teamd to take over; teamd.TakeoverSignal if 0
+	// TeamdProfile, if set, is what the wrapped teamd is declared to be;
+	// the shim refuses to run one its probe finds to be another.
+	TeamdProfile   teamd.Profile
+	StopTimeout    time.Duration // DefaultStopTimeout if 0
+	Budget         time.Duration // DefaultBudget if 0
+	ConfirmTimeout time.Duration // DefaultConfirmTimeout if 0
+	Container      string        // written into records; the host name if ""
 	Logger         *slog.Logger
 	// Ready, if set, is called once teamd's control socket answers: the
 	// moment teamd -d would have returned to its caller.
@@ -65,7 +68,7 @@ func (o *Options) defaults() {
 		o.RunDir = teamd.DefaultRunDir
 	}
 	if o.TakeoverSignal == 0 {
-		o.TakeoverSignal = syscall.SIGUSR2
+		o.TakeoverSignal = teamd.TakeoverSignal
 	}
 	if o.StopTimeout == 0 {
 		o.StopTimeout = DefaultStopTimeout
@@ -107,10 +110,19 @@ func (o *Options) FromEnv(getenv func(string) string) error {
 	}
 	if v := getenv(proto.EnvTakeoverSignal); v != "" && o.TakeoverSignal == 0 {
 		sig, err := signame.Parse(v)
+		if err == nil {
+			err = teamd.CheckTakeoverSignal(sig)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", proto.EnvTakeoverSignal, err)
 		}
 		o.TakeoverSignal = sig
+	}
+	if v := getenv(proto.EnvTeamdProfile); v != "" && o.TeamdProfile == "" {
+		if p := teamd.Profile(v); !p.Valid() {
+			return fmt.Errorf("%s: %q, want stock, sonic or hld", proto.EnvTeamdProfile, v)
+		}
+		o.TeamdProfile = teamd.Profile(v)
 	}
 	for _, d := range []struct {
 		env string

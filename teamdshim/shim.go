@@ -2,13 +2,17 @@ package teamdshim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,6 +20,7 @@ import (
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 	"github.com/teamdwarm/teamdwarm/teamd"
+	"github.com/teamdwarm/teamdwarm/teamnl"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,13 +33,27 @@ var ErrAlreadyRunning = errors.New("another teamd-shim runs this LAG")
 var ErrFenced = errors.New("fenced by a newer epoch")
 
 // teamd has no change notification, so the shim polls its control socket:
-// every answerPoll until it answers at all (teammgrd waits on that), then
-// every readyPoll until every member hears the partner, which takes a fast
-// period or more anyway; a StateDump is a JSON render in teamd, and 64
-// standbys polling it fast would starve the running LAGs of CPU.
+// every answerPoll until it answers at all (teammgrd waits on that) and has
+// the ports its config lists, then, for a standby, every readyPoll until
+// every member hears the partner, which takes a fast period or more anyway
+// (a StateDump is a JSON render in teamd, and 64 standbys polling it fast
+// would starve the running LAGs of CPU), and, once active, every
+// memberPoll, for the ports teammgrd adds and removes.
 const (
 	answerPoll = 20 * time.Millisecond
 	readyPoll  = 250 * time.Millisecond
+	memberPoll = 2 * time.Second
+)
+
+// Bounds of starting. teamd opens its control socket before it has any
+// port: the ports its config lists appear within portWait, or .active is
+// written with those it has. A teamd that does not answer within
+// socketCheck is looked at (does it listen somewhere else?), and one that
+// has not answered within answerTimeout has failed to start.
+const (
+	portWait      = 10 * time.Second
+	socketCheck   = 2 * time.Second
+	answerTimeout = 12 * time.Second
 )
 
 // callTimeout bounds one control-socket call.
@@ -47,7 +66,8 @@ type Shim struct {
 	argv    teamd.Args // teamd's options as given
 	lag     string
 	digest  string
-	dumpDir string // -L
+	dumpDir string   // -L
+	ports   []string // the ports teamd's config lists, if any
 	dir     *statefile.Dir
 
 	// Owned by Run's goroutine.
@@ -59,7 +79,14 @@ type Shim struct {
 	path    proto.Path    // how this shim became active
 	prev    *proto.Active // the LAG's .active found at start
 	members []string      // teamd's ports when it last answered
+	active  *proto.Active // the .active this shim wrote last
 	sb      *standbyWait  // while waiting-ready, standby and taking over
+
+	// Found at start.
+	info      *proto.TeamdInfo // the wrapped teamd and its profile
+	profile   teamd.Profile
+	kernel    *teamnl.Conn // nil if the kernel cannot be read (kernelErr)
+	kernelErr error
 }
 
 // New checks the options and teamd's command line.
@@ -87,11 +114,27 @@ func New(opts Options) (*Shim, error) {
 	if opts.Role == proto.RoleStandby && opts.Epoch < 2 {
 		return nil, fmt.Errorf("a standby needs an epoch of 2 or more (--epoch or %s), got %d", proto.EnvEpoch, opts.Epoch)
 	}
+	ports, err := configPorts(config)
+	if err != nil {
+		return nil, err
+	}
 	dumpDir, _ := a.Value("L")
 	return &Shim{
-		opts: opts, argv: a, lag: lag, digest: digest, dumpDir: dumpDir,
+		opts: opts, argv: a, lag: lag, digest: digest, dumpDir: dumpDir, ports: ports,
 		log: opts.Logger.With("lag", lag),
 	}, nil
+}
+
+// configPorts lists the ports a teamd config names ("ports": teamd adds
+// them itself; teammgrd's configs name none and add them with teamdctl).
+func configPorts(config []byte) ([]string, error) {
+	var c struct {
+		Ports map[string]json.RawMessage `json:"ports"`
+	}
+	if err := json.Unmarshal(config, &c); err != nil {
+		return nil, fmt.Errorf("teamd config: %w", err)
+	}
+	return teamd.SortNames(slices.Collect(maps.Keys(c.Ports))), nil
 }
 
 // configOf returns teamd's JSON config from -c or the file -f names.
@@ -128,6 +171,14 @@ func (s *Shim) Run(ctx context.Context) (int, error) {
 	if err := s.chooseRole(); err != nil {
 		return 1, s.fail(EventStart, err)
 	}
+	if err := s.probe(ctx); err != nil {
+		return 1, s.fail(EventStart, err)
+	}
+	if s.kernel, s.kernelErr = teamnl.Dial(); s.kernelErr != nil {
+		s.log.Info("the kernel's view of the LAG cannot be read; records will say why", "err", s.kernelErr)
+	} else {
+		defer s.kernel.Close()
+	}
 	// Signals first, then the child: a signal in between is not lost.
 	s.sigs = make(chan os.Signal, 8)
 	signal.Notify(s.sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
@@ -135,7 +186,9 @@ func (s *Shim) Run(ctx context.Context) (int, error) {
 
 	teamdArgs := s.argv.Without("d")
 	if s.role == proto.RoleStandby {
-		teamdArgs = teamdArgs.With("w")
+		// Passive beside the running teamd: never recreate the device
+		// (-r) nor warm-start (-w, which transmits at once).
+		teamdArgs = teamdArgs.Without("r", "w").With("P")
 	}
 	argv := append([]string{s.opts.Teamd[0]}, teamdArgs.Argv()...)
 	if s.teamd, err = startTeamd(argv, teamd.SocketPath(s.opts.RunDir, s.lag)); err != nil {
@@ -152,11 +205,10 @@ func (s *Shim) Run(ctx context.Context) (int, error) {
 // loop is the state machine: one goroutine, one select over everything
 // that can happen to the shim; each case acts by the current state.
 func (s *Shim) loop(ctx context.Context) (int, error) {
-	// teamd has no change notification: the shim polls its control socket
-	// while it waits for teamd to answer, and then to be ready.
 	poll := time.NewTicker(answerPoll)
 	defer poll.Stop()
-	var lastAnswerErr error
+	var st starting
+	st.since = time.Now()
 	stop := ctx.Done()
 	for {
 		var events <-chan statefile.Event
@@ -166,8 +218,8 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 		}
 		select {
 		case <-s.teamd.done:
-			if s.state == StateStarting {
-				return s.finish(EventTeamdExited, fmt.Errorf("teamd exited (%s) before its control socket answered: %w", s.teamd.describe(), lastAnswerErr))
+			if s.state == StateStarting && st.answered.IsZero() {
+				return s.finish(EventTeamdExited, fmt.Errorf("teamd exited (%s) before its control socket answered: %w", s.teamd.describe(), st.lastErr))
 			}
 			return s.finish(EventTeamdExited, nil)
 
@@ -176,33 +228,41 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 			s.relay(syscall.SIGTERM)
 
 		case sig := <-s.sigs:
-			if sig != syscall.SIGUSR1 || s.state != StateActive {
+			switch {
+			case sig != syscall.SIGUSR1 || s.state != StateActive:
 				s.relay(sig.(syscall.Signal))
-				continue
+			case !s.profile.WarmStop():
+				// Handing over by killing teamd would flap the LAG.
+				s.log.Error("SIGUSR1 refused: this teamd cannot stop warm, so the LAG stays with it",
+					"teamd", s.info.Program, "profile", s.profile, "what", s.profile.What())
+			default:
+				if err := s.handOver(ctx); err != nil {
+					return 1, err
+				}
+				return 0, nil
 			}
-			if err := s.handOver(ctx); err != nil {
-				return 1, err
-			}
-			return 0, nil
 
 		case <-poll.C:
-			st, err := s.teamd.stateDump(ctx, callTimeout)
-			switch {
-			case s.state == StateStarting && err != nil:
-				lastAnswerErr = err
-			case s.state == StateStarting:
-				if err := s.answered(st); err != nil {
+			dump, err := s.teamd.stateDump(ctx, callTimeout)
+			switch s.state {
+			case StateStarting:
+				next, err := s.starting(&st, dump, err)
+				if err != nil {
 					return s.finish(EventAnswered, err)
 				}
-				if s.state == StateWaitingReady {
-					poll.Reset(readyPoll)
-				} else {
-					poll.Stop()
+				if next != 0 {
+					poll.Reset(next)
 				}
-			case s.state == StateWaitingReady && err == nil && s.ready(st):
-				poll.Stop()
-				if err := s.announce(ctx, st); err != nil {
-					return s.finish(EventReady, err)
+			case StateWaitingReady:
+				if err == nil && s.ready(dump) {
+					poll.Stop()
+					if err := s.announce(ctx, dump); err != nil {
+						return s.finish(EventReady, err)
+					}
+				}
+			case StateActive:
+				if err == nil {
+					s.refreshMembers(dump)
 				}
 			}
 
@@ -213,28 +273,117 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 			if err := s.record(ev); err != nil {
 				return s.finish(EventSnapshot, err)
 			}
+			if s.state == StateActive {
+				poll.Reset(memberPoll)
+			}
 
 		case <-deadline:
 			if err := s.deadline(); err != nil {
 				return s.finish(EventDeadline, err)
 			}
+			poll.Reset(memberPoll)
 		}
 	}
 }
 
-// answered is the end of starting: teamd's control socket answers (the
-// moment teamd -d returns to its caller). A standby now waits for teamd
-// to be ready; an active shim is the LAG's speaker.
-func (s *Shim) answered(st *teamd.State) error {
-	s.members = st.PortNames()
-	if s.opts.Ready != nil {
-		s.opts.Ready()
+// starting is what the shim learns while teamd starts.
+type starting struct {
+	since    time.Time // teamd's start
+	answered time.Time // its first answer
+	lastErr  error     // why it did not answer, last time
+	looked   bool      // where it listens was looked at
+}
+
+// starting handles one StateDump (or its failure) in state starting. teamd
+// answers on its control socket before it has created its ports (libteam
+// teamd.c sets the socket up first; the ports come from the kernel's port
+// events in its run loop), so an active start waits for the ports the
+// config lists. next is the poll period to go on with, 0 for the same.
+func (s *Shim) starting(st *starting, dump *teamd.State, err error) (next time.Duration, _ error) {
+	if err != nil {
+		st.lastErr = err
+		if !st.answered.IsZero() {
+			return 0, nil
+		}
+		if !st.looked && time.Since(st.since) >= socketCheck {
+			st.looked = true
+			if err := s.checkSocket(); err != nil {
+				return 0, err
+			}
+		}
+		if time.Since(st.since) >= answerTimeout {
+			return 0, fmt.Errorf("teamd (pid %d) has not answered on its control socket %s within %v: %w",
+				s.teamd.pid(), s.teamd.client.Path(), answerTimeout, err)
+		}
+		return 0, nil
 	}
+	if st.answered.IsZero() {
+		st.answered = time.Now()
+		if s.opts.Ready != nil {
+			s.opts.Ready() // what teamd -d returns on
+		}
+	}
+	s.members = dump.PortNames()
 	if s.role == proto.RoleStandby {
 		s.log.Info("standby: waiting for teamd to hear the partner on every member")
-		return s.enter(StateWaitingReady, EventAnswered)
+		return readyPoll, s.enter(StateWaitingReady, EventAnswered)
 	}
-	return s.becomeActive()
+	if missing := s.missingPorts(dump); len(missing) > 0 {
+		if time.Since(st.answered) < portWait {
+			return 0, nil
+		}
+		s.log.Warn("teamd lacks ports its config lists; the active record has those it has", "missing", missing, "after", portWait)
+	}
+	return memberPoll, s.becomeActive()
+}
+
+// missingPorts lists the config's ports teamd does not have yet.
+func (s *Shim) missingPorts(dump *teamd.State) []string {
+	var out []string
+	for _, p := range s.ports {
+		if _, ok := dump.Ports[p]; !ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// checkSocket looks where teamd listens when it does not answer where the
+// shim asks: stock teamd's run directory is compiled in, and a --run-dir
+// elsewhere can never work with it.
+func (s *Shim) checkSocket() error {
+	want := s.teamd.client.Path()
+	paths, err := listeningSockets(s.teamd.pid())
+	if err != nil {
+		s.log.Warn("cannot tell where teamd listens", "err", err)
+		return nil
+	}
+	if len(paths) == 0 || slices.Contains(paths, want) {
+		return nil // not listening yet, or about to answer
+	}
+	return fmt.Errorf("teamd listens on %s, not on %s where this shim asks (--run-dir or %s is %s): this teamd's run directory is compiled in; run the shim with --run-dir %s",
+		strings.Join(paths, ", "), want, proto.EnvRunDir, s.opts.RunDir, filepath.Dir(paths[0]))
+}
+
+// refreshMembers rewrites .active when teamd's ports change: teammgrd adds
+// and removes them with teamdctl while teamd runs.
+func (s *Shim) refreshMembers(dump *teamd.State) {
+	now := dump.PortNames()
+	if slices.Equal(now, s.members) {
+		return
+	}
+	s.log.Info("members changed", "was", s.members, "now", now)
+	s.members = now
+	if s.active == nil {
+		return
+	}
+	a := *s.active
+	a.Members, a.Kernel = now, s.readKernel()
+	if _, err := s.dir.Write(&a); err != nil {
+		s.log.Error("rewriting the active record", "err", err)
+		return
+	}
+	s.active = &a
 }
 
 // finish ends the shim on ev: it stops teamd if it still runs, withdraws
@@ -311,36 +460,52 @@ func (s *Shim) relay(sig syscall.Signal) {
 	}
 }
 
-// becomeActive finishes an active start: a warm start (-w) is told to take
-// over at once, and the .active record is written.
+// becomeActive finishes an active start: the .active record is written.
+// A warm start (-w: a system warm reboot, or its restart) needs nothing
+// more: teamd reads its dump files and transmits by itself.
 func (s *Shim) becomeActive() error {
-	var t proto.Timings
-	if s.argv.Has("w") {
-		// The HLD's teamd is passive under -w; an active start with -w is a
-		// system warm reboot (or a restart of one), where teamd reads its
-		// dump files and goes.
-		t.SignalSent = monoclock.Now()
-		if err := s.teamd.signal(s.opts.TakeoverSignal); err != nil {
-			return fmt.Errorf("warm start: %w", err)
-		}
-	}
-	if err := s.writeActive(s.path, 0, t, ""); err != nil {
+	if err := s.writeActive(s.path, 0, proto.Timings{}, "", nil); err != nil {
 		return err
 	}
 	return s.enter(StateActive, EventAnswered)
 }
 
-func (s *Shim) writeActive(path proto.Path, from uint64, t proto.Timings, note string) error {
+// writeActive writes .active: this shim's teamd is the LAG's speaker.
+// kernelBefore is the kernel's LAG just before a takeover, nil otherwise.
+func (s *Shim) writeActive(path proto.Path, from uint64, t proto.Timings, note string, kernelBefore *proto.KernelLAG) error {
 	s.path = path
 	rec := &proto.Active{
 		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
 		Path: path, SinceMono: monoclock.Now(), Since: time.Now(), FromEpoch: from, Timings: t, Note: note,
-		Members: s.members,
+		Members: s.members, Teamd: s.info, Kernel: s.readKernel(), KernelBefore: kernelBefore,
 	}
 	if _, err := s.dir.Write(rec); err != nil {
 		return fmt.Errorf("active record: %w", err)
 	}
+	s.active = rec
 	s.log.Info("active", "epoch", s.epoch, "path", path, "members", len(s.members))
+	return nil
+}
+
+// readKernel is the kernel's view of the LAG now, or why it cannot be had.
+func (s *Shim) readKernel() *proto.KernelLAG { return teamnl.Read(s.kernel, s.kernelErr, s.lag) }
+
+// probe finds what the wrapped teamd can do and refuses a role it cannot
+// play: a standby needs a passive start, for any other teamd would disable
+// the ports and transmit beside the running one.
+func (s *Shim) probe(ctx context.Context) error {
+	info, err := teamd.Probe(ctx, s.opts.Teamd[0])
+	if err != nil {
+		return err
+	}
+	s.info, s.profile = info, teamd.Profile(info.Profile)
+	if d := s.opts.TeamdProfile; d != "" && d != s.profile {
+		return fmt.Errorf("%s is declared %s (%s), but it is %s", info.Program, d, proto.EnvTeamdProfile, s.profile.What())
+	}
+	if s.role == proto.RoleStandby && !s.profile.PassiveStart() {
+		return fmt.Errorf("a standby needs a teamd that starts passive beside the running one; %s is %s", info.Program, s.profile.What())
+	}
+	s.log.Info("teamd", "program", info.Program, "version", info.Version, "profile", s.profile)
 	return nil
 }
 

@@ -99,9 +99,12 @@ func TestRelaysSignalsAndExitsWithTeamdStatus(t *testing.T) {
 		want int
 	}{
 		{"SIGTERM to the shim", func(t *testing.T, shim *proc, _ int) { shim.signal(t, syscall.SIGTERM) }, 0},
-		// teamd does not handle SIGHUP (teamd.c): it dies of it, and so
-		// the shim reports.
-		{"SIGHUP to the shim", func(t *testing.T, shim *proc, _ int) { shim.signal(t, syscall.SIGHUP) }, 128 + 1},
+		// teamd catches SIGHUP and does nothing with it (teamd.c): it is
+		// relayed, teamd stays, and the SIGTERM after it ends teamd.
+		{"SIGHUP, then SIGTERM", func(t *testing.T, shim *proc, _ int) {
+			shim.signal(t, syscall.SIGHUP)
+			shim.signal(t, syscall.SIGTERM)
+		}, 0},
 		{"teamd killed", func(t *testing.T, _ *proc, pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }, 128 + 9},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,6 +182,11 @@ func TestUsageErrors(t *testing.T) {
 		{"bad role", []string{"--role", "leader"}, nil, `--role "leader"`},
 		{"bad epoch env", nil, []string{"TEAMDWARM_EPOCH=zero"}, "TEAMDWARM_EPOCH"},
 		{"bad signal", []string{"--takeover-signal", "SIGNOPE"}, nil, "--takeover-signal"},
+		{"takeover signal that stops teamd", []string{"--takeover-signal", "SIGUSR2"}, nil, "fast-reboot stop"},
+		{"takeover signal from the environment", nil, []string{"TEAMDWARM_TAKEOVER_SIGNAL=SIGTERM"}, "SIGTERM stops teamd"},
+		{"bad profile", []string{"--teamd-profile", "fancy"}, nil, `--teamd-profile "fancy"`},
+		{"declared profile is not the real one", nil, []string{"TEAMDWARM_TEAMD_PROFILE=sonic"}, "is declared sonic"},
+		{"standby over a teamd without passive start", []string{"--role", "standby", "--epoch", "2"}, []string{"TEAMDSIM_PROFILE=sonic"}, "a standby needs a teamd that starts passive"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -221,5 +229,49 @@ func TestStatus(t *testing.T) {
 	missing := start(t, e.vars(), bins.shim, "status", filepath.Join(e.dir, "nope"))
 	if code := missing.exit(t, 5*time.Second); code != 1 || !strings.Contains(missing.out.String(), "record directory") {
 		t.Errorf("status of a missing directory: exit %d, %q", code, missing.out.String())
+	}
+}
+
+// A teamd that cannot stop warm (Debian's, stock libteam) is never handed
+// over by killing it: SIGUSR1 is refused, teamd keeps the LAG, and no
+// snapshot claims that the old speaker is silent.
+func TestStockTeamdIsNotHandedOver(t *testing.T) {
+	e := newEnv(t)
+	argv := []string{bins.shim, "run", "--", bins.teamdsim, "-t", "PortChannel1", "-c", config("PortChannel1")}
+	p := start(t, e.vars("TEAMDSIM_PROFILE=stock"), argv...)
+	a := activeRecord(t, e.dir, "PortChannel1", 1)
+	if a.Teamd == nil || a.Teamd.Profile != "stock" {
+		t.Fatalf("active record's teamd: %+v, want profile stock", a.Teamd)
+	}
+	p.signal(t, syscall.SIGUSR1)
+	awaitOutput(t, p, "SIGUSR1 refused: this teamd cannot stop warm")
+	teamdPID := readPID(t, filepath.Join(e.run, "PortChannel1.pid"))
+	if err := syscall.Kill(teamdPID, 0); err != nil {
+		t.Fatalf("teamd is gone after the refused SIGUSR1: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "PortChannel1.snapshot")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a snapshot was written: %v", err)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exit(t, 5*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM, want teamd's 0", code)
+	}
+}
+
+// A --run-dir where teamd does not listen is named, with where it does,
+// within seconds: no silent wait.
+func TestRunDirMismatch(t *testing.T) {
+	e := newEnv(t)
+	elsewhere := t.TempDir()
+	p := runShim(t, e, "PortChannel1", nil, "TEAMDSIM_RUN_DIR="+elsewhere)
+	if code := p.exit(t, 10*time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	out := p.out.String()
+	for _, want := range []string{"teamd listens on " + filepath.Join(elsewhere, "PortChannel1.sock"),
+		"not on " + filepath.Join(e.run, "PortChannel1.sock"), "--run-dir " + elsewhere} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the error does not say %q:\n%s", want, out)
+		}
 	}
 }

@@ -90,7 +90,7 @@ func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 func (s *Shim) writeStandby(st *teamd.State) error {
 	rec := &proto.Standby{
 		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
-		ReadyMono: monoclock.Now(), Ready: time.Now(),
+		ReadyMono: monoclock.Now(), Ready: time.Now(), Teamd: s.info,
 	}
 	for _, name := range s.members {
 		p := st.Ports[name]
@@ -217,6 +217,7 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 	}
 	w := s.sb
 	t := &w.timings
+	before := s.readKernel()
 	t.SignalSent = monoclock.Now()
 	sent := time.Now()
 	if err := s.teamd.signal(s.opts.TakeoverSignal); err != nil {
@@ -227,7 +228,7 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 	} else {
 		t.Confirmed = t.SignalSent + int64(at.Sub(sent))
 	}
-	if err := s.writeActive(path, from, *t, note); err != nil {
+	if err := s.writeActive(path, from, *t, note, before); err != nil {
 		return err
 	}
 	if err := s.dir.Remove(s.lag, proto.KindStandby); err != nil {

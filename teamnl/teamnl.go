@@ -88,6 +88,26 @@ type Conn struct {
 	genl   *genetlink.Conn
 	family genetlink.Family
 	rt     *netlink.Conn
+	trace  func(op string, msgs [][]byte)
+}
+
+// SetTrace hands f every reply the Conn decodes, as it came, by operation:
+// "ports", "options" (generic netlink messages: header and attributes) or
+// "links" (whole netlink messages). The lab records team.ko's replies with
+// it, for the decoders' tests.
+func (c *Conn) SetTrace(f func(op string, msgs [][]byte)) { c.trace = f }
+
+func (c *Conn) traceGenl(op string, msgs []genetlink.Message) {
+	if c.trace == nil {
+		return
+	}
+	var raw [][]byte
+	for _, m := range msgs {
+		if b, err := m.MarshalBinary(); err == nil {
+			raw = append(raw, b)
+		}
+	}
+	c.trace(op, raw)
 }
 
 // Dial opens the two netlink sockets in the calling thread's network
@@ -146,6 +166,7 @@ func (c *Conn) Ports(ifindex uint32) ([]PortAttrs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("teamnl: port list of ifindex %d: %w", ifindex, err)
 	}
+	c.traceGenl("ports", msgs)
 	var out []PortAttrs
 	for _, m := range msgs {
 		err := decodeList(m.Data, attrListPort, attrItemPort, func(ad *netlink.AttributeDecoder) error {
@@ -205,6 +226,7 @@ func (c *Conn) Options(ifindex uint32) ([]Option, error) {
 	if err != nil {
 		return nil, fmt.Errorf("teamnl: options of ifindex %d: %w", ifindex, err)
 	}
+	c.traceGenl("options", msgs)
 	var out []Option
 	for _, m := range msgs {
 		err := decodeList(m.Data, attrListOption, attrItemOption, func(ad *netlink.AttributeDecoder) error {
@@ -334,6 +356,15 @@ func (c *Conn) Links() ([]rtnetlink.LinkMessage, error) {
 	msgs, err := c.rt.Execute(netlink.Message{Header: netlink.Header{Type: unix.RTM_GETLINK, Flags: netlink.Request | netlink.Dump}, Data: req})
 	if err != nil {
 		return nil, fmt.Errorf("teamnl: links: %w", err)
+	}
+	if c.trace != nil {
+		var raw [][]byte
+		for _, m := range msgs {
+			if b, err := m.MarshalBinary(); err == nil {
+				raw = append(raw, b)
+			}
+		}
+		c.trace("links", raw)
 	}
 	out := make([]rtnetlink.LinkMessage, 0, len(msgs))
 	for _, m := range msgs {

@@ -75,11 +75,6 @@ func New(ctx context.Context) (*Lab, error) {
 // config in /etc/teamd, each teamd with SONiC's dump directory.
 var Entrypoint = []string{"/usr/bin/teamd-shim", "init", "--config-dir", "/etc/teamd", "--", "-L", "/var/warmboot/teamd/"}
 
-// TakeoverSignal is the one the images' shims and stand-ins agree on: not
-// SIGUSR2, which SONiC's teamd takes as fast-reboot stop, and not SIGRTMIN,
-// which the Go runtime keeps.
-const TakeoverSignal = "SIGRTMIN+1"
-
 // BuildImage imports an image tagged ref from bins (docker import of a
 // root file system with nothing else in it). env is added to the image's
 // environment, e.g. TEAMDSIM_FAULT=deaf for a teamd that never gets ready.
@@ -112,8 +107,6 @@ func (l *Lab) BuildImage(ctx context.Context, ref, version string, bins Binaries
 	ep, _ := json.Marshal(Entrypoint)
 	changes := []string{
 		"ENTRYPOINT " + string(ep),
-		"ENV TEAMDWARM_TAKEOVER_SIGNAL=" + TakeoverSignal,
-		"ENV TEAMDSIM_TAKEOVER_SIGNAL=" + TakeoverSignal,
 		"ENV TEAMDWARM_IMAGE_VERSION=" + version,
 		"LABEL " + Label + "=" + l.ID,
 	}

@@ -240,7 +240,10 @@ func writeInitramfs(path string, cfg VMConfig, modDir string) error {
 	init.WriteString("for fs in 'proc proc' 'sysfs sys' 'devtmpfs dev' 'tmpfs tmp' 'tmpfs run'; do set -- $fs; $b mount -t $1 $1 /newroot/$2 || fail mount /$2; done\n")
 	init.WriteString("$b mkdir -p /newroot/dev/pts /newroot/dev/shm && $b mount -t devpts devpts /newroot/dev/pts && $b mount -t tmpfs tmpfs /newroot/dev/shm\n")
 	for i, dir := range cfg.Shares {
-		fmt.Fprintf(&init, "$b mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 share%d /newroot%s || fail mount %s\n", i, shellQuote(dir), shellQuote(dir))
+		// mkdir: a share under /tmp or /run has no mount point on their
+		// fresh tmpfs; on the host's root it is there already.
+		fmt.Fprintf(&init, "$b mkdir -p /newroot%s; $b mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 share%d /newroot%s || fail mount %s\n",
+			shellQuote(dir), i, shellQuote(dir), shellQuote(dir))
 	}
 	init.WriteString("echo " + bootedLine + "\n")
 	init.WriteString("exec $b switch_root /newroot")

@@ -21,7 +21,10 @@ type CmdLine struct {
 	Team       string // -t
 	ConfigJSON string // -c, or the contents of -f
 	DumpDir    string // -L
-	Warm       bool   // -w
+	Passive    bool   // -P (teamdwarm's teamd): passive until the takeover signal
+	Warm       bool   // -w (SONiC's teamd): fold in the -L dump files, transmit at once
+	Help       bool   // -h
+	Version    bool   // -v
 	TakeOver   bool   // -o
 	Recreate   bool   // -r
 	PIDFile    string // -p
@@ -38,12 +41,22 @@ type CmdLine struct {
 	// TEAMDSIM_FAULT=ignore-sigusr1 (an old teamd that does not hand over)
 	// or deaf (a teamd that never hears the partner, so never gets ready).
 	Fault Fault
+	// Profile is the teamd the stand-in plays, from TEAMDSIM_PROFILE:
+	// hld (the default: teamdwarm's teamd), sonic (no -P, no takeover
+	// signal) or stock (Debian's: no -P, -w or -L; SIGUSR1 kills it).
+	Profile teamd.Profile
 }
 
 // ParseCmdLine reads teamd's options (see teamdargs) and the stand-in's own
 // long options, given as --name=value.
 func ParseCmdLine(args []string, getenv func(string) string) (CmdLine, error) {
-	cl := CmdLine{RunDir: getenv("TEAMDSIM_RUN_DIR"), TakeoverSignal: syscall.SIGUSR2}
+	cl := CmdLine{RunDir: getenv("TEAMDSIM_RUN_DIR"), TakeoverSignal: teamd.TakeoverSignal, Profile: teamd.ProfileHLD}
+	if p := teamd.Profile(getenv("TEAMDSIM_PROFILE")); p != "" {
+		if !p.Valid() {
+			return cl, fmt.Errorf("TEAMDSIM_PROFILE: %q, want hld, sonic or stock", p)
+		}
+		cl.Profile = p
+	}
 	if s := getenv("TEAMDSIM_TAKEOVER_SIGNAL"); s != "" {
 		sig, err := signame.Parse(s)
 		if err != nil {
@@ -65,6 +78,10 @@ func ParseCmdLine(args []string, getenv func(string) string) (CmdLine, error) {
 	for _, o := range a.Opts {
 		if o.Long {
 			switch o.Name {
+			case "help":
+				cl.Help = true
+			case "version":
+				cl.Version = true
 			case "run-dir":
 				cl.RunDir = o.Value
 			case "takeover-signal":
@@ -89,7 +106,15 @@ func ParseCmdLine(args []string, getenv func(string) string) (CmdLine, error) {
 			cl.DumpDir = o.Value
 		case "p":
 			cl.PIDFile = o.Value
+		case "P":
+			if !cl.Profile.PassiveStart() {
+				return cl, fmt.Errorf("invalid option -- 'P' (a %s teamd has no passive start)", cl.Profile)
+			}
+			cl.Passive = true
 		case "w":
+			if !cl.Profile.WarmStop() {
+				return cl, fmt.Errorf("invalid option -- 'w' (a %s teamd has no warm start)", cl.Profile)
+			}
 			cl.Warm = true
 		case "o":
 			cl.TakeOver = true
@@ -101,10 +126,20 @@ func ParseCmdLine(args []string, getenv func(string) string) (CmdLine, error) {
 			cl.Debug++
 		case "n":
 			cl.NoPorts = true
-		case "h", "k", "e", "v":
+		case "h":
+			cl.Help = true
+		case "v":
+			cl.Version = true
+		case "k", "e":
 			return cl, fmt.Errorf("option -%s is not implemented by the stand-in", o.Name)
 		}
 		// -N, -D, -Z, -U, -u, -l: accepted, nothing to do without a kernel team device.
+	}
+	if cl.Help || cl.Version {
+		return cl, nil
+	}
+	if cl.Profile == teamd.ProfileStock && cl.DumpDir != "" {
+		return cl, fmt.Errorf("invalid option -- 'L' (a stock teamd has no dump directory)")
 	}
 	if configFile != "" {
 		b, err := os.ReadFile(configFile)
@@ -138,6 +173,14 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "teamd: %v\n", err)
 		return 2
 	}
+	if cl.Version {
+		fmt.Fprintln(os.Stdout, "teamd 1.31")
+		return 0
+	}
+	if cl.Help {
+		fmt.Fprint(os.Stdout, Help(cl.Profile))
+		return 0
+	}
 	cfg, err := ParseConfig([]byte(cl.ConfigJSON), cl.Team)
 	if err != nil {
 		fmt.Fprintf(stderr, "teamd: %v\n", err)
@@ -154,7 +197,7 @@ func Main(args []string, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	opts := Options{Config: cfg, ConfigJSON: cl.ConfigJSON, DumpDir: cl.DumpDir, Warm: cl.Warm, RunDir: cl.RunDir,
+	opts := Options{Config: cfg, ConfigJSON: cl.ConfigJSON, DumpDir: cl.DumpDir, Passive: cl.Passive, Warm: cl.Warm, Profile: cl.Profile, RunDir: cl.RunDir,
 		PIDFile: cl.PIDFile, Debug: cl.Debug, Fault: cl.Fault, TakeoverSignal: cl.TakeoverSignal, Logger: logger}
 	var ready *os.File
 	if os.Getenv(envChild) != "" {
@@ -224,4 +267,34 @@ func daemonize(args []string, cl CmdLine, cfg Config, stderr io.Writer) int {
 	}
 	_ = cmd.Process.Release()
 	return 0
+}
+
+// Help is the stand-in's --help for a teamd of profile p: libteam's option
+// list, with SONiC's -w and -L and teamdwarm's -P where p has them (what
+// teamd.Probe reads).
+func Help(p teamd.Profile) string {
+	var b strings.Builder
+	b.WriteString(`teamd [options]
+    -h --help                Show this help
+    -d --daemonize           Daemonize after startup
+    -v --version             Show version
+    -f --config-file=FILE    Load the specified configuration file
+    -c --config=TEXT         Use given config string
+    -p --pid-file=FILE       Use the specified PID file
+    -g --debug               Increase verbosity
+    -r --force-recreate      Force team device recreation in case it already exists
+    -o --take-over           Take over the device if it already exists
+    -N --no-quit-destroy     Do not destroy the device on quit
+    -t --team-dev=DEVNAME    Use the specified team device
+    -n --no-ports            Start without ports
+`)
+	if p.WarmStop() {
+		b.WriteString("    -w --warm-start          Warm-start startup mode\n")
+		b.WriteString("    -L --lacp-directory      Directory for saving lacp pdu dumps\n")
+	}
+	if p.PassiveStart() {
+		fmt.Fprintf(&b, "    -P --passive             Start passive beside a running teamd; take over on %s\n", signame.String(teamd.TakeoverSignal))
+	}
+	b.WriteString("Available runners: lacp (teamdwarm stand-in)\n")
+	return b.String()
 }

@@ -25,13 +25,18 @@ type Options struct {
 	Config     Config
 	ConfigJSON string // as given, for ConfigDump
 	DumpDir    string // -L: where SIGUSR1 writes and -w reads the dump files
-	Warm       bool   // -w: the HLD's passive warm standby
-	RunDir     string // pid file and control socket directory
-	PIDFile    string // -p; default <RunDir>/<device>.pid
+	// Passive is -P, teamdwarm's passive start: learn, transmit nothing
+	// until the takeover signal. Warm is -w, SONiC's warm start: fold in
+	// the -L dump files, transmit at once.
+	Passive    bool
+	Warm       bool
+	Profile    teamd.Profile // what this stand-in plays; ProfileHLD if ""
+	RunDir     string        // pid file and control socket directory
+	PIDFile    string        // -p; default <RunDir>/<device>.pid
 	Daemonized bool
 	Debug      int
-	// TakeoverSignal ends the passive standby (default SIGUSR2; the HLD's
-	// reviewed revision uses SIGRTMIN).
+	// TakeoverSignal ends the passive standby (default
+	// teamd.TakeoverSignal).
 	TakeoverSignal syscall.Signal
 	Logger         *slog.Logger
 	Fault          Fault
@@ -60,7 +65,7 @@ type Daemon struct {
 	log  *slog.Logger
 	lag  lag
 
-	silent bool // -w standby: learn, never transmit
+	silent bool // -P standby: learn, never transmit
 
 	conns map[string]*lacpsock.Conn // owned by Run
 	rx    chan rxFrame
@@ -88,7 +93,10 @@ func New(opts Options) (*Daemon, error) {
 		opts.PIDFile = filepath.Join(opts.RunDir, opts.Config.Device+".pid")
 	}
 	if opts.TakeoverSignal == 0 {
-		opts.TakeoverSignal = syscall.SIGUSR2
+		opts.TakeoverSignal = teamd.TakeoverSignal
+	}
+	if opts.Profile == "" {
+		opts.Profile = teamd.ProfileHLD
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -97,7 +105,7 @@ func New(opts Options) (*Daemon, error) {
 		opts:   opts,
 		log:    opts.Logger.With("team", opts.Config.Device),
 		lag:    lag{cfg: opts.Config, ports: map[string]*port{}},
-		silent: opts.Warm,
+		silent: opts.Passive,
 		conns:  map[string]*lacpsock.Conn{},
 		rx:     make(chan rxFrame, 256),
 		ctl:    make(chan ctlRequest),
@@ -109,7 +117,10 @@ func New(opts Options) (*Daemon, error) {
 func (d *Daemon) Run(ctx context.Context) error {
 	d.start = time.Now()
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, d.opts.TakeoverSignal)
+	// teamd catches these (SIGHUP to do nothing with it); SONiC's teamd
+	// SIGUSR1 and SIGUSR2 too, and teamdwarm's the takeover signal. A
+	// signal a teamd has no handler for kills it: see dieOf.
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, d.opts.TakeoverSignal)
 	defer signal.Stop(sigs)
 
 	if err := d.checkPIDFile(); err != nil {
@@ -125,24 +136,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	defer func() { ln.Close(); os.Remove(sock) }()
-	go d.serve(ln)
-
-	now := time.Now()
-	for _, name := range sortedKeys(d.opts.Config.Ports) {
-		if err := d.addPort(name, d.opts.Config.Ports[name], now); err != nil {
-			return err
-		}
+	if err := os.Chmod(sock, 0o700); err != nil { // teamd fchmods its socket 0700 before bind
+		return fmt.Errorf("control socket: %w", err)
 	}
+	go d.serve(ln)
 	defer d.closePorts()
 	if err := os.WriteFile(d.opts.PIDFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
 		return fmt.Errorf("pid file: %w", err)
 	}
 	defer os.Remove(d.opts.PIDFile)
-	d.log.Info("teamd stand-in started", "pid", os.Getpid(), "warm_standby", d.silent, "ports", len(d.lag.ports),
+	d.log.Info("teamd stand-in started", "pid", os.Getpid(), "profile", d.opts.Profile, "passive", d.silent, "warm_start", d.opts.Warm,
 		"takeover_signal", d.opts.TakeoverSignal, "fault", d.opts.Fault)
+	// Up and answering before it has a port, as teamd: its ports come from
+	// the kernel's port events once its run loop runs.
 	if d.opts.Ready != nil {
 		d.opts.Ready()
 	}
+	addPorts := time.After(portsDelay)
 
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
@@ -154,6 +164,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case s := <-sigs:
 			if stop := d.signal(s.(syscall.Signal)); stop {
 				return nil
+			}
+		case <-addPorts:
+			now := time.Now()
+			for _, name := range sortedKeys(d.opts.Config.Ports) {
+				if err := d.addPort(name, d.opts.Config.Ports[name], now); err != nil {
+					return err
+				}
+			}
+			if d.opts.Warm {
+				d.foldDumps(now)
 			}
 		case f := <-d.rx:
 			d.receive(f, time.Now())
@@ -294,9 +314,22 @@ func (d *Daemon) send(p *port, pdu proto.LACPDU) {
 	}
 }
 
+// portsDelay is how long after its socket answers the stand-in's ports
+// appear: teamd's run loop turns the kernel's port events into ports soon
+// after start, and a client that asks at once sees none.
+const portsDelay = 100 * time.Millisecond
+
 // signal handles one signal; it returns true when the daemon must stop.
 func (d *Daemon) signal(s syscall.Signal) bool {
+	p := d.opts.Profile
 	switch {
+	case s == syscall.SIGHUP:
+		d.log.Info("SIGHUP: nothing to do (as teamd)")
+		return false
+	case s == d.opts.TakeoverSignal && !p.PassiveStart(),
+		(s == syscall.SIGUSR1 || s == syscall.SIGUSR2) && !p.WarmStop():
+		d.dieOf(s)
+		return true
 	case s == d.opts.TakeoverSignal:
 		if !d.silent {
 			d.log.Warn("takeover signal while already transmitting: ignored", "signal", s)
@@ -319,11 +352,29 @@ func (d *Daemon) signal(s syscall.Signal) bool {
 	}
 }
 
+// dieOf plays a teamd without a handler for s: the default action, death.
+// A Go program cannot restore SIG_DFL, so it exits as the shell reports a
+// death by signal, 128+n; it sends nothing more.
+func (d *Daemon) dieOf(s syscall.Signal) {
+	d.closePorts()
+	d.log.Warn("no handler for this signal in a teamd of this profile: dying of it", "signal", s, "profile", d.opts.Profile)
+	os.Exit(128 + int(s))
+}
+
 // takeover ends the passive standby: fold in the dump files the old teamd
 // left for ports that have not heard the partner themselves, then transmit
 // on every port at once.
 func (d *Daemon) takeover() {
-	now := time.Now()
+	used := d.foldDumps(time.Now())
+	d.silent = false
+	d.lag.markAllNTT()
+	d.log.Info("takeover: transmitting", "dump_files_used", used)
+}
+
+// foldDumps reads (and deletes, as teamd does) the -L dump files: each
+// port that has not heard the partner itself takes its saved PDU. It
+// returns how many were used.
+func (d *Daemon) foldDumps(now time.Time) int {
 	used := 0
 	if d.opts.DumpDir != "" {
 		for _, p := range d.lag.sortedPorts() {
@@ -343,9 +394,7 @@ func (d *Daemon) takeover() {
 		}
 		os.Remove(filepath.Join(d.opts.DumpDir, d.opts.Config.Device))
 	}
-	d.silent = false
-	d.lag.markAllNTT()
-	d.log.Info("takeover: transmitting", "dump_files_used", used)
+	return used
 }
 
 // warmStop is SONiC's SIGUSR1: one last PDU on each selected port, the dump

@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,7 +25,7 @@ func TestParseCmdLineTeammgrd(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := CmdLine{Team: "PortChannel1", ConfigJSON: teammgrdConfig, DumpDir: "/var/warmboot/teamd/", Warm: true,
-		TakeOver: true, Daemonize: true, Debug: 1, TakeoverSignal: syscall.SIGUSR2}
+		TakeOver: true, Daemonize: true, Debug: 1, TakeoverSignal: teamd.TakeoverSignal, Profile: teamd.ProfileHLD}
 	if !reflect.DeepEqual(cl, want) {
 		t.Fatalf("got %+v\nwant %+v", cl, want)
 	}

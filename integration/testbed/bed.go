@@ -118,10 +118,10 @@ func New(ctx context.Context, topo Topology, dir string) (_ *Bed, err error) {
 		return nil, err
 	}
 	b.onClose(b.ovs.stop)
-	if b.observer, err = observe(b.PEER, b.LAGs); err != nil {
+	if b.observer, err = Observe(b.PEER, b.LAGs); err != nil {
 		return nil, err
 	}
-	b.onClose(b.observer.close)
+	b.onClose(b.observer.Close)
 	return b, nil
 }
 

@@ -17,8 +17,11 @@ type PDU struct {
 }
 
 // Observer records every LACPDU arriving at the peer side of each member,
-// independently of Open vSwitch (which has its own sockets on the same
-// interfaces).
+// independently of the peer (Open vSwitch has its own sockets on the same
+// interfaces; Linux bonding takes the LACPDUs in its rx handler). It taps
+// all protocols (lacpsock.Watch): a socket bound to the Slow Protocols
+// ethertype gets nothing on a bonding slave, whose rx handler consumes
+// the LACPDUs before protocol handlers run.
 type Observer struct {
 	mu    sync.Mutex
 	pdus  map[string][]PDU // by peer-side interface; guarded by mu
@@ -26,17 +29,19 @@ type Observer struct {
 	wg    sync.WaitGroup
 }
 
-func observe(peerNS string, lags []LAG) (*Observer, error) {
+// Observe starts recording, in namespace peerNS, the LACPDUs that arrive
+// on the peer side of every member of lags. Close stops it.
+func Observe(peerNS string, lags []LAG) (*Observer, error) {
 	o := &Observer{pdus: map[string][]PDU{}}
 	for _, l := range lags {
 		for _, m := range l.Members {
 			var c *lacpsock.Conn
 			err := InNetns(peerNS, func() (err error) {
-				c, err = lacpsock.Listen(m.Peer)
+				c, err = lacpsock.Watch(m.Peer)
 				return err
 			})
 			if err != nil {
-				o.close()
+				o.Close()
 				return nil, err
 			}
 			o.conns = append(o.conns, c)
@@ -66,7 +71,8 @@ func (o *Observer) read(name string, c *lacpsock.Conn) {
 	}
 }
 
-func (o *Observer) close() error {
+// Close stops the observer and closes its sockets.
+func (o *Observer) Close() error {
 	for _, c := range o.conns {
 		c.Close()
 	}

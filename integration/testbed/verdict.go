@@ -105,7 +105,7 @@ func (b *Bed) Judge(ctx context.Context, w Window) (Verdict, error) {
 		}
 		for _, m := range l.Members {
 			prior, _ := b.observer.Before(m.Peer, w.From)
-			mv := judgeMember(m, prior, b.observer.PDUs(m.Peer, w.From, to), w.From, to)
+			mv := JudgeWire(m, prior, b.observer.PDUs(m.Peer, w.From, to), w.From, to)
 			for _, line := range logs {
 				if mentions(line, m.Peer) && isTrouble(line) {
 					mv.OVSEvents = append(mv.OVSEvents, line)
@@ -139,10 +139,10 @@ func isTrouble(line string) bool {
 	return false
 }
 
-// judgeMember looks at one member's PDUs; prior is the last PDU before the
+// JudgeWire looks at one member's PDUs; prior is the last PDU before the
 // window (zero if none), which says whether the member was already in
 // service when the window opened.
-func judgeMember(m Member, prior PDU, pdus []PDU, from, to time.Time) MemberVerdict {
+func JudgeWire(m Member, prior PDU, pdus []PDU, from, to time.Time) MemberVerdict {
 	mv := MemberVerdict{LAG: m.LAG, Member: m.DUT, Peer: m.Peer}
 	prev := from
 	var first *proto.Info

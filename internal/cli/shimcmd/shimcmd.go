@@ -96,7 +96,8 @@ func run(args []string, io cli.IO) (int, error) {
 	fs.Uint64Var(&o.Epoch, "epoch", 0, "this shim's epoch (default $"+proto.EnvEpoch+"; a standby needs one)")
 	fs.StringVar(&o.Dir, "dir", "", "record directory (default $"+proto.EnvDir+", else "+teamdshim.DefaultDir+")")
 	fs.StringVar(&o.RunDir, "run-dir", "", "teamd's run directory (default $"+proto.EnvRunDir+", else "+teamd.DefaultRunDir+")")
-	sig := fs.String("takeover-signal", "", "signal that makes a passive teamd transmit (default $"+proto.EnvTakeoverSignal+", else SIGUSR2)")
+	sig := fs.String("takeover-signal", "", "signal that makes a passive teamd transmit (default $"+proto.EnvTakeoverSignal+", else "+signame.String(teamd.TakeoverSignal)+")")
+	profile := fs.String("teamd-profile", "", "what the wrapped teamd is declared to be: stock, sonic or hld (default $"+proto.EnvTeamdProfile+"; the shim checks it)")
 	fs.DurationVar(&o.Budget, "budget", 0, "after the cutover, take over without a snapshot after this long (default 1.2s)")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "kill the old teamd this long after SIGUSR1 (default 800ms)")
 	fs.StringVar(&o.Container, "container", "", "container name for the records (default $"+proto.EnvContainer+", else the host name)")
@@ -112,10 +113,19 @@ func run(args []string, io cli.IO) (int, error) {
 	}
 	if *sig != "" {
 		s, err := signame.Parse(*sig)
+		if err == nil {
+			err = teamd.CheckTakeoverSignal(s)
+		}
 		if err != nil {
 			return 0, cli.Usagef("run: --takeover-signal: %v", err)
 		}
 		o.TakeoverSignal = s
+	}
+	if p := teamd.Profile(*profile); *profile != "" {
+		if !p.Valid() {
+			return 0, cli.Usagef("run: --teamd-profile %q: want stock, sonic or hld", *profile)
+		}
+		o.TeamdProfile = p
 	}
 	return runShim(fs.Args(), o, io)
 }

@@ -12,12 +12,21 @@ import (
 )
 
 // teamdctlCmd is the one teamdctl command teamd-warm runs in a container,
-// for images that ship no libteam teamdctl: "teamdctl TEAM state dump"
-// prints teamd's StateDump JSON as libteam's does. The run directory is
-// $TEAMDWARM_RUN_DIR, else teamd's default.
+// for images that ship no libteam teamdctl: "teamdctl [-o] TEAM state
+// dump" prints teamd's StateDump JSON as libteam's does (-o: on one line,
+// as libteam's --oneline). The run directory is $TEAMDWARM_RUN_DIR, else
+// teamd's default.
 func teamdctlCmd(args []string, io cli.IO) error {
-	const synopsis = "teamdctl TEAM state [dump]"
-	if len(args) > 0 && args[0] == "-o" { // libteam's "force D-Bus off": the socket is all there is
+	const synopsis = "teamdctl [-o] TEAM state [dump]"
+	oneLine := false
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "-o", "--oneline":
+			oneLine = true
+		case "-U", "--force-usock": // the socket is all there is
+		default:
+			return cli.Usagef("option %s is not implemented here (only -o and -U are)", args[0])
+		}
 		args = args[1:]
 	}
 	if len(args) < 2 || args[1] != "state" || len(args) > 3 || (len(args) == 3 && args[2] != "dump") {
@@ -27,6 +36,13 @@ func teamdctlCmd(args []string, io cli.IO) error {
 	out, err := c.Call(context.Background(), teamd.MethodStateDump)
 	if err != nil {
 		return err
+	}
+	if oneLine {
+		b, err := teamd.OneLine([]byte(out))
+		if err != nil {
+			return fmt.Errorf("teamd's state dump is not JSON: %w", err)
+		}
+		out = string(b) + "\n"
 	}
 	_, err = fmt.Fprint(io.Stdout, out)
 	return err
