@@ -94,7 +94,7 @@ type sim struct {
 }
 
 type simOpts struct {
-	passive  bool // -P: passive until the takeover signal
+	passive  bool   // -P: passive until the takeover signal
 	takeover string // --takeover-signal
 	dumpDir  string
 	runDir   string
