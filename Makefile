@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 COMMANDS  := teamd-shim teamd-warm teamd-state
 TOOLS     := teamdsim pause teamdwarm-demo teamdwarm-lab
 
-.PHONY: all deps build test unit fuzz bench lint demo clean
+.PHONY: all deps build test unit lab fuzz bench lint demo clean
 
 all: build
 
@@ -20,8 +20,18 @@ build:
 	@set -e; for c in $(TOOLS); do $(GO) build -trimpath -o $(BIN)/$$c ./integration/cmd/$$c; done
 
 # The README's test command: everything, from a fresh clone.
-test: deps build lint unit
+test: deps build lint unit lab
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+# The real-kernel lab: a qemu VM (software emulation) on Debian's kernel,
+# real teamd (Debian's, SONiC's) under the shim, Linux bonding as the peer,
+# traffic. scripts/lab-deps.sh installs and caches what it needs
+# (LAB_CACHE, default /var/cache/teamdwarm-lab; SONIC_LIBTEAM, default
+# ../shared/sonic-libteam). LAB_FLAGS are teamdwarm-lab's, e.g.
+# "-only cold-start -results lab.json".
+lab: build
+	@scripts/lab-deps.sh >/dev/null
+	$(BIN)/teamdwarm-lab $(LAB_FLAGS) run
 
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/teamdwarm/teamdwarm/proto/prototest"
@@ -79,5 +80,26 @@ func TestDiff(t *testing.T) {
 	}
 	if _, _, err := Diff(a, prototest.Cutover(1, nil, c)); err == nil {
 		t.Fatal("a cutover compared without an error")
+	}
+}
+
+// A record's teamd and kernel views are shown, and whether the takeover
+// left the kernel's LAG as it was.
+func TestShowsTeamdAndKernel(t *testing.T) {
+	c := prototest.DefaultClock
+	a := prototest.Active("PortChannel1", 2, 2, c)
+	a.Teamd, a.KernelBefore, a.Kernel = prototest.Teamd(), prototest.Kernel("PortChannel1", 2), prototest.Kernel("PortChannel1", 2)
+	a.Kernel.Ports[1].Enabled = false
+	var it Item
+	it.SetRecord(a, c.Wall)
+	var out strings.Builder
+	WriteItem(&out, it)
+	for _, want := range []string{"profile: hld", "Ethernet4: ifindex 101, enabled no", "kernel changed by the takeover: Ethernet4 enabled: on -> off"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	if d := Detail(a); !strings.Contains(d, "teamd hld") || !strings.Contains(d, "kernel: 1/2 ports enabled, carrier yes") {
+		t.Errorf("detail %q", d)
 	}
 }

@@ -68,6 +68,12 @@ func Detail(rec proto.Record) string {
 		if r.FromEpoch != 0 {
 			s += fmt.Sprintf(" from epoch %d", r.FromEpoch)
 		}
+		if r.Teamd != nil {
+			s += ", teamd " + r.Teamd.Profile
+		}
+		if r.Kernel.Read() {
+			s += fmt.Sprintf(", kernel: %d/%d ports enabled, carrier %s", enabledPorts(r.Kernel), len(r.Kernel.Ports), yesno(r.Kernel.Carrier))
+		}
 		if r.Note != "" {
 			s += " (" + r.Note + ")"
 		}
@@ -77,6 +83,43 @@ func Detail(rec proto.Record) string {
 			float64(r.DeadlineMono-r.StartedMono)/1e6)
 	}
 	return ""
+}
+
+func enabledPorts(k *proto.KernelLAG) int {
+	n := 0
+	for _, p := range k.Ports {
+		if p.Enabled {
+			n++
+		}
+	}
+	return n
+}
+
+// writeTeamdKernel prints the wrapped teamd and the kernel's LAG, where a
+// record has them.
+func writeTeamdKernel(w io.Writer, t *proto.TeamdInfo, kernels ...namedKernel) {
+	if t != nil {
+		fmt.Fprintf(w, "teamd:\n  program: %s\n  version: %s\n  profile: %s\n", t.Program, t.Version, t.Profile)
+	}
+	for _, k := range kernels {
+		if k.k == nil {
+			continue
+		}
+		fmt.Fprintf(w, "%s:\n", k.title)
+		if k.k.Err != "" {
+			fmt.Fprintf(w, "  unreadable: %s\n", k.k.Err)
+			continue
+		}
+		fmt.Fprintf(w, "  %s: ifindex %d, up %s, carrier %s\n", k.k.Name, k.k.Ifindex, yesno(k.k.Up), yesno(k.k.Carrier))
+		for _, p := range k.k.Ports {
+			fmt.Fprintf(w, "  %s: ifindex %d, enabled %s, link %s, carrier %s\n", p.Name, p.Ifindex, yesno(p.Enabled), yesno(p.LinkUp), yesno(p.Carrier))
+		}
+	}
+}
+
+type namedKernel struct {
+	title string
+	k     *proto.KernelLAG
 }
 
 // WriteItem prints one file in detail, in the layout of teamdctl's
@@ -129,6 +172,7 @@ func writeRecord(w io.Writer, it Item) {
 				fmt.Fprintf(w, "      last PDU received: %d bytes saved\n", len(m.LastRx))
 			}
 		}
+		writeTeamdKernel(w, r.Teamd, namedKernel{"kernel when teamd had stopped", r.Kernel})
 	case *proto.Standby:
 		fmt.Fprintf(w, "setup:\n  lag: %s\n  config digest: %s\n  written by: %s\n  ready since: %s\n",
 			r.LAG, r.ConfigDigest, writer(r.Writer), r.Ready.Format("15:04:05.000"))
@@ -137,6 +181,7 @@ func writeRecord(w io.Writer, it Item) {
 			fmt.Fprintf(w, "  %s\n    state: %s\n", m.Name, m.State)
 			writeInfo(w, "    ", "partner lacpdu info", m.Partner)
 		}
+		writeTeamdKernel(w, r.Teamd)
 	case *proto.Active:
 		fmt.Fprintf(w, "setup:\n  lag: %s\n  config digest: %s\n  written by: %s\n  path: %s\n  since: %s\n",
 			r.LAG, r.ConfigDigest, writer(r.Writer), r.Path, r.Since.Format("15:04:05.000"))
@@ -163,6 +208,14 @@ func writeRecord(w io.Writer, it Item) {
 			}
 		}
 		fmt.Fprintf(w, "ports: %s\n", strings.Join(r.Members, " "))
+		writeTeamdKernel(w, r.Teamd, namedKernel{"kernel before the takeover", r.KernelBefore}, namedKernel{"kernel", r.Kernel})
+		if r.KernelBefore.Read() && r.Kernel.Read() {
+			if d := r.KernelBefore.Diff(r.Kernel); len(d) > 0 {
+				fmt.Fprintf(w, "kernel changed by the takeover: %s\n", strings.Join(d, ", "))
+			} else {
+				fmt.Fprintf(w, "kernel unchanged by the takeover\n")
+			}
+		}
 	case *proto.Cutover:
 		fmt.Fprintf(w, "cutover:\n  from epoch: %d\n  to epoch: %d\n  started: %s\n  deadline: +%.0fms\n  by: %s\n  lags: %s\n",
 			r.FromEpoch, r.ToEpoch, r.Started.Format("15:04:05.000"), float64(r.DeadlineMono-r.StartedMono)/1e6,

@@ -45,6 +45,7 @@ type fakeSwitch struct {
 	oldExit     int    // the old container's exit code after its handoff
 	noTakeover  bool   // the new shims never write .active
 	onUSR1      func() // called when the old container gets SIGUSR1
+	profile     string // the old shims' teamd profile ("" = not said)
 
 	mu  sync.Mutex
 	log []string // what the stand-in shims did; guarded by mu
@@ -52,9 +53,14 @@ type fakeSwitch struct {
 
 const oldDigest = "sha256:0123"
 
-func newSwitch(t *testing.T, lags ...string) *fakeSwitch {
+// newSwitch builds the switch with these LAGs; knobs are set before its
+// first container starts.
+func newSwitch(t *testing.T, lags []string, knobs ...func(*fakeSwitch)) *fakeSwitch {
 	t.Helper()
 	fs := &fakeSwitch{t: t, e: enginetest.New(), warmboot: t.TempDir(), lags: lags}
+	for _, k := range knobs {
+		k(fs)
+	}
 	var err error
 	if fs.dir, err = statefile.OpenDir(filepath.Join(fs.warmboot, "teamdwarm")); err != nil {
 		t.Fatal(err)
@@ -113,8 +119,12 @@ func (fs *fakeSwitch) start(c *enginetest.Container) {
 	epoch := epochOf(c)
 	if epoch == 1 {
 		for _, lag := range fs.lags {
-			fs.write(&proto.Active{Schema: proto.SchemaVersion, LAG: lag, Epoch: 1, Writer: fs.writer(c), ConfigDigest: oldDigest,
-				Path: proto.PathCold, SinceMono: monoclock.Now(), Since: time.Now(), Members: []string{"Ethernet0", "Ethernet4"}})
+			a := &proto.Active{Schema: proto.SchemaVersion, LAG: lag, Epoch: 1, Writer: fs.writer(c), ConfigDigest: oldDigest,
+				Path: proto.PathCold, SinceMono: monoclock.Now(), Since: time.Now(), Members: []string{"Ethernet0", "Ethernet4"}}
+			if fs.profile != "" {
+				a.Teamd = &proto.TeamdInfo{Program: "/usr/bin/teamd.real", Version: "teamd 1.31", Profile: fs.profile}
+			}
+			fs.write(a)
 		}
 		return
 	}
@@ -263,7 +273,7 @@ func names(cs []enginetest.Container) []string {
 }
 
 func TestUpgradeHandsEveryLAGOver(t *testing.T) {
-	fs := newSwitch(t, "PortChannel1", "PortChannel2")
+	fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
 	rep, err := fs.upgrade(context.Background(), fs.options())
 	if err != nil || rep.Result != supervisor.ResultOK {
 		t.Fatalf("result %s: %v", rep.Result, err)
@@ -327,7 +337,7 @@ func TestRollbackBeforeTheCutover(t *testing.T) {
 		}, supervisor.StageReady, "interrupted before the cutover"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			fs := newSwitch(t, "PortChannel1", "PortChannel2")
+			fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
 			o := fs.options()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -348,7 +358,7 @@ func TestRollbackBeforeTheCutover(t *testing.T) {
 // A rollback whose undo fails says so, names what could not be undone, and
 // still does the rest.
 func TestRollbackThatFails(t *testing.T) {
-	fs := newSwitch(t, "PortChannel1")
+	fs := newSwitch(t, []string{"PortChannel1"})
 	fs.deaf = true
 	o := fs.options()
 	o.ReadyTimeout = 200 * time.Millisecond
@@ -374,7 +384,7 @@ func TestRollbackThatFails(t *testing.T) {
 // If SIGUSR1 cannot be delivered, the old container is killed, so that two
 // speakers never coexist, and the standbys take over on their deadline.
 func TestSIGUSR1FailsOldContainerKilled(t *testing.T) {
-	fs := newSwitch(t, "PortChannel1", "PortChannel2")
+	fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
 	fs.e.Fail = func(op, _ string, args ...string) error {
 		if op == "Kill" && len(args) == 1 && args[0] == "SIGUSR1" {
 			return errors.New("cannot kill container: permission denied")
@@ -404,7 +414,7 @@ func TestSIGUSR1FailsOldContainerKilled(t *testing.T) {
 // exits badly is kept for its logs, and the run says why.
 func TestRetireTheOldContainer(t *testing.T) {
 	t.Run("does not exit", func(t *testing.T) {
-		fs := newSwitch(t, "PortChannel1")
+		fs := newSwitch(t, []string{"PortChannel1"})
 		o := fs.options()
 		o.ExitTimeout = 100 * time.Millisecond
 		// Hands over but its PID 1 stays, until SIGKILL.
@@ -431,7 +441,7 @@ func TestRetireTheOldContainer(t *testing.T) {
 		}
 	})
 	t.Run("exits badly", func(t *testing.T) {
-		fs := newSwitch(t, "PortChannel1")
+		fs := newSwitch(t, []string{"PortChannel1"})
 		fs.oldExit = 3
 		rep, err := fs.upgrade(context.Background(), fs.options())
 		if rep.Result != supervisor.ResultFailed || !strings.Contains(rep.Error, "teamd_bak exited 3") {
@@ -446,7 +456,7 @@ func TestRetireTheOldContainer(t *testing.T) {
 // Past the cutover an interrupt is shown and ignored: every LAG is still
 // followed to its new speaker.
 func TestInterruptPastTheCutoverIsIgnored(t *testing.T) {
-	fs := newSwitch(t, "PortChannel1")
+	fs := newSwitch(t, []string{"PortChannel1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fs.onUSR1 = cancel
@@ -471,7 +481,7 @@ func TestInterruptPastTheCutoverIsIgnored(t *testing.T) {
 
 // A LAG that nobody takes over fails the run; the old container is kept.
 func TestNoTakeover(t *testing.T) {
-	fs := newSwitch(t, "PortChannel1")
+	fs := newSwitch(t, []string{"PortChannel1"})
 	fs.noTakeover = true
 	o := fs.options()
 	o.TakeoverTimeout = 300 * time.Millisecond
@@ -484,5 +494,25 @@ func TestNoTakeover(t *testing.T) {
 	}
 	if _, ok := fs.e.Get("teamd_bak"); !ok {
 		t.Error("the old container was removed; it should be kept for its logs")
+	}
+}
+
+// A LAG whose teamd cannot stop warm is refused in preflight, by name, and
+// nothing is changed: handing it over would mean killing its teamd.
+func TestPreflightRefusesTeamdWithoutWarmStop(t *testing.T) {
+	fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"}, func(fs *fakeSwitch) { fs.profile = "stock" })
+	setup := len(fs.e.Calls())
+	rep, err := fs.upgrade(context.Background(), fs.options())
+	if rep.Result != supervisor.ResultRefused || !strings.Contains(rep.Error, "2 LAGs are served by a teamd that cannot stop warm") ||
+		!strings.Contains(rep.Error, "PortChannel1 (/usr/bin/teamd.real teamd 1.31: stock teamd") {
+		t.Fatalf("result %s: %v", rep.Result, err)
+	}
+	if len(rep.LAGs) != 2 || rep.LAGs[0].Teamd != "stock" {
+		t.Errorf("the report's LAGs: %+v", rep.LAGs)
+	}
+	if calls := fs.e.Calls()[setup:]; slices.ContainsFunc(calls, func(c string) bool {
+		return strings.HasPrefix(c, "Rename") || strings.HasPrefix(c, "Create") || strings.HasPrefix(c, "Kill")
+	}) {
+		t.Errorf("preflight changed something: %q", calls)
 	}
 }

@@ -128,8 +128,35 @@ func (r *run) preflight(ctx context.Context) (*plan, error) {
 	if err := r.askTeamds(ctx, p); err != nil {
 		return nil, err
 	}
+	if err := r.checkWarmStop(p); err != nil {
+		return nil, err
+	}
 	r.rep.FromEpoch, r.rep.ToEpoch = p.epoch, p.epoch+1
 	return p, nil
+}
+
+// checkWarmStop refuses LAGs whose teamd cannot stop warm: handing such a
+// LAG over means killing its teamd, which the peer sees. A .active of an
+// earlier teamdwarm does not say which teamd it wraps: noted, not refused.
+func (r *run) checkWarmStop(p *plan) error {
+	var bad, unknown []string
+	for _, l := range p.lags {
+		t := l.active.Teamd
+		switch {
+		case t == nil:
+			unknown = append(unknown, l.name)
+		case !teamd.Profile(t.Profile).WarmStop():
+			bad = append(bad, fmt.Sprintf("%s (%s %s: %s)", l.name, t.Program, t.Version, teamd.Profile(t.Profile).What()))
+		}
+	}
+	if len(unknown) > 0 {
+		r.note("the shims of %s do not say which teamd they wrap (an earlier teamdwarm): SONiC's warm stop is assumed", strings.Join(unknown, " "))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%d LAGs are served by a teamd that cannot stop warm, so handing them over would flap them: %s; run SONiC's teamd (or teamdwarm's) in %s first",
+			len(bad), strings.Join(bad, ", "), r.s.opts.Container)
+	}
+	return nil
 }
 
 // sharesDir checks that dir is inside one of c's bind mounts, so that the
@@ -251,6 +278,9 @@ func (r *run) askTeamds(ctx context.Context, p *plan) error {
 // lagReport is a LAG's line of the report before the handoff.
 func lagReport(l lagPlan) LAGReport {
 	lr := LAGReport{LAG: l.name, Rate: "-"}
+	if t := l.active.Teamd; t != nil {
+		lr.Teamd = t.Profile
+	}
 	if l.state == nil {
 		for _, m := range l.active.Members {
 			lr.Members = append(lr.Members, MemberReport{Name: m, State: "?"})

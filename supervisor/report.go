@@ -67,11 +67,12 @@ func (m Millis) String() string {
 //	  "started": "RFC 3339", "took_ms": 4123.5,
 //	  "stages": [{"stage": "preflight", "took_ms": 120.2}, ...],
 //	  "lags": [{
-//	    "lag": "PortChannel1", "rate": "fast", "budget_ms": 3000,
+//	    "lag": "PortChannel1", "rate": "fast", "budget_ms": 3000, "teamd": "sonic" | "hld" | ...,
 //	    "members": [{"name": "Ethernet0", "state": "current", "selected": true,
 //	                 "gap_ms": 31.2, "gap_from": "last-pdu" | "cutover"}],
 //	    "path": "snapshot" | "deadline" | ..., "result": "ok" | "unconfirmed" | "no-takeover",
-//	    "takeover_ms": 35.1, "note": "why a deadline path"
+//	    "takeover_ms": 35.1, "kernel": "unchanged" | "changed: ..." | "unknown (...)",
+//	    "note": "why a deadline path"
 //	  }],
 //	  "notes": ["things worth knowing that are not failures"]
 //	}
@@ -127,13 +128,19 @@ type LAGReport struct {
 	LAG string `json:"lag"`
 	// Rate is "fast" or "slow", from teamd's runner; Budget is how long
 	// the peer waits after the last PDU (3 periods).
-	Rate     string         `json:"rate"`
-	Budget   Millis         `json:"budget_ms"`
-	Members  []MemberReport `json:"members"`
-	Path     proto.Path     `json:"path,omitempty"`
-	Result   string         `json:"result,omitempty"`
-	Takeover Millis         `json:"takeover_ms,omitempty"`
-	Note     string         `json:"note,omitempty"`
+	Rate    string         `json:"rate"`
+	Budget  Millis         `json:"budget_ms"`
+	Members []MemberReport `json:"members"`
+	// Teamd is the old teamd's profile (stock, sonic, hld), as its shim
+	// found it; "" if the shim did not say.
+	Teamd    string     `json:"teamd,omitempty"`
+	Path     proto.Path `json:"path,omitempty"`
+	Result   string     `json:"result,omitempty"`
+	Takeover Millis     `json:"takeover_ms,omitempty"`
+	// Kernel says whether the kernel's LAG stayed as it was through the
+	// handoff: "unchanged", "changed: ..." or "unknown (...)".
+	Kernel string `json:"kernel,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
 
 // handedOver fills lr's result from the new speaker's .active (nil if
@@ -147,6 +154,7 @@ func (lr *LAGReport) handedOver(cut *proto.Cutover, a *proto.Active, snap *proto
 		return
 	}
 	lr.Path, lr.Note, lr.Result = a.Path, a.Note, LAGOK
+	lr.Kernel = kernelVerdict(snap, a)
 	confirmed := a.Timings.Confirmed
 	if confirmed == 0 {
 		lr.Result = LAGUnconfirmed
@@ -169,6 +177,33 @@ func (lr *LAGReport) handedOver(cut *proto.Cutover, a *proto.Active, snap *proto
 			m.Gap, m.GapFrom = Millis(confirmed-cut.StartedMono), "cutover"
 		}
 	}
+}
+
+// kernelVerdict compares the kernel's LAG as the old shim left it (its
+// snapshot), as the new one found it before its takeover signal, and as it
+// was once it wrote .active.
+func kernelVerdict(snap *proto.Snapshot, a *proto.Active) string {
+	views := []*proto.KernelLAG{a.KernelBefore, a.Kernel}
+	if snap != nil && a.Path == proto.PathSnapshot {
+		views = append([]*proto.KernelLAG{snap.Kernel}, views...)
+	}
+	var changes []string
+	for i := 1; i < len(views); i++ {
+		if !views[i-1].Read() || !views[i].Read() {
+			why := "not recorded"
+			for _, v := range views {
+				if v != nil && v.Err != "" {
+					why = v.Err
+				}
+			}
+			return "unknown (" + why + ")"
+		}
+		changes = append(changes, views[i-1].Diff(views[i])...)
+	}
+	if len(changes) > 0 {
+		return "changed: " + strings.Join(changes, ", ")
+	}
+	return "unchanged"
 }
 
 // MemberReport is one member port.
@@ -229,15 +264,15 @@ func (r *Report) WriteText(w io.Writer) error {
 		// the LAGs as preflight found them.
 		handed := slices.ContainsFunc(r.LAGs, func(l LAGReport) bool { return l.Result != "" })
 		if handed {
-			fmt.Fprintln(tw, "LAG\tRATE\tPATH\tRESULT\tTAKEOVER\tMEMBER\tGAP\tNOTE")
+			fmt.Fprintln(tw, "LAG\tRATE\tPATH\tRESULT\tTAKEOVER\tKERNEL\tMEMBER\tGAP\tNOTE")
 		} else {
-			fmt.Fprintln(tw, "LAG\tRATE\tBUDGET\tMEMBER\tSTATE\tSELECTED")
+			fmt.Fprintln(tw, "LAG\tRATE\tBUDGET\tTEAMD\tMEMBER\tSTATE\tSELECTED")
 		}
 		for _, l := range r.LAGs {
 			for i, m := range l.Members {
-				lagCols := []string{l.LAG, l.Rate, orDash(string(l.Path)), orDash(l.Result), durOrDash(l.Takeover)}
+				lagCols := []string{l.LAG, l.Rate, orDash(string(l.Path)), orDash(l.Result), durOrDash(l.Takeover), orDash(l.Kernel)}
 				if !handed {
-					lagCols = []string{l.LAG, l.Rate, l.Budget.String()}
+					lagCols = []string{l.LAG, l.Rate, l.Budget.String(), orDash(l.Teamd)}
 				}
 				if i > 0 {
 					for j := range lagCols {

@@ -302,3 +302,36 @@ func TestHandedOverGaps(t *testing.T) {
 		})
 	}
 }
+
+func TestKernelVerdict(t *testing.T) {
+	k := func(mod func(*proto.KernelLAG)) *proto.KernelLAG {
+		l := &proto.KernelLAG{Name: "PortChannel1", Up: true, Carrier: true,
+			Ports: []proto.KernelPort{{Name: "Ethernet0", Enabled: true}, {Name: "Ethernet4", Enabled: true}}}
+		if mod != nil {
+			mod(l)
+		}
+		return l
+	}
+	tests := []struct {
+		name string
+		snap *proto.Snapshot
+		a    *proto.Active
+		want string
+	}{
+		{"unchanged", &proto.Snapshot{Kernel: k(nil)}, &proto.Active{Path: proto.PathSnapshot, KernelBefore: k(nil), Kernel: k(nil)}, "unchanged"},
+		{"a port disabled by the takeover", &proto.Snapshot{Kernel: k(nil)},
+			&proto.Active{Path: proto.PathSnapshot, KernelBefore: k(nil), Kernel: k(func(l *proto.KernelLAG) { l.Ports[1].Enabled = false })},
+			"changed: Ethernet4 enabled: on -> off"},
+		{"changed between the old teamd's stop and the takeover", &proto.Snapshot{Kernel: k(func(l *proto.KernelLAG) { l.Carrier = false })},
+			&proto.Active{Path: proto.PathSnapshot, KernelBefore: k(nil), Kernel: k(nil)}, "changed: PortChannel1 carrier: off -> on"},
+		{"deadline: no snapshot to compare", nil, &proto.Active{Path: proto.PathDeadline, KernelBefore: k(nil), Kernel: k(nil)}, "unchanged"},
+		{"no team family", nil, &proto.Active{Path: proto.PathDeadline, KernelBefore: &proto.KernelLAG{Err: "no team family"}, Kernel: &proto.KernelLAG{Err: "no team family"}},
+			"unknown (no team family)"},
+		{"an earlier shim", &proto.Snapshot{}, &proto.Active{Path: proto.PathSnapshot}, "unknown (not recorded)"},
+	}
+	for _, tt := range tests {
+		if got := kernelVerdict(tt.snap, tt.a); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

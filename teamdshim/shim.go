@@ -262,7 +262,7 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 				}
 			case StateActive:
 				if err == nil {
-					s.refreshMembers(dump)
+					s.refresh(dump)
 				}
 			}
 
@@ -365,20 +365,28 @@ func (s *Shim) checkSocket() error {
 		strings.Join(paths, ", "), want, proto.EnvRunDir, s.opts.RunDir, filepath.Dir(paths[0]))
 }
 
-// refreshMembers rewrites .active when teamd's ports change: teammgrd adds
-// and removes them with teamdctl while teamd runs.
-func (s *Shim) refreshMembers(dump *teamd.State) {
+// refresh rewrites .active when teamd's ports change (teammgrd adds and
+// removes them with teamdctl while teamd runs) or the kernel's LAG does
+// (teamd enables a port once it is collecting and distributing), so that
+// the record says how the LAG is, not how it was when teamd started.
+func (s *Shim) refresh(dump *teamd.State) {
 	now := dump.PortNames()
-	if slices.Equal(now, s.members) {
-		return
-	}
-	s.log.Info("members changed", "was", s.members, "now", now)
-	s.members = now
 	if s.active == nil {
+		s.members = now
 		return
 	}
+	kernel := s.readKernel()
+	membersChanged := !slices.Equal(now, s.members)
+	kernelChanged := kernel.Read() != s.active.Kernel.Read() || (kernel.Read() && len(s.active.Kernel.Diff(kernel)) > 0)
+	if !membersChanged && !kernelChanged {
+		return
+	}
+	if membersChanged {
+		s.log.Info("members changed", "was", s.members, "now", now)
+	}
+	s.members = now
 	a := *s.active
-	a.Members, a.Kernel = now, s.readKernel()
+	a.Members, a.Kernel = now, kernel
 	if _, err := s.dir.Write(&a); err != nil {
 		s.log.Error("rewriting the active record", "err", err)
 		return

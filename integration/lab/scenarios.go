@@ -78,6 +78,11 @@ func (e *Env) bringUp(ctx context.Context, td Teamd, o ShimOpts) ([]*Proc, error
 	if err := e.awaitAggregated(ctx, negotiatedWithin); err != nil {
 		return nil, err
 	}
+	// The data plane is settled only once the kernel carries every port:
+	// a flow hashed to a port enabled later would move under the count.
+	if err := e.awaitEnabled(ctx, negotiatedWithin); err != nil {
+		return nil, err
+	}
 	e.Figure("negotiated", time.Since(start).Seconds(), "the bonding peer aggregates every member after %.1fs", time.Since(start).Seconds())
 	var err error
 	if e.Traffic, err = StartTraffic(e.Topo.LAGs); err != nil {
@@ -127,6 +132,40 @@ func (e *Env) awaitAggregated(ctx context.Context, timeout time.Duration) error 
 		}
 		time.Sleep(SampleEvery) // the sampler's own period
 	}
+}
+
+// awaitEnabled waits until every LAG's team device has carrier and every
+// port enabled, in the kernel.
+func (e *Env) awaitEnabled(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var last *proto.KernelLAG
+		var err error
+		ok := true
+		for _, l := range e.Topo.LAGs {
+			if last, err = e.Kernel(l); err != nil || !last.Carrier || enabled(last) != len(l.Members) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the kernel does not carry every port within %v: %v (%v)", timeout, last, err)
+		}
+		time.Sleep(SampleEvery) // the team driver has no event the lab waits on here
+	}
+}
+
+func enabled(k *proto.KernelLAG) int {
+	n := 0
+	for _, p := range k.Ports {
+		if p.Enabled {
+			n++
+		}
+	}
+	return n
 }
 
 // judge checks a window [from, to] at the peer: the bonds' own state at
@@ -196,6 +235,13 @@ func coldStart(ctx context.Context, e *Env) error {
 		if !k.Up || !k.Carrier || len(k.Ports) != 2 || !k.Ports[0].Enabled || !k.Ports[1].Enabled {
 			errs = append(errs, fmt.Errorf("%s in the kernel: %s", l.Name, k))
 		}
+	}
+	// What an operator sees: teamd-shim status shows the teamd and the
+	// kernel's LAG of each .active.
+	if out, err := output(ctx, e.Bin("teamd-shim"), "status", e.Records()); err != nil {
+		errs = append(errs, err)
+	} else if strings.Count(out, "teamd stock, kernel: 2/2 ports enabled, carrier yes") != len(e.Topo.LAGs) {
+		errs = append(errs, fmt.Errorf("teamd-shim status does not show each LAG's teamd and kernel (its .active is refreshed within %v of a change):\n%s", 2*time.Second, out))
 	}
 	errs = append(errs, e.count(), e.judge(from, to, e.Topo.LAGs))
 	return errors.Join(errs...)
