@@ -195,7 +195,46 @@ func (e *Env) count() error {
 	}
 	lost, err := Lost(ds)
 	e.Figure("traffic", ds, "traffic %d directions: sent %d, received %d, lost %d", len(ds), sent, recv, lost)
+	if err != nil {
+		err = fmt.Errorf("%w\ndrops the kernel counted: %s", err, drops(context.Background()))
+	}
 	return err
+}
+
+// drops lists the links of both namespaces whose counters show dropped or
+// failed packets: where a lost packet went.
+func drops(ctx context.Context) string {
+	var out []string
+	for _, ns := range []string{DUT, PEER} {
+		js, err := output(ctx, "ip", "-n", ns, "-s", "-j", "link", "show")
+		if err != nil {
+			return err.Error()
+		}
+		var links []struct {
+			Name  string `json:"ifname"`
+			Stats struct {
+				RX map[string]int `json:"rx"`
+				TX map[string]int `json:"tx"`
+			} `json:"stats64"`
+		}
+		if err := json.Unmarshal([]byte(js), &links); err != nil {
+			return err.Error()
+		}
+		for _, l := range links {
+			for dir, m := range map[string]map[string]int{"rx": l.Stats.RX, "tx": l.Stats.TX} {
+				for k, v := range m {
+					if v > 0 && k != "bytes" && k != "packets" && k != "multicast" {
+						out = append(out, fmt.Sprintf("%s %s %s %s=%d", ns, l.Name, dir, k, v))
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
 }
 
 // wireGaps records the largest gap between the DUT's PDUs at the peer,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,9 @@ type Direction struct {
 	Sent     int    `json:"sent"`
 	Received int    `json:"received"`
 	Lost     int    `json:"lost"`
+	// Missing names the first lost packets: flow, sequence number, and
+	// when in the window it was sent.
+	Missing []string `json:"missing,omitempty"`
 }
 
 // StartTraffic opens the flows' sockets (each in its namespace) and starts
@@ -217,6 +221,14 @@ func (t *Traffic) Count() []Direction {
 		out[j].Sent += int(ends[i] - f.base.Load())
 		out[j].Received += received(i)
 		out[j].Lost = out[j].Sent - out[j].Received
+		base := f.base.Load()
+		f.mu.Lock()
+		for seq := base; seq < ends[i] && len(out[j].Missing) < 5; seq++ {
+			if !f.seen[seq] {
+				out[j].Missing = append(out[j].Missing, fmt.Sprintf("flow %d seq %d (+%v)", f.id, seq, time.Duration(seq-base)*FlowPeriod))
+			}
+		}
+		f.mu.Unlock()
 	}
 	return out
 }
@@ -253,7 +265,7 @@ func Lost(ds []Direction) (int, error) {
 		case d.Sent == 0:
 			errs = append(errs, fmt.Errorf("%s %s: nothing sent", d.LAG, d.Dir))
 		case d.Lost != 0:
-			errs = append(errs, fmt.Errorf("%s %s: %d of %d lost", d.LAG, d.Dir, d.Lost, d.Sent))
+			errs = append(errs, fmt.Errorf("%s %s: %d of %d lost: %s", d.LAG, d.Dir, d.Lost, d.Sent, strings.Join(d.Missing, ", ")))
 		}
 	}
 	return lost, errors.Join(errs...)
