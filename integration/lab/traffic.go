@@ -35,8 +35,9 @@ type flow struct {
 	tx, rx   *net.UDPConn
 	to       *net.UDPAddr
 
-	sent atomic.Uint32 // packets sent since the count was reset
+	sent atomic.Uint32 // packets sent (the next sequence number)
 	base atomic.Uint32 // sequence number the count starts at
+	errs atomic.Uint32 // writes the kernel refused
 
 	mu   sync.Mutex
 	seen map[uint32]bool // guarded by mu: sequence numbers received
@@ -49,6 +50,9 @@ type Direction struct {
 	Sent     int    `json:"sent"`
 	Received int    `json:"received"`
 	Lost     int    `json:"lost"`
+	// WriteErrors are sends the kernel refused (counted as lost), since
+	// the traffic started.
+	WriteErrors int `json:"write_errors,omitempty"`
 	// Missing names the first lost packets: flow, sequence number, and
 	// when in the window it was sent.
 	Missing []string `json:"missing,omitempty"`
@@ -110,10 +114,13 @@ func (t *Traffic) send(f *flow) {
 			return
 		case <-tick.C:
 		}
+		// Every attempt is sent, and its sequence number the count:
+		// a write the kernel refuses is a lost packet.
 		binary.BigEndian.PutUint32(buf[4:], seq)
-		if _, err := f.tx.WriteToUDP(buf[:], f.to); err == nil {
-			f.sent.Add(1)
+		if _, err := f.tx.WriteToUDP(buf[:], f.to); err != nil {
+			f.errs.Add(1)
 		}
+		f.sent.Store(seq + 1)
 	}
 }
 
@@ -221,6 +228,7 @@ func (t *Traffic) Count() []Direction {
 		out[j].Sent += int(ends[i] - f.base.Load())
 		out[j].Received += received(i)
 		out[j].Lost = out[j].Sent - out[j].Received
+		out[j].WriteErrors += int(f.errs.Load())
 		base := f.base.Load()
 		f.mu.Lock()
 		for seq := base; seq < ends[i] && len(out[j].Missing) < 5; seq++ {
@@ -265,7 +273,7 @@ func Lost(ds []Direction) (int, error) {
 		case d.Sent == 0:
 			errs = append(errs, fmt.Errorf("%s %s: nothing sent", d.LAG, d.Dir))
 		case d.Lost != 0:
-			errs = append(errs, fmt.Errorf("%s %s: %d of %d lost: %s", d.LAG, d.Dir, d.Lost, d.Sent, strings.Join(d.Missing, ", ")))
+			errs = append(errs, fmt.Errorf("%s %s: %d of %d lost (%d writes refused since the start): %s", d.LAG, d.Dir, d.Lost, d.Sent, d.WriteErrors, strings.Join(d.Missing, ", ")))
 		}
 	}
 	return lost, errors.Join(errs...)
