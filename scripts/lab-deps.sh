@@ -2,8 +2,9 @@
 # Installs and caches what the real-kernel lab (make lab) needs, from
 # Debian's packages: qemu (software emulation), busybox-static (the VM's
 # first init), kmod (depmod), Debian's teamd (libteam-utils); Debian's own
-# kernel, unpacked into the cache; and SONiC's teamd, built from Debian's
-# libteam source with SONiC's series (libteam/build.sh). A second run finds
+# kernel, unpacked into the cache; SONiC's teamd, built from Debian's
+# libteam source with SONiC's series, and teamdwarm's, with the project's
+# series on top (libteam/build.sh). A second run finds
 # everything in place and takes a second.
 #
 # env: LAB_CACHE       the cache (default /var/cache/teamdwarm-lab)
@@ -67,6 +68,8 @@ if [ ! -f "$kdir/vmlinuz" ] || [ ! -f "$kdir/lib/modules/$ver/modules.dep" ]; th
 	trap - EXIT
 fi
 
-# SONiC's teamd, as shipped: Debian's libteam + SONiC's series.
+# SONiC's teamd, as shipped: Debian's libteam + SONiC's series; and
+# teamdwarm's: the same with the project's series on top (libteam/).
 libteam/build.sh --sonic-only "$CACHE/teamd-sonic"
+libteam/build.sh "$CACHE/teamd-hld"
 echo "$kdir"

@@ -39,6 +39,9 @@ type Setup struct {
 	PIDFile            string `json:"pid_file"`
 	RunnerName         string `json:"runner_name"`
 	ZMQEnabled         bool   `json:"zmq_enabled"`
+	// Passive is teamdwarm's teamd's mode (-P until the takeover
+	// signal); absent from any other teamd's state.
+	Passive *bool `json:"passive,omitempty"`
 }
 
 // RunnerState is the lacp runner's team-wide state.

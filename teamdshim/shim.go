@@ -254,6 +254,10 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 					poll.Reset(next)
 				}
 			case StateWaitingReady:
+				if err == nil && dump.Setup.Passive != nil && !*dump.Setup.Passive {
+					// It transmits beside the running teamd: stop it now.
+					return s.finish(EventReady, errors.New("teamd says it is not passive (StateDump setup.passive false): a standby must never speak beside the running teamd; stopped"))
+				}
 				if err == nil && s.ready(dump) {
 					poll.Stop()
 					if err := s.announce(ctx, dump); err != nil {

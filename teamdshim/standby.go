@@ -228,6 +228,9 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 	} else {
 		t.Confirmed = t.SignalSent + int64(at.Sub(sent))
 	}
+	if dump, err := s.teamd.stateDump(context.Background(), callTimeout); err == nil && dump.Setup.Passive != nil && *dump.Setup.Passive {
+		s.log.Error("teamd is still passive after the takeover signal", "signal", s.opts.TakeoverSignal)
+	}
 	if err := s.writeActive(path, from, *t, note, before); err != nil {
 		return err
 	}

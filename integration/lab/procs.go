@@ -29,6 +29,10 @@ type ShimOpts struct {
 	Dump    string // teamd's -L directory
 	RunDir  string // the shim's --run-dir; teamd's compiled-in /var/run/teamd if ""
 	Args    []string
+	// MountNS runs the shim in a mount namespace of its own with a
+	// private /run/teamd, as a container has: two teamd for one team
+	// device each have their socket and pid file there.
+	MountNS bool
 }
 
 // Proc is a process the lab started in its own process group, which Kill
@@ -57,7 +61,25 @@ func (e *Env) StartShim(l LAG, td Teamd, o ShimOpts) (*Proc, error) {
 	if o.Dump != "" {
 		args = append(args, "-L", o.Dump)
 	}
-	return e.start(l.Name+" "+td.Name+" shim", "ip", args...)
+	name := l.Name + " " + td.Name + " shim"
+	if o.MountNS {
+		// unshare and sh exec: the pid stays the shim's.
+		return e.start(name, "unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c",
+			`mkdir -p /run/teamd && mount -t tmpfs -o mode=755 tmpfs /run/teamd && exec "$0" "$@"`, "ip"}, args...)...)
+	}
+	return e.start(name, "ip", args...)
+}
+
+// TeamdPIDIn reads teamd's pid file in the mount namespace of process
+// pid (a shim started with MountNS).
+func TeamdPIDIn(ctx context.Context, pid int, lag string) (int, error) {
+	out, err := output(ctx, "nsenter", "--mount", fmt.Sprintf("--target=%d", pid), "cat", filepath.Join("/run/teamd", lag+".pid"))
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	_, err = fmt.Sscan(strings.TrimSpace(out), &n)
+	return n, err
 }
 
 func (e *Env) start(name, prog string, args ...string) (*Proc, error) {

@@ -28,6 +28,9 @@ func Scenarios() []Scenario {
 		{Name: "run-dir-mismatch", Needs: []string{"debian"}, Run: runDirMismatch},
 		{Name: "kernel-reader", Needs: []string{"debian"}, Run: kernelReader},
 		{Name: "sonic-warm-stop", Needs: []string{"sonic"}, Run: sonicWarmStop},
+		{Name: "handoff-sonic-to-hld", Needs: []string{"sonic", "hld"}, Run: handoffSONiCToHLD},
+		{Name: "handoff-hld-5x", Needs: []string{"hld"}, Run: handoffHLDFiveTimes},
+		{Name: "handoff-deadline", Needs: []string{"hld"}, Run: handoffDeadline},
 	}
 }
 

@@ -172,11 +172,19 @@ func (t *Traffic) Flowing(ctx context.Context, timeout time.Duration) error {
 }
 
 // Reset starts the count afresh: what was sent before is not counted.
+// Receipts are kept (those before the new base are dropped): a packet
+// sent as the count moves may have arrived just before it moved, and
+// must not be forgotten then counted as lost.
 func (t *Traffic) Reset() {
 	for _, f := range t.flows {
 		f.mu.Lock()
-		f.seen = map[uint32]bool{}
-		f.base.Store(f.sent.Load())
+		base := f.sent.Load()
+		for seq := range f.seen {
+			if seq < base {
+				delete(f.seen, seq)
+			}
+		}
+		f.base.Store(base)
 		f.mu.Unlock()
 	}
 }

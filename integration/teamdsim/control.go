@@ -161,6 +161,10 @@ func (d *Daemon) state() teamd.State {
 			PID: os.Getpid(), PIDFile: d.opts.PIDFile, RunnerName: "lacp"},
 		TeamDevice: teamd.TeamDevice{IfInfo: teamd.IfInfo{DevAddr: d.lag.cfg.HWAddr.String(), DevAddrLen: 6, Ifname: d.lag.cfg.Device}},
 	}
+	if d.opts.Profile.PassiveStart() { // teamdwarm's teamd says which mode it is in
+		passive := d.silent
+		st.Setup.Passive = &passive
+	}
 	for _, p := range d.lag.sortedPorts() {
 		up := false
 		if ifi, err := net.InterfaceByName(p.name); err == nil {

@@ -1,0 +1,271 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
+)
+
+// How a handoff ends the old speaker.
+type stopMode int
+
+const (
+	// byShim: the supervisor's way, SIGUSR1 to the old shim, which stops
+	// its teamd warm and writes the snapshot.
+	byShim stopMode = iota
+	// shimDies: the old shim is killed before it writes the snapshot,
+	// and its teamd is stopped warm all the same (as the shim would have
+	// begun to): the standby takes over on its deadline.
+	shimDies
+)
+
+// handoffBounds bound a handoff's steps in the VM.
+const (
+	standbyWithin  = 40 * time.Second
+	takeoverWithin = 10 * time.Second
+	// after is how long the peer is watched past the takeovers: longer
+	// than its 3 s expiry, so that a member the handoff broke shows.
+	after = 3500 * time.Millisecond
+	// twoSpeakers: past the takeover, one teamd sends a PDU per fast
+	// period; a second speaker shows as two PDUs closer than this.
+	twoSpeakers = 400 * time.Millisecond
+)
+
+// Handoff is one handoff's figures, as results.json and BENCHMARKS.md
+// show them.
+type Handoff struct {
+	From          string      `json:"from"`
+	To            string      `json:"to"`
+	Path          []string    `json:"path"`           // per LAG
+	TakeoverMS    []float64   `json:"takeover_ms"`    // per LAG: cutover -> first PDU of the new teamd
+	LargestGapMS  float64     `json:"largest_gap_ms"` // between two PDUs of a member at the peer
+	KernelChanged []string    `json:"kernel_changed"`
+	Traffic       []Direction `json:"traffic"`
+	took          time.Duration
+}
+
+// handoff hands every LAG from the shims olds (of epoch) to standbys of
+// td at epoch+1, each in a mount namespace of its own, as two teamd
+// containers would: the standbys start passive and announce themselves,
+// the cutover record is written, the old speakers are stopped (by mode),
+// and every LAG must be taken over. The window from the cutover to after
+// past the last takeover is judged: the bonding peer's state at every
+// sample, the traffic (not one packet lost), the kernel's LAG (unchanged),
+// the PDUs at the peer (no silence near the expiry, never two speakers).
+func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd, mode stopMode) ([]*Proc, Handoff, error) {
+	var h Handoff
+	var news []*Proc
+	for _, l := range e.Topo.LAGs {
+		p, err := e.StartShim(l, td, ShimOpts{Records: e.Records(), Dump: e.DumpDir(), MountNS: true,
+			Args: []string{"--role", "standby", "--epoch", strconv.FormatUint(epoch+1, 10)}})
+		if err != nil {
+			return nil, h, err
+		}
+		news = append(news, p)
+	}
+	for i, l := range e.Topo.LAGs {
+		if _, err := AwaitRecord(ctx, e.Records(), l.Name, proto.KindStandby, standbyWithin, func(r proto.Record) bool {
+			return r.RecordEpoch() == epoch+1
+		}); err != nil {
+			return news, h, fmt.Errorf("%s's standby (running %v): %w", l.Name, news[i].Running(), err)
+		}
+	}
+	before := map[string]*proto.KernelLAG{}
+	for _, l := range e.Topo.LAGs {
+		k, err := e.Kernel(l)
+		if err != nil {
+			return news, h, err
+		}
+		before[l.Name] = k
+	}
+	e.Traffic.Reset()
+	from := time.Now()
+	cut, err := e.writeCutover(epoch)
+	if err != nil {
+		return news, h, err
+	}
+	for i, old := range olds {
+		switch mode {
+		case byShim:
+			err = old.Signal(syscall.SIGUSR1)
+		case shimDies:
+			var pid int
+			if pid, err = TeamdPIDIn(ctx, old.Pid(), e.Topo.LAGs[i].Name); err == nil {
+				old.Kill()
+				err = syscall.Kill(pid, syscall.SIGUSR1)
+			}
+		}
+		if err != nil {
+			return news, h, fmt.Errorf("stopping %s: %w", old.Name, err)
+		}
+	}
+	var lastTakeover time.Time
+	var errs []error
+	for _, l := range e.Topo.LAGs {
+		rec, err := AwaitRecord(ctx, e.Records(), l.Name, proto.KindActive, takeoverWithin, func(r proto.Record) bool {
+			return r.RecordEpoch() == epoch+1
+		})
+		if err != nil {
+			return news, h, err
+		}
+		a := rec.(*proto.Active)
+		h.Path = append(h.Path, string(a.Path))
+		if a.Timings.Confirmed == 0 {
+			errs = append(errs, fmt.Errorf("%s: the new teamd was not seen transmitting (%s)", l.Name, a.Note))
+		} else {
+			h.TakeoverMS = append(h.TakeoverMS, float64(a.Timings.Confirmed-cut.StartedMono)/1e6)
+			if t := time.Now().Add(-monoclock.Since(a.Timings.Confirmed)); t.After(lastTakeover) {
+				lastTakeover = t
+			}
+		}
+		if want := map[stopMode]proto.Path{byShim: proto.PathSnapshot, shimDies: proto.PathDeadline}[mode]; a.Path != want {
+			errs = append(errs, fmt.Errorf("%s: taken over by path %s, want %s (%s)", l.Name, a.Path, want, a.Note))
+		}
+	}
+	if mode == byShim {
+		for _, old := range olds {
+			if code, err := old.Wait(10 * time.Second); err != nil || code != 0 {
+				errs = append(errs, fmt.Errorf("%s after the handoff: exit %d, %v", old.Name, code, err))
+			}
+		}
+	}
+	time.Sleep(after) // the peer's expiry would show by then
+	to := time.Now()
+	// The peer, by its own state; the traffic; the kernel.
+	errs = append(errs, e.judge(from, to, e.Topo.LAGs))
+	h.Traffic = e.Traffic.Count()
+	if _, err := Lost(h.Traffic); err != nil {
+		errs = append(errs, fmt.Errorf("%w\ndrops the kernel counted: %s", err, drops(ctx)))
+	}
+	for _, l := range e.Topo.LAGs {
+		k, err := e.Kernel(l)
+		if err != nil {
+			return news, h, err
+		}
+		if d := before[l.Name].Diff(k); len(d) > 0 {
+			h.KernelChanged = append(h.KernelChanged, fmt.Sprintf("%s: %v", l.Name, d))
+			errs = append(errs, fmt.Errorf("%s: the kernel's LAG changed: %v", l.Name, d))
+		}
+	}
+	// The wire: the largest gap, and never two speakers.
+	for _, v := range e.wire(from.Add(-2*time.Second), to, e.Topo.LAGs) {
+		h.LargestGapMS = max(h.LargestGapMS, float64(v.MaxGap.Microseconds())/1000)
+		if v.OutOfSync > 0 || v.PDUs == 0 {
+			errs = append(errs, fmt.Errorf("%s at the peer: %d PDUs, %d without sync|collecting|distributing", v.Member, v.PDUs, v.OutOfSync))
+		}
+	}
+	for _, l := range e.Topo.LAGs {
+		for _, m := range l.Members {
+			ps := e.Wire.PDUs(m.Peer, lastTakeover.Add(1500*time.Millisecond), to)
+			for i := 1; i < len(ps); i++ {
+				if d := ps[i].At.Sub(ps[i-1].At); d < twoSpeakers {
+					errs = append(errs, fmt.Errorf("%s: two PDUs %v apart at +%v after the takeover: two speakers", m.DUT, d.Round(time.Millisecond), ps[i].At.Sub(lastTakeover).Round(time.Millisecond)))
+					break
+				}
+			}
+		}
+	}
+	h.took = time.Since(from)
+	return news, h, errors.Join(errs...)
+}
+
+// writeCutover writes the supervisor's cutover record from epoch to
+// epoch+1, for every LAG, with its deadline.
+func (e *Env) writeCutover(epoch uint64) (*proto.Cutover, error) {
+	d, err := statefile.OpenDir(e.Records())
+	if err != nil {
+		return nil, err
+	}
+	now := monoclock.Now()
+	host, _ := os.Hostname()
+	c := &proto.Cutover{Schema: proto.SchemaVersion, FromEpoch: epoch, ToEpoch: epoch + 1,
+		Writer: proto.Process{Hostname: host, PID: os.Getpid()}, StartedMono: now, Started: time.Now(),
+		DeadlineMono: now + int64(2500*time.Millisecond)}
+	for _, l := range e.Topo.LAGs {
+		c.LAGs = append(c.LAGs, l.Name)
+	}
+	_, err = d.Write(c)
+	return c, err
+}
+
+// handoffFigures records one handoff's figures under name.
+func (e *Env) handoffFigures(name string, h Handoff) {
+	lost := 0
+	for _, d := range h.Traffic {
+		lost += d.Lost
+	}
+	sent := 0
+	for _, d := range h.Traffic {
+		sent += d.Sent
+	}
+	kernel := "unchanged"
+	if len(h.KernelChanged) > 0 {
+		kernel = "changed"
+	}
+	e.Figure(name, h, "%s: paths %v, cutover to first PDU %v ms, largest gap at the peer %.0f ms, kernel %s, %d packets, %d lost",
+		name, h.Path, roundMS(h.TakeoverMS), h.LargestGapMS, kernel, sent, lost)
+}
+
+func roundMS(ms []float64) []int {
+	out := make([]int, len(ms))
+	for i, m := range ms {
+		out[i] = int(m + 0.5)
+	}
+	return out
+}
+
+// 7. The upgrade a SONiC switch needs: SONiC's teamd, unchanged, hands
+// every LAG over to teamdwarm's teamd, started passive beside it.
+func handoffSONiCToHLD(ctx context.Context, e *Env) error {
+	olds, err := e.bringUp(ctx, e.Teamds["sonic"], ShimOpts{MountNS: true})
+	if err != nil {
+		return err
+	}
+	_, h, err := e.handoff(ctx, olds, 1, e.Teamds["hld"], byShim)
+	h.From, h.To = "sonic", "hld"
+	e.handoffFigures("sonic->hld", h)
+	return err
+}
+
+// 8. teamdwarm's teamd to teamdwarm's teamd, five times, upgrade and
+// rollback directions alike.
+func handoffHLDFiveTimes(ctx context.Context, e *Env) error {
+	hld := e.Teamds["hld"]
+	olds, err := e.bringUp(ctx, hld, ShimOpts{MountNS: true})
+	if err != nil {
+		return err
+	}
+	for i := range 5 {
+		news, h, err := e.handoff(ctx, olds, uint64(i+1), hld, byShim)
+		h.From, h.To = "hld", "hld"
+		e.handoffFigures(fmt.Sprintf("handoff %d", i+1), h)
+		if err != nil {
+			return fmt.Errorf("handoff %d (epoch %d to %d): %w", i+1, i+1, i+2, err)
+		}
+		olds = news
+	}
+	return nil
+}
+
+// 9. The deadline path: the old shim dies before it writes the snapshot
+// (its teamd stops warm all the same); the standbys take over on their
+// own at the deadline. Still no lost packet, no churn, never two
+// speakers.
+func handoffDeadline(ctx context.Context, e *Env) error {
+	olds, err := e.bringUp(ctx, e.Teamds["hld"], ShimOpts{MountNS: true})
+	if err != nil {
+		return err
+	}
+	_, h, err := e.handoff(ctx, olds, 1, e.Teamds["hld"], shimDies)
+	h.From, h.To = "hld", "hld"
+	e.handoffFigures("deadline", h)
+	return err
+}
