@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +32,9 @@ const (
 const (
 	standbyWithin  = 40 * time.Second
 	takeoverWithin = 10 * time.Second
+	// oldWithin bounds an old teamd's warm stop (SONiC's warm stop
+	// takes well under a second in the VM).
+	oldWithin = 10 * time.Second
 	// after is how long the peer is watched past the takeovers: longer
 	// than its 3 s expiry, so that a member the handoff broke shows.
 	after = 3500 * time.Millisecond
@@ -42,14 +46,20 @@ const (
 // Handoff is one handoff's figures, as results.json and BENCHMARKS.md
 // show them.
 type Handoff struct {
-	From          string      `json:"from"`
-	To            string      `json:"to"`
-	Path          []string    `json:"path"`           // per LAG
-	TakeoverMS    []float64   `json:"takeover_ms"`    // per LAG: cutover -> first PDU of the new teamd
-	LargestGapMS  float64     `json:"largest_gap_ms"` // between two PDUs of a member at the peer
-	KernelChanged []string    `json:"kernel_changed"`
-	Traffic       []Direction `json:"traffic"`
-	took          time.Duration
+	From          string    `json:"from"`
+	To            string    `json:"to"`
+	Path          []string  `json:"path"`           // per LAG
+	TakeoverMS    []float64 `json:"takeover_ms"`    // per LAG: cutover -> first PDU of the new teamd
+	LargestGapMS  float64   `json:"largest_gap_ms"` // between two PDUs of a member at the peer
+	KernelChanged []string  `json:"kernel_changed"`
+	// OldGoneMS is, per LAG of a deadline handoff, how long the old
+	// teamd took from the warm-stop signal to its exit.
+	OldGoneMS []float64 `json:"old_gone_ms,omitempty"`
+	// TakeoverWrites is, per LAG, how many writes the new teamd made at
+	// its takeover because the kernel differed from what it wanted.
+	TakeoverWrites []int       `json:"takeover_writes"`
+	Traffic        []Direction `json:"traffic"`
+	took           time.Duration
 }
 
 // handoff hands every LAG from the shims olds (of epoch) to standbys of
@@ -86,21 +96,37 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 		}
 		before[l.Name] = k
 	}
+	// The old teamds, known before the cutover: a stop must not wait
+	// for a process to start in the VM.
+	var oldPIDs []int
+	if mode == shimDies {
+		for i, old := range olds {
+			pid, err := TeamdPIDIn(ctx, old.Pid(), e.Topo.LAGs[i].Name)
+			if err != nil {
+				return news, h, fmt.Errorf("%s's teamd: %w", old.Name, err)
+			}
+			oldPIDs = append(oldPIDs, pid)
+		}
+	}
 	e.Traffic.Reset()
 	from := time.Now()
 	cut, err := e.writeCutover(epoch)
 	if err != nil {
 		return news, h, err
 	}
+	var stopped []oldTeamd
 	for i, old := range olds {
 		switch mode {
 		case byShim:
 			err = old.Signal(syscall.SIGUSR1)
 		case shimDies:
-			var pid int
-			if pid, err = TeamdPIDIn(ctx, old.Pid(), e.Topo.LAGs[i].Name); err == nil {
-				old.Kill()
-				err = syscall.Kill(pid, syscall.SIGUSR1)
+			// The old shim dies after it has told its teamd to stop warm
+			// and before it writes the snapshot: the standby takes over
+			// at the deadline. The shim alone is killed; its teamd lives
+			// on until its warm stop ends.
+			if err = syscall.Kill(oldPIDs[i], syscall.SIGUSR1); err == nil {
+				stopped = append(stopped, awaitExit(ctx, e.Topo.LAGs[i].Name, oldPIDs[i], oldWithin))
+				err = syscall.Kill(old.Pid(), syscall.SIGKILL)
 			}
 		}
 		if err != nil {
@@ -108,6 +134,7 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 		}
 	}
 	var lastTakeover time.Time
+	took := map[string]time.Time{} // LAG -> the new teamd's first PDU
 	var errs []error
 	for _, l := range e.Topo.LAGs {
 		rec, err := AwaitRecord(ctx, e.Records(), l.Name, proto.KindActive, takeoverWithin, func(r proto.Record) bool {
@@ -122,7 +149,9 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 			errs = append(errs, fmt.Errorf("%s: the new teamd was not seen transmitting (%s)", l.Name, a.Note))
 		} else {
 			h.TakeoverMS = append(h.TakeoverMS, float64(a.Timings.Confirmed-cut.StartedMono)/1e6)
-			if t := time.Now().Add(-monoclock.Since(a.Timings.Confirmed)); t.After(lastTakeover) {
+			t := time.Now().Add(-monoclock.Since(a.Timings.Confirmed))
+			took[l.Name] = t
+			if t.After(lastTakeover) {
 				lastTakeover = t
 			}
 		}
@@ -139,6 +168,27 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 	}
 	time.Sleep(after) // the peer's expiry would show by then
 	to := time.Now()
+	// An old teamd stopped by the lab must be gone before the takeover,
+	// or the wire shows two speakers for a reason of the lab's own.
+	for _, o := range stopped {
+		r := <-o.result
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("%s's old teamd (pid %d) after its warm stop: %w", o.lag, o.pid, r.err))
+			continue
+		}
+		if t, ok := took[o.lag]; ok && r.at.After(t) {
+			errs = append(errs, fmt.Errorf("%s's old teamd exited %v after the new one transmitted: the lab let two speak", o.lag, r.at.Sub(t).Round(time.Millisecond)))
+		}
+		h.OldGoneMS = append(h.OldGoneMS, float64(r.at.Sub(o.signalled).Microseconds())/1000)
+	}
+	// What the new teamd had to write to the kernel at its takeover
+	// (its own log line; a teamd without the line writes nothing here).
+	for _, p := range news {
+		var made, had int
+		if _, err := fmt.Sscanf(after1(p.Log.String(), "Takeover: "), "%d writes made where the kernel differed, %d it had already", &made, &had); err == nil {
+			h.TakeoverWrites = append(h.TakeoverWrites, made)
+		}
+	}
 	// The peer, by its own state; the traffic; the kernel.
 	errs = append(errs, e.judge(from, to, e.Topo.LAGs))
 	h.Traffic = e.Traffic.Count()
@@ -167,7 +217,18 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 			ps := e.Wire.PDUs(m.Peer, lastTakeover.Add(1500*time.Millisecond), to)
 			for i := 1; i < len(ps); i++ {
 				if d := ps[i].At.Sub(ps[i-1].At); d < twoSpeakers {
-					errs = append(errs, fmt.Errorf("%s: two PDUs %v apart at +%v after the takeover: two speakers", m.DUT, d.Round(time.Millisecond), ps[i].At.Sub(lastTakeover).Round(time.Millisecond)))
+					var seq []string
+					for _, p := range e.Wire.PDUs(m.Peer, lastTakeover.Add(-2*time.Second), to) {
+						seq = append(seq, fmt.Sprintf("+%v %s partner %s", p.At.Sub(lastTakeover).Round(time.Millisecond), p.PDU.Actor.State, p.PDU.Partner.State))
+					}
+					procs, _ := output(ctx, "ps", "-eo", "pid,ppid,args")
+					var teamds []string
+					for _, line := range strings.Split(procs, "\n") {
+						if strings.Contains(line, "teamd") {
+							teamds = append(teamds, strings.TrimSpace(line))
+						}
+					}
+					errs = append(errs, fmt.Errorf("%s: two PDUs %v apart at +%v after the takeover: two speakers? PDUs: %s\nteamd processes: %s", m.DUT, d.Round(time.Millisecond), ps[i].At.Sub(lastTakeover).Round(time.Millisecond), strings.Join(seq[:min(len(seq), 8)], "; "), strings.Join(teamds, "\n  ")))
 					break
 				}
 			}
@@ -198,20 +259,52 @@ func (e *Env) writeCutover(epoch uint64) (*proto.Cutover, error) {
 
 // handoffFigures records one handoff's figures under name.
 func (e *Env) handoffFigures(name string, h Handoff) {
-	lost := 0
+	sent, lost := 0, 0
 	for _, d := range h.Traffic {
-		lost += d.Lost
-	}
-	sent := 0
-	for _, d := range h.Traffic {
-		sent += d.Sent
+		sent, lost = sent+d.Sent, lost+d.Lost
 	}
 	kernel := "unchanged"
 	if len(h.KernelChanged) > 0 {
 		kernel = "changed"
 	}
-	e.Figure(name, h, "%s: paths %v, cutover to first PDU %v ms, largest gap at the peer %.0f ms, kernel %s, %d packets, %d lost",
-		name, h.Path, roundMS(h.TakeoverMS), h.LargestGapMS, kernel, sent, lost)
+	old := ""
+	if len(h.OldGoneMS) > 0 {
+		old = fmt.Sprintf(", old teamd gone %v ms after its warm-stop signal", roundMS(h.OldGoneMS))
+	}
+	e.Figure(name, h, "%s: paths %v%s, cutover to first PDU %v ms, largest gap at the peer %.0f ms, kernel %s (takeover writes %v), %d packets, %d lost",
+		name, h.Path, old, roundMS(h.TakeoverMS), h.LargestGapMS, kernel, h.TakeoverWrites, sent, lost)
+}
+
+// oldTeamd is an old teamd the lab itself told to stop, and when it
+// exited.
+type oldTeamd struct {
+	lag       string
+	pid       int
+	signalled time.Time
+	result    chan exited
+}
+
+type exited struct {
+	at  time.Time
+	err error
+}
+
+// awaitExit watches, from now, for pid's exit.
+func awaitExit(ctx context.Context, lag string, pid int, timeout time.Duration) oldTeamd {
+	o := oldTeamd{lag: lag, pid: pid, signalled: time.Now(), result: make(chan exited, 1)}
+	go func() {
+		at, err := AwaitGone(ctx, pid, timeout)
+		o.result <- exited{at, err}
+	}()
+	return o
+}
+
+// after1 is what follows the first marker in s, "" if none.
+func after1(s, marker string) string {
+	if i := strings.Index(s, marker); i >= 0 {
+		return s[i+len(marker):]
+	}
+	return ""
 }
 
 func roundMS(ms []float64) []int {

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -25,10 +26,12 @@ type Teamd struct {
 
 // ShimOpts say how to run one LAG's teamd under teamd-shim.
 type ShimOpts struct {
-	Records string // the record directory
-	Dump    string // teamd's -L directory
-	RunDir  string // the shim's --run-dir; teamd's compiled-in /var/run/teamd if ""
-	Args    []string
+	Records string   // the record directory
+	Dump    string   // teamd's -L directory
+	RunDir  string   // the shim's --run-dir; teamd's compiled-in /var/run/teamd if ""
+	Args    []string // the shim's
+	// TeamdArgs are added to teamd's command line (e.g. -g).
+	TeamdArgs []string
 	// MountNS runs the shim in a mount namespace of its own with a
 	// private /run/teamd, as a container has: two teamd for one team
 	// device each have their socket and pid file there.
@@ -61,6 +64,7 @@ func (e *Env) StartShim(l LAG, td Teamd, o ShimOpts) (*Proc, error) {
 	if o.Dump != "" {
 		args = append(args, "-L", o.Dump)
 	}
+	args = append(args, o.TeamdArgs...)
 	name := l.Name + " " + td.Name + " shim"
 	if o.MountNS {
 		// unshare and sh exec: the pid stays the shim's.
@@ -185,5 +189,30 @@ func TeamdPID(lag string) (int, error) {
 	return pid, err
 }
 
-// Alive reports whether process pid exists.
-func Alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+// Alive reports whether process pid runs (a zombie has stopped running).
+func Alive(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	// pid (comm) S ...: comm may hold anything, the state follows the last ')'.
+	i := bytes.LastIndexByte(st, ')')
+	return i < 0 || i+2 >= len(st) || st[i+2] != 'Z'
+}
+
+// AwaitGone waits until process pid, not the lab's child, has stopped
+// running, and says when. No event tells of a stranger's exit, so it polls.
+func AwaitGone(ctx context.Context, pid int, timeout time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for Alive(pid) {
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("still runs after %v", timeout)
+		case <-tick.C:
+		}
+	}
+	return time.Now(), nil
+}

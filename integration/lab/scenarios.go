@@ -188,6 +188,37 @@ func (e *Env) judge(from, to time.Time, lags []LAG) error {
 	return errors.Join(errs...)
 }
 
+// membersCarry checks that the flows spread over every member: each
+// DUT-side port sent and received data (more than its LACPDUs).
+func (e *Env) membersCarry(ctx context.Context) error {
+	js, err := output(ctx, "ip", "-n", DUT, "-s", "-j", "link", "show")
+	if err != nil {
+		return err
+	}
+	var links []struct {
+		Name  string `json:"ifname"`
+		Stats struct {
+			RX map[string]int `json:"rx"`
+			TX map[string]int `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal([]byte(js), &links); err != nil {
+		return fmt.Errorf("ip -s -j link: %w", err)
+	}
+	const least = 100 // a minute of LACPDUs is 60
+	var errs []error
+	for _, l := range e.Topo.LAGs {
+		for _, m := range l.Members {
+			for _, ln := range links {
+				if ln.Name == m.DUT && (ln.Stats.TX["packets"] < least || ln.Stats.RX["packets"] < least) {
+					errs = append(errs, fmt.Errorf("%s carries no share of the traffic: %d packets out, %d in", m.DUT, ln.Stats.TX["packets"], ln.Stats.RX["packets"]))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // count closes the traffic window and checks that nothing was lost.
 func (e *Env) count() error {
 	ds := e.Traffic.Count()
@@ -285,7 +316,7 @@ func coldStart(ctx context.Context, e *Env) error {
 	} else if strings.Count(out, "teamd stock, kernel: 2/2 ports enabled, carrier yes") != len(e.Topo.LAGs) {
 		errs = append(errs, fmt.Errorf("teamd-shim status does not show each LAG's teamd and kernel (its .active is refreshed within %v of a change):\n%s", 2*time.Second, out))
 	}
-	errs = append(errs, e.count(), e.judge(from, to, e.Topo.LAGs))
+	errs = append(errs, e.count(), e.membersCarry(ctx), e.judge(from, to, e.Topo.LAGs))
 	return errors.Join(errs...)
 }
 
@@ -300,6 +331,10 @@ func sigterm(ctx context.Context, e *Env) error {
 	l := e.Topo.LAGs[0]
 	pid, err := TeamdPID(l.Name)
 	if err != nil {
+		return err
+	}
+	time.Sleep(time.Second) // traffic across both LAGs before the stop
+	if err := e.count(); err != nil {
 		return err
 	}
 	sent := time.Now()
@@ -395,6 +430,7 @@ func runDirMismatch(ctx context.Context, e *Env) error {
 	}
 	took := time.Since(start)
 	e.Figure("refused_after", took.Seconds(), "refused after %.1fs, exit %d", took.Seconds(), code)
+	e.Figure("traffic", nil, "no traffic: teamd never made the team device")
 	var errs []error
 	log := p.Log.String()
 	for _, want := range []string{"teamd listens on /var/run/teamd/" + l.Name + ".sock", "not on " + filepath.Join(elsewhere, l.Name+".sock")} {
@@ -472,6 +508,7 @@ func kernelReader(ctx context.Context, e *Env) error {
 		}
 	}
 	e.Figure("ports", checked, "%d ports agree with teamdctl, libteam's teamnl and ip -d link", checked)
+	errs = append(errs, e.count())
 	return errors.Join(errs...)
 }
 

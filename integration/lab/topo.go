@@ -81,9 +81,13 @@ func Build(ctx context.Context, lags, members int, dir string) (*Topo, error) {
 			}
 			l.Members = append(l.Members, m)
 		}
+		// Both ends hash a flow by its addresses (teamd's default
+		// tx_hash is eth,ipv4,ipv6; the bond's layer3+4), the team's to a
+		// member by the low bits of their XOR: pairs whose XOR alternates
+		// in its low bits spread over the members.
 		for k := 1; k <= FlowsPerLAG; k++ {
 			l.DUTAddrs = append(l.DUTAddrs, netip.AddrFrom4([4]byte{10, byte(i), 0, byte(k)}))
-			l.PeerAddr = append(l.PeerAddr, netip.AddrFrom4([4]byte{10, byte(i), 0, byte(100 + k)}))
+			l.PeerAddr = append(l.PeerAddr, netip.AddrFrom4([4]byte{10, byte(i), 0, byte(100 + 2*k)}))
 		}
 		for _, a := range l.PeerAddr {
 			if err := run(ctx, "ip", "-n", PEER, "addr", "add", a.String()+"/24", "dev", l.Bond); err != nil {
