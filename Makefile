@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 COMMANDS  := teamd-shim teamd-warm teamd-state
 TOOLS     := teamdsim pause teamdwarm-demo teamdwarm-lab
 
-.PHONY: all deps build test unit lab fuzz bench lint demo clean
+.PHONY: all deps build test unit lab teamd fuzz bench lint demo clean
 
 all: build
 
@@ -32,6 +32,13 @@ test: deps build lint unit lab
 lab: build
 	@scripts/lab-deps.sh >/dev/null
 	$(BIN)/teamdwarm-lab $(LAB_FLAGS) run
+
+# SONiC's teamd with the project's patch series (libteam/README.md): Debian's
+# libteam source, SONiC's series from SONIC_LIBTEAM, then libteam/patch,
+# built and installed into TEAMD_PREFIX. Cached: a second run does nothing.
+TEAMD_PREFIX ?= /var/cache/teamdwarm-lab/teamd-hld
+teamd:
+	@libteam/build.sh $(TEAMD_PREFIX)
 
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...

@@ -46,12 +46,14 @@ const (
 // Handoff is one handoff's figures, as results.json and BENCHMARKS.md
 // show them.
 type Handoff struct {
-	From          string    `json:"from"`
-	To            string    `json:"to"`
-	Path          []string  `json:"path"`           // per LAG
-	TakeoverMS    []float64 `json:"takeover_ms"`    // per LAG: cutover -> first PDU of the new teamd
-	LargestGapMS  float64   `json:"largest_gap_ms"` // between two PDUs of a member at the peer
-	KernelChanged []string  `json:"kernel_changed"`
+	From         string    `json:"from"`
+	To           string    `json:"to"`
+	Path         []string  `json:"path"`           // per LAG
+	TakeoverMS   []float64 `json:"takeover_ms"`    // per LAG: cutover -> first PDU of the new teamd
+	LargestGapMS float64   `json:"largest_gap_ms"` // between two PDUs of a member at the peer
+	// MemberGapMS is each member's largest gap (DUT port name).
+	MemberGapMS   map[string]float64 `json:"member_gap_ms"`
+	KernelChanged []string           `json:"kernel_changed"`
 	// OldGoneMS is, per LAG of a deadline handoff, how long the old
 	// teamd took from the warm-stop signal to its exit.
 	OldGoneMS []float64 `json:"old_gone_ms,omitempty"`
@@ -207,7 +209,12 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 	}
 	// The wire: the largest gap, and never two speakers.
 	for _, v := range e.wire(from.Add(-2*time.Second), to, e.Topo.LAGs) {
-		h.LargestGapMS = max(h.LargestGapMS, float64(v.MaxGap.Microseconds())/1000)
+		gap := float64(v.MaxGap.Microseconds()) / 1000
+		h.LargestGapMS = max(h.LargestGapMS, gap)
+		if h.MemberGapMS == nil {
+			h.MemberGapMS = map[string]float64{}
+		}
+		h.MemberGapMS[v.Member] = gap
 		if v.OutOfSync > 0 || v.PDUs == 0 {
 			errs = append(errs, fmt.Errorf("%s at the peer: %d PDUs, %d without sync|collecting|distributing", v.Member, v.PDUs, v.OutOfSync))
 		}
