@@ -108,6 +108,8 @@ func (it *Item) SetRecord(rec proto.Record, now time.Time) {
 		at, it.Members = r.Since, len(r.Members)
 	case *proto.Cutover:
 		at, it.Members = r.Started, 0
+	case *proto.Journal:
+		at, it.Members = r.Updated, 0
 	}
 	if !at.IsZero() {
 		it.AgeSeconds = now.Sub(at).Seconds()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/teamdwarm/teamdwarm/proto"
 )
@@ -81,8 +82,25 @@ func Detail(rec proto.Record) string {
 	case *proto.Cutover:
 		return fmt.Sprintf("epoch %d -> %d, %d LAGs, deadline +%.0fms", r.FromEpoch, r.ToEpoch, len(r.LAGs),
 			float64(r.DeadlineMono-r.StartedMono)/1e6)
+	case *proto.Journal:
+		return JournalLine(r)
 	}
 	return ""
+}
+
+// JournalLine says in a line what run a journal records and where it
+// stands.
+func JournalLine(j *proto.Journal) string {
+	s := fmt.Sprintf("%s of %s to %s, epoch %d -> %d, ", j.Operation, j.Container, j.Image, j.FromEpoch, j.ToEpoch)
+	if j.Stage == proto.JournalDone {
+		s += "ended " + j.Result
+	} else {
+		s += "at " + j.Stage
+	}
+	if j.Error != "" {
+		s += " (" + j.Error + ")"
+	}
+	return s
 }
 
 func enabledPorts(k *proto.KernelLAG) int {
@@ -216,6 +234,19 @@ func writeRecord(w io.Writer, it Item) {
 				fmt.Fprintf(w, "kernel unchanged by the takeover\n")
 			}
 		}
+	case *proto.Journal:
+		fmt.Fprintf(w, "run:\n  operation: %s\n  container: %s (backup name %s)\n  image: %s\n  old container: %s (%s)\n  new container: %s\n  epochs: %d -> %d\n  stage: %s\n",
+			r.Operation, r.Container, r.Backup, r.Image, r.OldID, r.OldImage, orNone(r.NewID), r.FromEpoch, r.ToEpoch, r.Stage)
+		if r.RestartPolicy != "" {
+			fmt.Fprintf(w, "  restart policy set aside: %s (max retries %d)\n", r.RestartPolicy, r.RestartMaxRetries)
+		}
+		fmt.Fprintf(w, "  started: %s\n  updated: %s\n  by: %s\n", r.Started.Format(time.RFC3339), r.Updated.Format("15:04:05.000"), writer(r.Writer))
+		if r.Result != "" {
+			fmt.Fprintf(w, "  result: %s\n", r.Result)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(w, "  error: %s\n", r.Error)
+		}
 	case *proto.Cutover:
 		fmt.Fprintf(w, "cutover:\n  from epoch: %d\n  to epoch: %d\n  started: %s\n  deadline: +%.0fms\n  by: %s\n  lags: %s\n",
 			r.FromEpoch, r.ToEpoch, r.Started.Format("15:04:05.000"), float64(r.DeadlineMono-r.StartedMono)/1e6,
@@ -245,4 +276,11 @@ func Summary(it Item) string {
 		return fmt.Sprintf("teamd LAG dump, %d ports", it.Members)
 	}
 	return it.Type
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

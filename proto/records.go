@@ -21,6 +21,7 @@ const (
 	KindStandby                  // <lag>.standby, written by the standby shim when ready
 	KindActive                   // <lag>.active, written by the shim that transmits
 	KindCutover                  // cutover, written by the supervisor
+	KindJournal                  // journal, written by the supervisor before each step
 )
 
 var kindNames = map[Kind]string{
@@ -28,6 +29,7 @@ var kindNames = map[Kind]string{
 	KindStandby:  "standby",
 	KindActive:   "active",
 	KindCutover:  "cutover",
+	KindJournal:  "journal",
 }
 
 // String returns the kind's name as used in file names.
@@ -41,6 +43,10 @@ func (k Kind) String() string {
 // Valid reports whether k is one of the kinds above.
 func (k Kind) Valid() bool { _, ok := kindNames[k]; return ok }
 
+// Global reports whether k is a record of the whole directory, named by
+// its kind alone (cutover, journal), not of one LAG.
+func (k Kind) Global() bool { return k == KindCutover || k == KindJournal }
+
 // ParseKind is the inverse of Kind.String.
 func ParseKind(s string) (Kind, bool) {
 	for k, name := range kindNames {
@@ -51,14 +57,14 @@ func ParseKind(s string) (Kind, bool) {
 	return 0, false
 }
 
-// Record is implemented by the four record types.
+// Record is implemented by the record types.
 type Record interface {
 	// Kind is the record's kind.
 	Kind() Kind
-	// RecordLAG is the LAG the record is about ("" for a cutover).
+	// RecordLAG is the LAG the record is about ("" for a global kind).
 	RecordLAG() string
-	// RecordEpoch is the epoch the record belongs to (for a cutover, the
-	// epoch being handed to).
+	// RecordEpoch is the epoch the record belongs to (for a cutover and a
+	// journal, the epoch being handed to).
 	RecordEpoch() uint64
 	// Validate checks the fields a reader relies on.
 	Validate() error
@@ -183,11 +189,15 @@ const (
 	PathSnapshot  Path = "snapshot"   // took over on a valid snapshot
 	PathDeadline  Path = "deadline"   // took over because no valid snapshot came in time
 	PathRestart   Path = "restart"    // restarted after it had taken over
+	// PathFailover: the old speaker died or fell silent before any
+	// cutover, and the standby took over so that the LAG would not
+	// expire.
+	PathFailover Path = "failover"
 )
 
 func (p Path) valid() bool {
 	switch p {
-	case PathCold, PathWarmStart, PathSnapshot, PathDeadline, PathRestart:
+	case PathCold, PathWarmStart, PathSnapshot, PathDeadline, PathRestart, PathFailover:
 		return true
 	}
 	return false
@@ -242,20 +252,54 @@ type Cutover struct {
 	LAGs         []string  `msgpack:"lags" json:"lags"`
 }
 
+// Journal is the supervisor's account of a run, rewritten durably before
+// each step it takes, so that a run whose supervisor died can be finished
+// or undone (teamd-warm recover) and status can say where it stands.
+type Journal struct {
+	Schema    int    `msgpack:"schema" json:"schema"`
+	Operation string `msgpack:"operation" json:"operation"` // upgrade or rollback
+	Container string `msgpack:"container" json:"container"` // the teamd container's name
+	Backup    string `msgpack:"backup" json:"backup"`       // the old container's name during the run
+	Image     string `msgpack:"image" json:"image"`         // the new container's image
+	OldID     string `msgpack:"old_id" json:"old_id"`
+	OldImage  string `msgpack:"old_image" json:"old_image"`
+	NewID     string `msgpack:"new_id" json:"new_id"` // "" until a2 created it
+	FromEpoch uint64 `msgpack:"from_epoch" json:"from_epoch"`
+	ToEpoch   uint64 `msgpack:"to_epoch" json:"to_epoch"`
+	// Stage is the step being taken: a1, a2, a3, b1, b2, c1, rollback or
+	// recover; "done" once the run ended (Result says how).
+	Stage string `msgpack:"stage" json:"stage"`
+	// RestartPolicy is the old container's restart policy, set aside at
+	// a1 ("" if it had none), and its retry count.
+	RestartPolicy     string    `msgpack:"restart_policy" json:"restart_policy"`
+	RestartMaxRetries int       `msgpack:"restart_max_retries" json:"restart_max_retries"`
+	Writer            Process   `msgpack:"writer" json:"writer"`
+	Started           time.Time `msgpack:"started" json:"started"`
+	Updated           time.Time `msgpack:"updated" json:"updated"`
+	Result            string    `msgpack:"result" json:"result"`
+	Error             string    `msgpack:"error" json:"error"`
+}
+
+// JournalDone is the stage of a journal whose run ended.
+const JournalDone = "done"
+
 func (*Snapshot) Kind() Kind { return KindSnapshot }
 func (*Standby) Kind() Kind  { return KindStandby }
 func (*Active) Kind() Kind   { return KindActive }
 func (*Cutover) Kind() Kind  { return KindCutover }
+func (*Journal) Kind() Kind  { return KindJournal }
 
 func (r *Snapshot) RecordLAG() string { return r.LAG }
 func (r *Standby) RecordLAG() string  { return r.LAG }
 func (r *Active) RecordLAG() string   { return r.LAG }
 func (r *Cutover) RecordLAG() string  { return "" }
+func (r *Journal) RecordLAG() string  { return "" }
 
 func (r *Snapshot) RecordEpoch() uint64 { return r.Epoch }
 func (r *Standby) RecordEpoch() uint64  { return r.Epoch }
 func (r *Active) RecordEpoch() uint64   { return r.Epoch }
 func (r *Cutover) RecordEpoch() uint64  { return r.ToEpoch }
+func (r *Journal) RecordEpoch() uint64  { return r.ToEpoch }
 
 // NewRecord returns an empty record of kind k, or nil if k is not a kind.
 func NewRecord(k Kind) Record {
@@ -268,6 +312,8 @@ func NewRecord(k Kind) Record {
 		return new(Active)
 	case KindCutover:
 		return new(Cutover)
+	case KindJournal:
+		return new(Journal)
 	}
 	return nil
 }
@@ -355,7 +401,7 @@ func (r *Active) Validate() error {
 		return err
 	}
 	if !r.Path.valid() {
-		return fieldErr("path", "%q, want cold, warm-start, snapshot, deadline or restart", r.Path)
+		return fieldErr("path", "%q, want cold, warm-start, snapshot, deadline, restart or failover", r.Path)
 	}
 	if r.SinceMono <= 0 {
 		return fieldErr("since_mono", "missing")
@@ -391,11 +437,34 @@ func (r *Cutover) Validate() error {
 	return nil
 }
 
+// Validate implements Record.
+func (r *Journal) Validate() error {
+	switch {
+	case r.Schema != SchemaVersion:
+		return fieldErr("schema", "got %d, want %d", r.Schema, SchemaVersion)
+	case r.Operation != "upgrade" && r.Operation != "rollback":
+		return fieldErr("operation", "%q, want upgrade or rollback", r.Operation)
+	case r.Container == "" || r.Backup == "" || r.Container == r.Backup:
+		return fieldErr("backup", "container %q and backup %q: want two names", r.Container, r.Backup)
+	case r.OldID == "":
+		return fieldErr("old_id", "missing")
+	case r.FromEpoch == 0:
+		return fieldErr("from_epoch", "missing")
+	case r.ToEpoch != r.FromEpoch+1:
+		return fieldErr("to_epoch", "got %d, want from_epoch+1 = %d", r.ToEpoch, r.FromEpoch+1)
+	case r.Stage == "":
+		return fieldErr("stage", "missing")
+	case r.Stage == JournalDone && r.Result == "":
+		return fieldErr("result", "missing for stage done")
+	}
+	return nil
+}
+
 // FileName is the record file name for kind k of LAG lag: "<lag>.<kind>",
-// or "cutover" for the supervisor's record.
+// or the kind alone for a global kind ("cutover", "journal").
 func FileName(lag string, k Kind) string {
-	if k == KindCutover {
-		return "cutover"
+	if k.Global() {
+		return k.String()
 	}
 	return lag + "." + k.String()
 }
@@ -406,13 +475,13 @@ func RecordFileName(rec Record) string { return FileName(rec.RecordLAG(), rec.Ki
 // ParseFileName is the inverse of FileName; ok is false for names that are
 // not record files (temp files, teamd's own files, anything else).
 func ParseFileName(name string) (lag string, k Kind, ok bool) {
-	if name == "cutover" {
-		return "", KindCutover, true
+	if k, ok := ParseKind(name); ok && k.Global() {
+		return "", k, true
 	}
 	for i := len(name) - 1; i > 0; i-- {
 		if name[i] == '.' {
 			k, ok := ParseKind(name[i+1:])
-			if !ok || k == KindCutover || !ValidLAGName(name[:i]) {
+			if !ok || k.Global() || !ValidLAGName(name[:i]) {
 				return "", 0, false
 			}
 			return name[:i], k, true

@@ -20,6 +20,12 @@ func TestValidate(t *testing.T) {
 		{"standby", func() proto.Record { return prototest.Standby("PortChannel1", 4, 2, c) }, ""},
 		{"active", func() proto.Record { return prototest.Active("PortChannel1", 4, 2, c) }, ""},
 		{"cutover", func() proto.Record { return prototest.Cutover(3, []string{"PortChannel1"}, c) }, ""},
+		{"journal", func() proto.Record { return prototest.Journal(3, "a3", c) }, ""},
+		{"active failover", func() proto.Record {
+			a := prototest.Active("PortChannel1", 4, 2, c)
+			a.Path, a.FromEpoch = proto.PathFailover, 0
+			return a
+		}, ""},
 		{"snapshot schema", func() proto.Record { s := prototest.Snapshot("PortChannel1", 3, 2, c); s.Schema = 2; return s }, "schema"},
 		{"snapshot lag", func() proto.Record { s := prototest.Snapshot("../etc", 3, 2, c); return s }, "lag"},
 		{"snapshot epoch", func() proto.Record { return prototest.Snapshot("PortChannel1", 0, 2, c) }, "epoch"},
@@ -48,6 +54,12 @@ func TestValidate(t *testing.T) {
 		{"active from", func() proto.Record { a := prototest.Active("PortChannel1", 4, 2, c); a.FromEpoch = 0; return a }, "from_epoch"},
 		{"cutover epochs", func() proto.Record { x := prototest.Cutover(3, nil, c); x.ToEpoch = 5; return x }, "to_epoch"},
 		{"cutover deadline", func() proto.Record { x := prototest.Cutover(3, nil, c); x.DeadlineMono = x.StartedMono; return x }, "deadline_mono"},
+		{"journal operation", func() proto.Record { j := prototest.Journal(3, "a3", c); j.Operation = "dry-run"; return j }, "operation"},
+		{"journal names", func() proto.Record { j := prototest.Journal(3, "a3", c); j.Backup = j.Container; return j }, "backup"},
+		{"journal old", func() proto.Record { j := prototest.Journal(3, "a3", c); j.OldID = ""; return j }, "old_id"},
+		{"journal epochs", func() proto.Record { j := prototest.Journal(3, "a3", c); j.ToEpoch = 3; return j }, "to_epoch"},
+		{"journal stage", func() proto.Record { j := prototest.Journal(3, "", c); return j }, "stage"},
+		{"journal done", func() proto.Record { j := prototest.Journal(3, proto.JournalDone, c); return j }, "result"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,7 +92,9 @@ func TestFileNames(t *testing.T) {
 		{"PortChannel0001.standby", "PortChannel0001", proto.KindStandby, true},
 		{"Po.1.active", "Po.1", proto.KindActive, true},
 		{"cutover", "", proto.KindCutover, true},
+		{"journal", "", proto.KindJournal, true},
 		{"PortChannel1.cutover", "", 0, false},
+		{"PortChannel1.journal", "", 0, false},
 		{".PortChannel1.snapshot.tmp-0a1b", "", 0, false},
 		{"PortChannel1", "", 0, false},
 		{"Ethernet40", "", 0, false},

@@ -30,6 +30,7 @@ func TestRoundTrip(t *testing.T) {
 		prototest.Standby("PortChannel1", 8, 3, clock),
 		prototest.Active("PortChannel1", 8, 3, clock),
 		prototest.Cutover(7, []string{"PortChannel1", "PortChannel2"}, clock),
+		prototest.Journal(7, "b1", clock),
 		func() proto.Record {
 			s := prototest.Snapshot("PortChannel1", 7, 3, clock)
 			s.Teamd, s.Kernel = prototest.Teamd(), prototest.Kernel("PortChannel1", 3)
@@ -445,6 +446,7 @@ func FuzzDecode(f *testing.F) {
 		prototest.Standby("PortChannel1", 8, 2, clock),
 		prototest.Active("PortChannel1", 8, 2, clock),
 		prototest.Cutover(7, []string{"PortChannel1"}, clock),
+		prototest.Journal(7, "a3", clock),
 	} {
 		b, _ := statefile.Encode(rec)
 		f.Add(b)
@@ -471,6 +473,7 @@ func FuzzDecodeBody(f *testing.F) {
 	for _, rec := range []proto.Record{
 		prototest.Snapshot("PortChannel1", 7, 2, clock),
 		prototest.Cutover(7, []string{"PortChannel1"}, clock),
+		prototest.Journal(7, "a3", clock),
 	} {
 		b, _ := statefile.Encode(rec)
 		f.Add(b[5], b[24:])

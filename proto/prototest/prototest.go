@@ -107,6 +107,18 @@ func Cutover(epoch uint64, lags []string, c Clock) *proto.Cutover {
 	}
 }
 
+// Journal returns the supervisor's journal of an upgrade from epoch to
+// epoch+1, at stage.
+func Journal(epoch uint64, stage string, c Clock) *proto.Journal {
+	return &proto.Journal{
+		Schema: proto.SchemaVersion, Operation: "upgrade", Container: "teamd", Backup: "teamd_bak",
+		Image: "docker-teamd:v2", OldID: "4f1c0e2d9a3b", OldImage: "docker-teamd:v1", NewID: "9e8d7c6b5a41",
+		FromEpoch: epoch, ToEpoch: epoch + 1, Stage: stage, RestartPolicy: "unless-stopped",
+		Writer:  proto.Process{Hostname: "sonic", PID: 1234},
+		Started: c.Wall.Add(-3 * time.Second), Updated: c.Wall,
+	}
+}
+
 // Kernel is the kernel's view of a negotiated LAG with members ports, as
 // teamnl reads it: device up with carrier, every port enabled and up.
 func Kernel(lag string, members int) *proto.KernelLAG {
