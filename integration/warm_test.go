@@ -265,35 +265,30 @@ func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, v
 }
 
 // status checks teamd-warm status after a run: the container, no backup,
-// the lock free, every LAG active at epoch.
+// the lock free, the run ended, every LAG served by the container at epoch
+// with a live shim.
 func (bx *box) status(t *testing.T, epoch uint64) {
 	t.Helper()
 	out, err := exec.Command(bins.warm, "status", "--container", bx.Name, "--dir", bx.Dir, "--json").Output()
 	if err != nil {
 		t.Fatalf("teamd-warm status: %v", err)
 	}
-	var st struct {
-		supervisor.Status
-		Records []struct {
-			LAG   string `json:"lag"`
-			Kind  string `json:"kind"`
-			Epoch uint64 `json:"epoch"`
-		} `json:"records"`
-	}
+	var st supervisor.Status
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatalf("teamd-warm status --json: %v\n%s", err, out)
 	}
-	if len(st.Containers) != 2 || !st.Containers[0].Present || st.Containers[0].Epoch != fmt.Sprint(epoch) || st.Containers[1].Present || st.Lock != "" {
-		t.Errorf("status %+v: want %s present with epoch %d, no backup, the lock free", st.Status, bx.Name, epoch)
+	if len(st.Containers) != 2 || !st.Containers[0].Present || st.Containers[0].Epoch != epoch || st.Containers[1].Present || st.Lock != "" ||
+		st.Run == nil || st.Run.Stage != proto.JournalDone || st.Next != "" || len(st.Problems) > 0 {
+		t.Errorf("status %+v: want %s present with epoch %d, no backup, the lock free, the run done, nothing to do", st, bx.Name, epoch)
 	}
-	active := 0
-	for _, r := range st.Records {
-		if r.Kind == "active" && r.Epoch == epoch {
-			active++
+	served := 0
+	for _, l := range st.LAGs {
+		if l.Epoch == epoch && l.ServedBy == bx.Name && l.Alive {
+			served++
 		}
 	}
-	if active != len(bx.Bed.LAGs) {
-		t.Errorf("status lists %d .active records of epoch %d, want %d:\n%s", active, epoch, len(bx.Bed.LAGs), out)
+	if served != len(bx.Bed.LAGs) || len(st.Containers[0].Serves) != len(bx.Bed.LAGs) {
+		t.Errorf("status shows %d LAGs served by %s at epoch %d, want %d:\n%s", served, bx.Name, epoch, len(bx.Bed.LAGs), out)
 	}
 }
 

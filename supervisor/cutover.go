@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,51 +19,42 @@ import (
 // handOver is b1..c1. Past b1 nothing is undone: every LAG is followed to
 // its new speaker, and the report says how each got there.
 func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, error) {
-	e, o := r.s.engine, r.s.opts
-	stop := context.AfterFunc(ctx, func() {
-		// Not r.progress: this runs beside the flow's goroutine.
-		msg := "interrupt ignored: past the point of no return, every LAG is being handed over"
-		r.s.opts.Logger.Warn(msg)
-		if r.s.opts.Progress != nil {
-			r.s.opts.Progress(Step{Stage: "interrupt", Message: msg, At: time.Now()})
-		}
-	})
+	ctx, stop := r.uninterrupted(ctx)
 	defer stop()
-	ctx = context.WithoutCancel(ctx)
 
 	r.enter(StageCutover)
-	d, err := statefile.OpenDir(o.Dir)
-	if err != nil {
-		return r.rollback(err)
+	if err := r.journal(string(StageCutover)); err != nil {
+		return r.rollback(err, p)
 	}
-	now := monoclock.Now()
-	host, _ := os.Hostname()
-	cut := &proto.Cutover{Schema: proto.SchemaVersion, FromEpoch: p.epoch, ToEpoch: p.epoch + 1,
-		Writer:      proto.Process{Hostname: host, PID: os.Getpid()},
-		StartedMono: now, Started: time.Now(), DeadlineMono: now + int64(o.Deadline), LAGs: p.lagNames()}
-	if _, err := d.Write(cut); err != nil {
+	cut := r.newCutover(p)
+	if _, err := r.dir.Write(cut); err != nil {
 		// Not written, or written without its directory entry made
 		// durable: either way take it back before a standby acts on it.
-		_ = d.Remove("", proto.KindCutover)
-		return r.rollback(fmt.Errorf("write the cutover record: %w", err))
+		_ = r.dir.Remove("", proto.KindCutover)
+		return r.rollback(fmt.Errorf("write the cutover record: %w", err), p)
 	}
 	r.undo = nil // the point of no return
-	if err := e.ContainerKill(ctx, p.old.ID, "SIGUSR1"); err != nil {
-		// Two speakers must never be: silence the old one. The standbys
-		// take over on their own before the deadline.
-		r.note("SIGUSR1 to %s failed (%v): it was killed, and the LAGs taken over without snapshots", o.Backup, err)
-		if kerr := e.ContainerKill(ctx, p.old.ID, "SIGKILL"); kerr != nil && !cerrdefs.IsNotFound(kerr) {
-			r.note("SIGKILL to %s failed too: %v", o.Backup, kerr)
-		}
-	}
-	r.progress("cutover written (deadline %v), SIGUSR1 sent to %s: no way back now", o.Deadline, o.Backup)
+	r.stopOld(ctx, p.old.ID)
+	return r.afterCutover(ctx, p, newID, cut)
+}
 
+// afterCutover is b2..c1: the takeovers, their verification, the old
+// container's retirement.
+func (r *run) afterCutover(ctx context.Context, p *plan, newID string, cut *proto.Cutover) (*Report, error) {
+	o := r.s.opts
 	r.enter(StageTakeover)
-	actives := r.waitActive(ctx, p)
+	if err := r.journal(string(StageTakeover)); err != nil {
+		r.note("%v", err)
+	}
+	actives := r.waitActive(ctx, p, newID)
 	failed := r.verify(p, cut, actives)
 
 	r.enter(StageCleanup)
+	if err := r.journal(string(StageCleanup)); err != nil {
+		r.note("%v", err)
+	}
 	retireErr := r.retireOld(ctx, p.old.ID, len(failed) > 0)
+	removeDeadLocks(r.dir, p.epoch, o.Logger)
 
 	switch {
 	case len(failed) > 0:
@@ -74,10 +66,61 @@ func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, err
 	return r.finish(ResultOK, nil)
 }
 
+// uninterrupted is ctx without its cancellation, which is shown and
+// ignored: past the point of no return every LAG is followed to its new
+// speaker.
+func (r *run) uninterrupted(ctx context.Context) (context.Context, func() bool) {
+	stop := context.AfterFunc(ctx, func() {
+		// Not r.progress: this runs beside the flow's goroutine.
+		msg := "interrupt ignored: past the point of no return, every LAG is being handed over"
+		r.s.opts.Logger.Warn(msg)
+		if r.s.opts.Progress != nil {
+			r.s.opts.Progress(Step{Stage: "interrupt", Message: msg, At: time.Now()})
+		}
+	})
+	return context.WithoutCancel(ctx), stop
+}
+
+// newCutover is the cutover record of the plan, its deadline from now.
+func (r *run) newCutover(p *plan) *proto.Cutover {
+	now := monoclock.Now()
+	host, _ := os.Hostname()
+	return &proto.Cutover{Schema: proto.SchemaVersion, FromEpoch: p.epoch, ToEpoch: p.epoch + 1,
+		Writer:      proto.Process{Hostname: host, PID: os.Getpid()},
+		StartedMono: now, Started: time.Now(), DeadlineMono: now + int64(r.s.opts.Deadline), LAGs: p.lagNames()}
+}
+
+// stopOld is b1's signal: SIGUSR1 to the old container, whose shims hand
+// over. Two speakers must never be: if the signal cannot be sent, the old
+// container is killed, and the standbys take over once the old speakers
+// are gone. An old container that has stopped already has no speaker.
+func (r *run) stopOld(ctx context.Context, id string) {
+	e, o := r.s.engine, r.s.opts
+	c, err := e.ContainerInspect(ctx, id)
+	if err == nil && (c.State == nil || !c.State.Running) {
+		r.note("%s had stopped before the cutover (%s): its LAGs are taken over without snapshots", o.Backup, stateOf(c))
+		r.progress("cutover written (deadline %v); %s has stopped already: no way back now", o.Deadline, o.Backup)
+		return
+	}
+	if err == nil && c.State.Paused {
+		r.note("%s is paused: the signal waits for it, and its LAGs are taken over once their old speakers are found silent", o.Backup)
+	}
+	if err := e.ContainerKill(ctx, id, "SIGUSR1"); err != nil {
+		r.note("SIGUSR1 to %s failed (%v): it was killed, and the LAGs taken over without snapshots", o.Backup, err)
+		if kerr := e.ContainerKill(ctx, id, "SIGKILL"); kerr != nil && !cerrdefs.IsNotFound(kerr) {
+			r.note("SIGKILL to %s failed too: %v", o.Backup, kerr)
+		}
+	}
+	r.progress("cutover written (deadline %v), SIGUSR1 sent to %s: no way back now", o.Deadline, o.Backup)
+}
+
 // waitActive is b2/b3: every LAG's .active of the new epoch, or the
-// takeover timeout.
-func (r *run) waitActive(ctx context.Context, p *plan) map[string]*proto.Active {
-	o := r.s.opts
+// takeover timeout. Meanwhile it undoes a pause of the new container (its
+// standbys could not take over), and once the deadline has passed with
+// LAGs missing while the old container still runs, it sends SIGUSR1 again:
+// a shim restarted after the first one has not had it.
+func (r *run) waitActive(ctx context.Context, p *plan, newID string) map[string]*proto.Active {
+	e, o := r.s.engine, r.s.opts
 	ctx, cancel := context.WithTimeout(ctx, o.TakeoverTimeout)
 	defer cancel()
 	got := map[string]*proto.Active{}
@@ -86,18 +129,44 @@ func (r *run) waitActive(ctx context.Context, p *plan) map[string]*proto.Active 
 		r.note("watching for the takeovers failed: %v", err)
 		return got
 	}
-	for ev := range events {
-		if ev.Err != nil || ev.Removed || ev.Record.RecordEpoch() != p.epoch+1 {
-			continue
-		}
-		a := ev.Record.(*proto.Active)
-		if p.lag(a.LAG) == nil || got[a.LAG] != nil {
-			continue
-		}
-		got[a.LAG] = a
-		r.progress("%s taken over (%s) (%d/%d)", a.LAG, a.Path, len(got), len(p.lags))
-		if len(got) == len(p.lags) {
-			break
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	resendAt, resent := time.Now().Add(o.Deadline+time.Second), false
+	for len(got) < len(p.lags) {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return got
+			}
+			if ev.Err != nil || ev.Removed || ev.Record.RecordEpoch() != p.epoch+1 {
+				continue
+			}
+			a := ev.Record.(*proto.Active)
+			if p.lag(a.LAG) == nil || got[a.LAG] != nil {
+				continue
+			}
+			got[a.LAG] = a
+			r.progress("%s taken over (%s) (%d/%d)", a.LAG, a.Path, len(got), len(p.lags))
+		case <-tick.C:
+			if c, err := e.ContainerInspect(ctx, newID); err == nil && c.State != nil && c.State.Paused {
+				if err := e.ContainerUnpause(ctx, newID); err == nil {
+					r.warn("the new %s was paused during the takeover: unpaused it", o.Container)
+				}
+			}
+			if !resent && time.Now().After(resendAt) {
+				resent = true
+				if c, err := e.ContainerInspect(ctx, p.old.ID); err == nil && c.State != nil && c.State.Running {
+					left := missing(p.lagNames(), func() map[string]bool {
+						m := map[string]bool{}
+						for l := range got {
+							m[l] = true
+						}
+						return m
+					}())
+					r.note("%s not taken over %v after the cutover while %s still runs: SIGUSR1 sent again", strings.Join(left, " "), o.Deadline+time.Second, o.Backup)
+					_ = e.ContainerKill(ctx, p.old.ID, "SIGUSR1")
+				}
+			}
 		}
 	}
 	return got
@@ -126,12 +195,15 @@ func (r *run) verify(p *plan, cut *proto.Cutover, actives map[string]*proto.Acti
 
 // retireOld is c1: the backup exits once its shims have written their
 // snapshots; one that does not within the bound is killed. It is removed,
-// unless a LAG failed: then it stays, stopped, for its logs. The error says
-// what of this did not happen.
+// unless a LAG failed: then it stays, stopped, for its logs. An old
+// container that exited badly (a shim of it died) or had to be killed,
+// after every LAG was handed over, is a warning, not a failure: the LAGs
+// are served. The error says what of this did not happen.
 func (r *run) retireOld(ctx context.Context, id string, keep bool) error {
 	e, o := r.s.engine, r.s.opts
 	wctx, cancel := context.WithTimeout(ctx, o.ExitTimeout)
 	defer cancel()
+	killed := false
 	exited, errc := e.ContainerWait(wctx, id, container.WaitConditionNotRunning)
 	select {
 	case <-exited:
@@ -140,6 +212,7 @@ func (r *run) retireOld(ctx context.Context, id string, keep bool) error {
 			r.progress("%s is gone (removed on exit)", o.Backup)
 			return nil
 		}
+		killed = true
 		r.note("%s did not exit within %v (%v): killed", o.Backup, o.ExitTimeout, err)
 		_ = e.ContainerKill(ctx, id, "SIGKILL")
 		kctx, kcancel := context.WithTimeout(ctx, 10*time.Second)
@@ -151,21 +224,40 @@ func (r *run) retireOld(ctx context.Context, id string, keep bool) error {
 			return fmt.Errorf("%s still runs after SIGKILL: %w", o.Backup, err)
 		}
 	}
-	var exitErr error
 	if c, err := e.ContainerInspect(ctx, id); err == nil && c.State != nil {
 		code := c.State.ExitCode
 		r.rep.Old.ExitCode = &code
-		if code != 0 {
-			exitErr = fmt.Errorf("%s exited %d%s", o.Backup, code, r.logTail(id))
+		switch {
+		case killed:
+			r.warn("%s did not exit within %v of the cutover and was killed (exit %d)%s", o.Backup, o.ExitTimeout, code, r.logTail(id))
+		case code != 0:
+			r.warn("%s exited %d after the handoff%s", o.Backup, code, r.logTail(id))
 		}
 	}
-	if keep || exitErr != nil {
+	if keep {
 		r.note("%s is kept, stopped, for its logs (docker logs %s); remove it before the next upgrade", o.Backup, o.Backup)
-		return exitErr
+		return nil
 	}
 	if err := e.ContainerRemove(ctx, id, container.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("could not remove %s: %w", o.Backup, err)
 	}
 	r.progress("%s exited and was removed", o.Backup)
 	return nil
+}
+
+// removeDeadLocks removes the liveness lock files of epochs up to epoch
+// whose holders are gone: no shim of those epochs will run again.
+func removeDeadLocks(d *statefile.Dir, epoch uint64, log *slog.Logger) {
+	lives, err := d.Lives()
+	if err != nil {
+		return
+	}
+	for _, l := range lives {
+		if l.Held || l.Epoch > epoch {
+			continue
+		}
+		if err := os.Remove(l.Path); err == nil {
+			log.Info("removed a dead shim's liveness lock", "file", l.Path)
+		}
+	}
 }

@@ -43,6 +43,8 @@ const (
 	OpUpgrade  Operation = "upgrade"
 	OpRollback Operation = "rollback"
 	OpDryRun   Operation = "dry-run"
+	// OpRecover finishes or undoes a run that did not end.
+	OpRecover Operation = "recover"
 )
 
 // Options configure a Supervisor.

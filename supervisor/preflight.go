@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,10 @@ type lagPlan struct {
 	name   string
 	active *proto.Active
 	state  *teamd.State
+	// a3: when its standby said it was ready; whether that standby's shim
+	// was found dead since.
+	readyMono   int64
+	deadStandby bool
 }
 
 func (p *plan) lagNames() []string {
@@ -66,21 +71,25 @@ const staleSlack = 2 * time.Second
 // maxParallelExec bounds the teamdctl calls preflight makes at once.
 const maxParallelExec = 8
 
-// checkDir refuses a record directory that is missing, unsafe (what the
-// shims would refuse too), or not writable.
-func checkDir(dir string) error {
+// openDir refuses a record directory that is missing or unsafe (what the
+// shims would refuse too).
+func openDir(dir string) (*statefile.Dir, error) {
 	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("record directory: %w", err)
+		return nil, fmt.Errorf("record directory: %w", err)
 	}
-	d, err := statefile.OpenDir(dir) // checks ownership and mode, creates nothing here
+	return statefile.OpenDir(dir) // checks ownership and mode, creates nothing here
+}
+
+// checkWritable proves the record directory takes a new file (a read-only
+// mount lets the lock file be opened if it exists). The probe's name is
+// the process's own, so that runs do not race on it.
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".teamd-warm.probe.*")
 	if err != nil {
-		return err
-	}
-	probe := filepath.Join(d.Path(), ".teamd-warm.probe")
-	if err := os.WriteFile(probe, nil, 0o600); err != nil {
 		return fmt.Errorf("record directory %s is not writable: %w", dir, err)
 	}
-	return os.Remove(probe)
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // preflight checks everything the flow needs before it changes anything.
@@ -125,6 +134,9 @@ func (r *run) preflight(ctx context.Context) (*plan, error) {
 	if err := r.readActives(p); err != nil {
 		return nil, err
 	}
+	if err := r.checkShims(p); err != nil {
+		return nil, err
+	}
 	if err := r.askTeamds(ctx, p); err != nil {
 		return nil, err
 	}
@@ -133,6 +145,71 @@ func (r *run) preflight(ctx context.Context) (*plan, error) {
 	}
 	r.rep.FromEpoch, r.rep.ToEpoch = p.epoch, p.epoch+1
 	return p, nil
+}
+
+// checkShims refuses a container that does not serve its LAGs: one
+// started for another epoch (an interrupted run's new container, whose
+// shims are standbys), or whose LAGs' shims have died (their records
+// outlive them), or beside which a standby of the next epoch already waits.
+// Shims of an earlier teamdwarm hold no liveness lock: if none of the LAGs
+// has one, that is noted, not refused.
+func (r *run) checkShims(p *plan) error {
+	o := r.s.opts
+	if e := containerEpoch(p.old); e != 0 && e != p.epoch {
+		return fmt.Errorf("container %s was started with the shims of epoch %d, but its LAGs are active at epoch %d: it does not serve them (teamd-warm status says what does)",
+			o.Container, e, p.epoch)
+	}
+	var dead, waiting []string
+	locks := 0
+	for _, l := range p.lags {
+		if _, err := os.Stat(r.dir.LiveFile(l.name, p.epoch)); err == nil {
+			locks++
+		}
+		if _, alive, err := r.dir.Alive(l.name, p.epoch); err != nil {
+			return err
+		} else if !alive {
+			dead = append(dead, fmt.Sprintf("%s (epoch %d, written by %s)", l.name, p.epoch, writerOf(l.active.Writer)))
+		}
+		if who, alive, err := r.dir.Alive(l.name, p.epoch+1); err != nil {
+			return err
+		} else if alive {
+			waiting = append(waiting, fmt.Sprintf("%s (%s)", l.name, who))
+		}
+	}
+	switch {
+	case len(waiting) > 0:
+		return fmt.Errorf("standbys of epoch %d already run for %s: another new container waits to take over; remove it first (docker ps shows it)",
+			p.epoch+1, strings.Join(waiting, ", "))
+	case locks == 0:
+		r.note("the shims of %s hold no liveness lock (an earlier teamdwarm): that they run is assumed", o.Container)
+	case len(dead) > 0:
+		return fmt.Errorf("the shims that wrote these LAGs' .active records are not running: %s; restart %s (docker restart %s) so that every LAG has a live shim",
+			strings.Join(dead, ", "), o.Container, o.Container)
+	}
+	return nil
+}
+
+// containerEpoch is the epoch a container's shims were started with (the
+// supervisor sets it on the containers it creates); 0 if it was not given.
+func containerEpoch(c container.InspectResponse) uint64 {
+	if c.Config == nil {
+		return 0
+	}
+	for _, kv := range c.Config.Env {
+		if v, ok := strings.CutPrefix(kv, proto.EnvEpoch+"="); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func writerOf(w proto.Process) string {
+	where := w.Container
+	if where == "" {
+		where = w.Hostname
+	}
+	return fmt.Sprintf("pid %d in %s", w.PID, where)
 }
 
 // checkWarmStop refuses LAGs whose teamd cannot stop warm: handing such a

@@ -74,7 +74,8 @@ func (m Millis) String() string {
 //	    "takeover_ms": 35.1, "kernel": "unchanged" | "changed: ..." | "unknown (...)",
 //	    "note": "why a deadline path"
 //	  }],
-//	  "notes": ["things worth knowing that are not failures"]
+//	  "notes": ["things worth knowing that are not failures"],
+//	  "warnings": ["things to look at in a run that got its result anyway"]
 //	}
 //
 // A member's gap is the silence the handoff left on it: from the old
@@ -98,6 +99,9 @@ type Report struct {
 	Stages    []StageTime    `json:"stages"`
 	LAGs      []LAGReport    `json:"lags"`
 	Notes     []string       `json:"notes,omitempty"`
+	// Warnings are what the operator should look at in a run that
+	// reached its result anyway (an old container that exited badly).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ContainerInfo names a container of the run.
@@ -309,6 +313,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	for _, n := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", n)
 	}
 	return nil
 }

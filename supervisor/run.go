@@ -2,8 +2,15 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"strings"
+	"syscall"
 	"time"
+
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
 )
 
 // Supervisor runs the flow against one Docker Engine.
@@ -34,6 +41,8 @@ type run struct {
 	stage      Stage
 	stageStart time.Time
 	undo       []undoStep
+	dir        *statefile.Dir
+	jr         *proto.Journal // nil for a dry run
 }
 
 func (s *Supervisor) newRun(op Operation) *run {
@@ -63,11 +72,26 @@ func (r *run) note(format string, args ...any) {
 	r.rep.Notes = append(r.rep.Notes, fmt.Sprintf(format, args...))
 }
 
-// finish closes the report; err, if any, is returned as an *Error.
+// warn records something the operator should act on, in a run whose
+// result it does not change.
+func (r *run) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	r.rep.Warnings = append(r.rep.Warnings, msg)
+	r.s.opts.Logger.Warn(msg, "stage", r.stage)
+	if r.s.opts.Progress != nil {
+		r.s.opts.Progress(Step{Stage: r.stage, Message: "warning: " + msg, At: time.Now()})
+	}
+}
+
+// finish closes the report and the journal; err, if any, is returned as an
+// *Error.
 func (r *run) finish(res Result, err error) (*Report, error) {
 	r.enter("")
 	r.rep.Took = Millis(time.Since(r.rep.Started))
 	r.rep.Result = res
+	if res != ResultRefused {
+		r.endJournal(res, err)
+	}
 	if err == nil {
 		return r.rep, nil
 	}
@@ -88,11 +112,26 @@ func (r *run) failedStage() Stage {
 // begin checks the directory, takes the lock and runs preflight.
 func (r *run) begin(ctx context.Context) (*plan, func(), error) {
 	r.enter(StagePreflight)
-	if err := checkDir(r.s.opts.Dir); err != nil {
+	o := r.s.opts
+	var err error
+	if r.dir, err = openDir(o.Dir); err != nil {
 		return nil, nil, err
 	}
-	unlock, err := lock(r.s.opts.Dir, fmt.Sprintf("teamd-warm %s of %s to %s", r.rep.Operation, r.s.opts.Container, r.s.opts.Image))
+	// The lock before anything is written: a second run gets the lock's
+	// message, not a race on the first one's files.
+	unlock, err := lock(o.Dir, fmt.Sprintf("teamd-warm %s of %s to %s", r.rep.Operation, o.Container, o.Image))
 	if err != nil {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			return nil, nil, fmt.Errorf("record directory %s is not writable: %w", o.Dir, err)
+		}
+		return nil, nil, err
+	}
+	if err := checkWritable(o.Dir); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	if err := pendingRun(o.Dir, o); err != nil {
+		unlock()
 		return nil, nil, err
 	}
 	p, err := r.preflight(ctx)
@@ -103,6 +142,17 @@ func (r *run) begin(ctx context.Context) (*plan, func(), error) {
 	r.progress("%d LAGs at epoch %d in %s (%s), image %s present", len(p.lags), p.epoch,
 		r.s.opts.Container, shortID(p.old.ID), r.s.opts.Image)
 	return p, unlock, nil
+}
+
+// servedByNew lists the LAGs with a .active of the new epoch.
+func (r *run) servedByNew(p *plan) []string {
+	var out []string
+	for _, l := range p.lags {
+		if rec, err := r.dir.Read(l.name, proto.KindActive); err == nil && rec.RecordEpoch() == p.epoch+1 {
+			out = append(out, l.name)
+		}
+	}
+	return out
 }
 
 // DryRun runs preflight only and reports, per LAG, its rate, members and
@@ -127,9 +177,17 @@ func (s *Supervisor) Upgrade(ctx context.Context, op Operation) (*Report, error)
 		return r.finish(ResultRefused, err)
 	}
 	defer unlock()
+	r.newJournal(p)
 	newID, err := r.prepare(ctx, p)
 	if err != nil {
-		return r.rollback(err)
+		if served := r.servedByNew(p); len(served) > 0 && r.jr.NewID != "" {
+			// A standby took a LAG over on its own (its old speaker died):
+			// removing the new container would silence it.
+			r.warn("%v; but %s already served by the new %s (their old speakers died or stopped), so the run goes on instead of rolling back",
+				err, strings.Join(served, " "), r.s.opts.Container)
+			return r.handOver(ctx, p, r.jr.NewID)
+		}
+		return r.rollback(err, p)
 	}
 	return r.handOver(ctx, p, newID)
 }

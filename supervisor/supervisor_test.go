@@ -140,7 +140,7 @@ func TestLock(t *testing.T) {
 	unlock()
 }
 
-func TestCheckDir(t *testing.T) {
+func TestOpenDir(t *testing.T) {
 	open := filepath.Join(t.TempDir(), "open")
 	if err := os.Mkdir(open, 0o777); err != nil {
 		t.Fatal(err)
@@ -156,12 +156,12 @@ func TestCheckDir(t *testing.T) {
 		{"world-writable", open, statefile.ErrUnsafe},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := checkDir(tc.dir); !errors.Is(err, tc.want) {
-				t.Errorf("checkDir: %v, want %v", err, tc.want)
+			if _, err := openDir(tc.dir); !errors.Is(err, tc.want) {
+				t.Errorf("openDir: %v, want %v", err, tc.want)
 			}
 		})
 	}
-	if err := checkDir(t.TempDir()); err != nil {
+	if _, err := openDir(t.TempDir()); err != nil {
 		t.Errorf("a private directory: %v", err)
 	}
 }

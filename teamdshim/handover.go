@@ -15,16 +15,17 @@ import (
 	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
-// handOver is the active shim's answer to SIGUSR1: state dump, SIGUSR1 to
-// teamd, a bounded wait for its exit, its dump files, then the snapshot.
-// The snapshot is written only once teamd is gone: its existence tells the
-// standby that the old speaker is silent.
-func (s *Shim) handOver(ctx context.Context) error {
-	if err := s.enter(StateHandingOver, EventHandOver); err != nil {
-		return s.fail(EventHandOver, err)
+// handOver is the active shim's answer to SIGUSR1 (or to SIGTERM while a
+// standby waits): state dump, SIGUSR1 to teamd, a bounded wait for its
+// exit, its dump files, then the snapshot. The snapshot is written only
+// once teamd is gone: its existence tells the standby that the old speaker
+// is silent.
+func (s *Shim) handOver(ctx context.Context, ev Event) error {
+	if err := s.enter(StateHandingOver, ev); err != nil {
+		return s.fail(ev, err)
 	}
 	takenMono, taken := monoclock.Now(), time.Now()
-	s.log.Info("handing over (SIGUSR1)")
+	s.log.Info("handing over", "on", ev)
 	st, dumpErr := s.teamd.stateDump(ctx, callTimeout)
 	if dumpErr != nil {
 		// Without teamd's state the snapshot lists no members and the
@@ -52,8 +53,9 @@ func (s *Shim) handOver(ctx context.Context) error {
 	}
 	snap.LAGDump = s.readDump(s.lag, func(b []byte) error { _, err := teamd.ParseLAGDump(b); return err })
 	if _, err := s.dir.Publish(snap); err != nil {
-		return s.fail(EventHandOver, fmt.Errorf("snapshot: %w", err))
+		return s.fail(ev, fmt.Errorf("snapshot: %w", err))
 	}
+	s.handedOver = true
 	s.log.Info("snapshot written", "members", len(snap.Members), "took", time.Since(taken))
 	return s.enter(StateDone, EventHandedOver)
 }

@@ -96,6 +96,19 @@ func (o *outgoing) check(since time.Time) (latest time.Time, missing string) {
 	return latest, ""
 }
 
+// latest is when the last PDU left any watched member; zero if none did.
+func (o *outgoing) latest() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var t time.Time
+	for _, at := range o.last {
+		if at.After(t) {
+			t = at
+		}
+	}
+	return t
+}
+
 func (o *outgoing) close() {
 	for _, c := range o.conns {
 		c.Close()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
+	"github.com/teamdwarm/teamdwarm/internal/sys/ofdlock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 	"github.com/teamdwarm/teamdwarm/teamd"
@@ -81,12 +82,16 @@ type Shim struct {
 	members []string      // teamd's ports when it last answered
 	active  *proto.Active // the .active this shim wrote last
 	sb      *standbyWait  // while waiting-ready, standby and taking over
+	live    *ofdlock.Lock // the LAG's liveness lock at this epoch
+	fence   fileVersion   // the .active this shim last saw, for the fence check
 
 	// Found at start.
 	info      *proto.TeamdInfo // the wrapped teamd and its profile
 	profile   teamd.Profile
 	kernel    *teamnl.Conn // nil if the kernel cannot be read (kernelErr)
 	kernelErr error
+
+	handedOver bool // the LAG went to the next epoch: the liveness lock file goes too
 }
 
 // New checks the options and teamd's command line.
@@ -171,6 +176,12 @@ func (s *Shim) Run(ctx context.Context) (int, error) {
 	if err := s.chooseRole(); err != nil {
 		return 1, s.fail(EventStart, err)
 	}
+	// One shim per LAG and epoch, in any container; the lock also tells
+	// the supervisor and the other container's shims that this one lives.
+	if s.live, err = s.dir.Live(s.lag, s.epoch, fmt.Sprintf("teamd-shim pid %d in %s, %s", os.Getpid(), s.opts.Container, s.role)); err != nil {
+		return 1, s.fail(EventStart, fmt.Errorf("another teamd-shim runs %s at epoch %d: %w", s.lag, s.epoch, err))
+	}
+	defer func() { s.live.Release(s.handedOver) }()
 	if err := s.probe(ctx); err != nil {
 		return 1, s.fail(EventStart, err)
 	}
@@ -184,20 +195,43 @@ func (s *Shim) Run(ctx context.Context) (int, error) {
 	signal.Notify(s.sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
 	defer signal.Stop(s.sigs)
 
-	teamdArgs := s.argv.Without("d")
-	if s.role == proto.RoleStandby {
-		// Passive beside the running teamd: never recreate the device
-		// (-r) nor warm-start (-w, which transmits at once).
-		teamdArgs = teamdArgs.Without("r", "w").With("P")
-	}
-	argv := append([]string{s.opts.Teamd[0]}, teamdArgs.Argv()...)
-	if s.teamd, err = startTeamd(argv, teamd.SocketPath(s.opts.RunDir, s.lag)); err != nil {
+	// The teamd of a shim of this container that died runs on: adopt it
+	// (starting another would fail on its socket and pid file, and
+	// killing it would silence the LAG). A stale pid file is removed.
+	orphan, err := orphanTeamd(s.opts.RunDir, s.lag)
+	if err != nil {
 		return 1, s.fail(EventStart, err)
 	}
+	socket := teamd.SocketPath(s.opts.RunDir, s.lag)
+	switch {
+	case orphan != 0:
+		if s.teamd, err = adoptTeamd(orphan, socket); err != nil {
+			return 1, s.fail(EventStart, err)
+		}
+		s.log.Warn("adopted the running teamd of a shim that died", "pid", orphan, "role", s.role, "epoch", s.epoch)
+	case s.role == proto.RoleActive && s.standbyWaiting():
+		// This LAG's teamd died with its shim, and a standby of the next
+		// epoch is ready: it takes over once it finds the old speaker
+		// gone. Starting a teamd here would race it.
+		s.log.Warn("no teamd runs and a standby of the next epoch is ready: leaving the LAG to it", "standby_epoch", s.epoch+1)
+		return 0, nil
+	default:
+		teamdArgs := s.argv.Without("d")
+		if s.role == proto.RoleStandby {
+			// Passive beside the running teamd: never recreate the device
+			// (-r) nor warm-start (-w, which transmits at once).
+			teamdArgs = teamdArgs.Without("r", "w").With("P")
+		}
+		argv := append([]string{s.opts.Teamd[0]}, teamdArgs.Argv()...)
+		if s.teamd, err = startTeamd(argv, socket); err != nil {
+			return 1, s.fail(EventStart, err)
+		}
+		s.log.Info("teamd started", "pid", s.teamd.pid(), "role", s.role, "epoch", s.epoch, "argv", argv)
+	}
+	defer s.teamd.close()
 	if err := s.enter(StateStarting, EventStart); err != nil {
 		return s.finish(EventStart, err)
 	}
-	s.log.Info("teamd started", "pid", s.teamd.pid(), "role", s.role, "epoch", s.epoch, "argv", argv)
 	defer s.sb.close()
 	return s.loop(ctx)
 }
@@ -212,9 +246,9 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 	stop := ctx.Done()
 	for {
 		var events <-chan statefile.Event
-		var deadline <-chan time.Time
-		if s.sb != nil {
-			events, deadline = s.sb.events, s.sb.deadline
+		var deadline, look <-chan time.Time
+		if s.sb != nil && s.sb.tick != nil {
+			events, deadline, look = s.sb.events, s.sb.deadline, s.sb.tick.C
 		}
 		select {
 		case <-s.teamd.done:
@@ -229,6 +263,14 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 
 		case sig := <-s.sigs:
 			switch {
+			case sig == syscall.SIGTERM && s.state == StateActive && s.profile.WarmStop() && s.standbyWaiting():
+				// The container is stopped while its successor waits:
+				// hand the LAG over rather than take it down.
+				s.log.Warn("SIGTERM while a standby of the next epoch is ready: handing the LAG over instead of stopping it")
+				if err := s.handOver(ctx, EventStopToStandby); err != nil {
+					return 1, err
+				}
+				return 0, nil
 			case sig != syscall.SIGUSR1 || s.state != StateActive:
 				s.relay(sig.(syscall.Signal))
 			case !s.profile.WarmStop():
@@ -236,7 +278,7 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 				s.log.Error("SIGUSR1 refused: this teamd cannot stop warm, so the LAG stays with it",
 					"teamd", s.info.Program, "profile", s.profile, "what", s.profile.What())
 			default:
-				if err := s.handOver(ctx); err != nil {
+				if err := s.handOver(ctx, EventHandOver); err != nil {
 					return 1, err
 				}
 				return 0, nil
@@ -265,6 +307,9 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 					}
 				}
 			case StateActive:
+				if s.fenced() {
+					return s.stepDown()
+				}
 				if err == nil {
 					s.refresh(dump)
 				}
@@ -285,7 +330,17 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 			if err := s.deadline(); err != nil {
 				return s.finish(EventDeadline, err)
 			}
-			poll.Reset(memberPoll)
+			if s.state == StateActive {
+				poll.Reset(memberPoll)
+			}
+
+		case <-look:
+			if err := s.look(); err != nil {
+				return s.finish(EventFailover, err)
+			}
+			if s.state == StateActive {
+				poll.Reset(memberPoll)
+			}
 		}
 	}
 }
@@ -328,6 +383,13 @@ func (s *Shim) starting(st *starting, dump *teamd.State, err error) (next time.D
 		}
 	}
 	s.members = dump.PortNames()
+	if s.role == proto.RoleStandby && s.teamd.adopted && dump.Setup.Passive != nil && !*dump.Setup.Passive {
+		// The adopted teamd took over before its shim died, unrecorded:
+		// it is the LAG's speaker.
+		s.log.Warn("the adopted teamd is not passive: it took over before its shim died; active now")
+		s.role, s.path = proto.RoleActive, proto.PathRestart
+		return memberPoll, s.becomeActive()
+	}
 	if s.role == proto.RoleStandby {
 		s.log.Info("standby: waiting for teamd to hear the partner on every member")
 		return readyPoll, s.enter(StateWaitingReady, EventAnswered)

@@ -15,8 +15,17 @@ import (
 )
 
 // errNoCutover holds a snapshot back until the cutover it belongs to is
-// seen: a snapshot is only trusted if it was taken after the cutover.
+// seen: a snapshot is only trusted if it was taken after the cutover, or,
+// with none, after this standby was ready (the old shim handed over as its
+// container was stopped).
 var errNoCutover = errors.New("no cutover for this epoch yet")
+
+// Paces of a standby's look at the old speaker: while it waits (is the
+// LAG's speaker still there?), and past its deadline (is it silent yet?).
+const (
+	standbyCheck  = 250 * time.Millisecond
+	deadlineCheck = 100 * time.Millisecond
+)
 
 // standbyWait is what a standby shim keeps from the moment it is ready to
 // its takeover. Owned by Run's goroutine.
@@ -24,11 +33,20 @@ type standbyWait struct {
 	events    <-chan statefile.Event // this LAG's snapshots and the cutover
 	stopWatch context.CancelFunc
 	deadline  <-chan time.Time // armed by the cutover
+	tick      *time.Ticker     // the look at the old speaker
 	cut       *proto.Cutover
+	late      bool             // the deadline has passed
 	pending   *statefile.Event // a snapshot seen before its cutover
 	rejected  []string         // why snapshots were refused, for .active's note
 	timings   proto.Timings
 	confirm   *outgoing // watches the members' outgoing PDUs
+
+	readyMono     int64
+	watchSince    time.Time     // the outgoing watch began
+	ifindexes     map[int]bool  // the members'
+	proof         time.Duration // silenceProof
+	waitLogged    bool          // "the old teamd still transmits" was said
+	socketsLogged bool
 }
 
 // close releases the watch and the sockets; nil is fine.
@@ -38,6 +56,9 @@ func (w *standbyWait) close() {
 	}
 	if w.stopWatch != nil {
 		w.stopWatch()
+	}
+	if w.tick != nil {
+		w.tick.Stop()
 	}
 	if w.confirm != nil {
 		w.confirm.close()
@@ -70,7 +91,12 @@ func (s *Shim) ready(st *teamd.State) bool {
 // slip past), .standby is written, and this LAG's records are watched.
 func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 	s.members = st.PortNames()
-	s.sb = &standbyWait{confirm: watchOutgoing(s.members, s.log)}
+	w := &standbyWait{confirm: watchOutgoing(s.members, s.log), watchSince: time.Now(), ifindexes: map[int]bool{},
+		proof: silenceProof(st), tick: time.NewTicker(standbyCheck)}
+	for _, p := range st.Ports {
+		w.ifindexes[p.IfInfo.Ifindex] = true
+	}
+	s.sb = w
 	if err := s.writeStandby(st); err != nil {
 		return err
 	}
@@ -100,6 +126,7 @@ func (s *Shim) writeStandby(st *teamd.State) error {
 	if _, err := s.dir.Write(rec); err != nil {
 		return fmt.Errorf("standby record: %w", err)
 	}
+	s.sb.readyMono = rec.ReadyMono
 	s.log.Info("standby: ready", "epoch", s.epoch, "members", len(s.members))
 	return nil
 }
@@ -135,9 +162,16 @@ func (s *Shim) record(ev statefile.Event) error {
 	}
 	seen := monoclock.Now()
 	err := s.judgeSnapshot(ev, w.cut)
+	note := ""
 	if errors.Is(err, errNoCutover) {
-		w.pending = &ev
-		return nil
+		if snap := ev.Record.(*proto.Snapshot); snap.TakenMono <= w.readyMono {
+			w.pending = &ev
+			return nil
+		}
+		// The old shim handed over with no cutover (its container was
+		// stopped while this standby was ready): the snapshot is as good
+		// a proof of its silence.
+		err, note = nil, "no cutover: the old shim handed over on its own (its container was stopped?)"
 	}
 	if err != nil {
 		s.log.Warn("snapshot rejected", "file", ev.Path, "reason", err)
@@ -145,17 +179,59 @@ func (s *Shim) record(ev statefile.Event) error {
 		return nil
 	}
 	w.timings.SnapshotSeen = seen
-	return s.takeOver(EventSnapshot, proto.PathSnapshot, ev.Record.(*proto.Snapshot).Epoch, "")
+	return s.takeOver(EventSnapshot, proto.PathSnapshot, ev.Record.(*proto.Snapshot).Epoch, note)
 }
 
-// deadline: the cutover's budget is spent without a valid snapshot.
+// deadline: the cutover's budget is spent without a valid snapshot. The
+// standby takes over once the old speaker is proven silent (speaker.go),
+// at once if it is, or on a later look; an old speaker that still
+// transmits keeps the LAG (the supervisor may not have told it to stop),
+// and the wait is said once. With no evidence to be had at all, it takes
+// over at the deadline, as a shim without the evidence would.
 func (s *Shim) deadline() error {
-	note := "no snapshot before the deadline"
-	if len(s.sb.rejected) > 0 {
-		note = "snapshots rejected: " + strings.Join(s.sb.rejected, "; ")
+	w := s.sb
+	if !w.late {
+		w.late = true
+		w.tick.Reset(deadlineCheck)
 	}
+	ev := s.gather(w.proof)
+	silent, why := ev.silent(w.proof)
+	if !silent && ev.known() {
+		if !w.waitLogged {
+			w.waitLogged = true
+			s.log.Warn("deadline passed, but the old speaker is not silent: waiting for it to stop (never two speakers)", "evidence", why)
+		}
+		return nil
+	}
+	note := "no snapshot before the deadline"
+	if len(w.rejected) > 0 {
+		note = "snapshots rejected: " + strings.Join(w.rejected, "; ")
+	}
+	note += "; " + why
 	s.log.Warn("deadline: taking over without a snapshot", "why", note)
 	return s.takeOver(EventDeadline, proto.PathDeadline, 0, note)
+}
+
+// look is the standby's periodic look at the old speaker: past the
+// deadline, whether it is silent yet; before any cutover, whether it died
+// or fell silent, which leaves the LAG to expire at the peer unless this
+// standby takes over (failover). Without evidence a standby never fails
+// over.
+func (s *Shim) look() error {
+	w := s.sb
+	if w.late {
+		return s.deadline()
+	}
+	if w.cut != nil {
+		return nil
+	}
+	ev := s.gather(w.proof)
+	if silent, why := ev.silent(w.proof); silent && ev.known() {
+		note := "the old speaker is silent before any cutover: " + why
+		s.log.Warn("failover: taking over so that the LAG does not expire", "why", why)
+		return s.takeOver(EventFailover, proto.PathFailover, 0, note)
+	}
+	return nil
 }
 
 // judgeCutover accepts the supervisor's cutover to this shim's epoch.

@@ -9,10 +9,11 @@ import (
 // transitions below; every other move is a *TransitionError.
 //
 //	new ──start──▶ starting ──answered──▶ active ──SIGUSR1──▶ handing-over ──snapshot written──▶ done
-//	                  │                     ▲
-//	                  └─answered─▶ waiting-ready ──ready──▶ standby ──snapshot|deadline──▶ taking-over
-//	                    (standby)                                                            │
-//	                                                           active ◀──────transmitting─────┘
+//	                  │                     ▲  │  (or SIGTERM with a ready standby)
+//	                  │                     │  └──fenced (a newer epoch took over)──▶ done
+//	                  └─answered─▶ waiting-ready ──ready──▶ standby ──snapshot|deadline|failover──▶ taking-over
+//	                    (standby)                                                                     │
+//	                                                           active ◀──────transmitting──────────────┘
 //
 // From every state after new, "teamd exited" leads to done.
 type State uint8
@@ -43,16 +44,19 @@ type Event string
 
 // The events.
 const (
-	EventStart       Event = "start"
-	EventAnswered    Event = "control socket answered"
-	EventReady       Event = "every member hears the partner"
-	EventCutover     Event = "cutover"
-	EventSnapshot    Event = "snapshot"
-	EventDeadline    Event = "deadline"
-	EventTransmits   Event = "takeover done"
-	EventHandOver    Event = "SIGUSR1"
-	EventHandedOver  Event = "snapshot written"
-	EventTeamdExited Event = "teamd exited"
+	EventStart         Event = "start"
+	EventAnswered      Event = "control socket answered"
+	EventReady         Event = "every member hears the partner"
+	EventCutover       Event = "cutover"
+	EventSnapshot      Event = "snapshot"
+	EventDeadline      Event = "deadline"
+	EventFailover      Event = "the old speaker fell silent"
+	EventFenced        Event = "a newer epoch took over"
+	EventTransmits     Event = "takeover done"
+	EventHandOver      Event = "SIGUSR1"
+	EventStopToStandby Event = "SIGTERM with a ready standby"
+	EventHandedOver    Event = "snapshot written"
+	EventTeamdExited   Event = "teamd exited"
 )
 
 // transitions lists, per state, the states it may move to.
@@ -62,7 +66,7 @@ var transitions = [...][]State{
 	StateWaitingReady: {StateStandby, StateDone},
 	StateStandby:      {StateTakingOver, StateDone},
 	StateTakingOver:   {StateActive, StateDone},
-	StateActive:       {StateHandingOver, StateDone},
+	StateActive:       {StateHandingOver, StateDone}, // done: teamd exited, or fenced
 	StateHandingOver:  {StateDone},
 	StateDone:         nil,
 }

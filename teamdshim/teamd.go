@@ -6,20 +6,29 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
 	"github.com/teamdwarm/teamdwarm/teamd"
+	"golang.org/x/sys/unix"
 )
 
-// teamdProc is the teamd child. Only the goroutine started by startTeamd
-// waits for it; everything else learns of its exit from done.
+// teamdProc is the shim's teamd: its child, or an orphan it adopted (the
+// teamd of a shim of this container that died; its container's init reaps
+// it). Only the goroutine started by startTeamd or adoptTeamd waits for
+// it; everything else learns of its exit from done.
 type teamdProc struct {
-	cmd    *exec.Cmd
-	client *teamd.Client
-	done   chan struct{} // closed once the process exited and state is set
-	state  *os.ProcessState
+	cmd     *exec.Cmd // nil if adopted
+	pidfd   int       // adopted: the process's pidfd, for signals and its exit
+	pidv    int
+	client  *teamd.Client
+	done    chan struct{} // closed once the process exited and state is set
+	state   *os.ProcessState
+	adopted bool
 }
 
 func startTeamd(argv []string, socket string) (*teamdProc, error) {
@@ -28,7 +37,7 @@ func startTeamd(argv []string, socket string) (*teamdProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start teamd: %w", err)
 	}
-	t := &teamdProc{cmd: cmd, client: teamd.NewClient(socket), done: make(chan struct{})}
+	t := &teamdProc{cmd: cmd, pidv: cmd.Process.Pid, pidfd: -1, client: teamd.NewClient(socket), done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait() // the exit status is in ProcessState
 		t.state = cmd.ProcessState
@@ -37,7 +46,77 @@ func startTeamd(argv []string, socket string) (*teamdProc, error) {
 	return t, nil
 }
 
-func (t *teamdProc) pid() int { return t.cmd.Process.Pid }
+// orphanTeamd finds the teamd of lag that the pid file in runDir names, if
+// it still runs and is not this process's child: the teamd of a shim that
+// died. A pid file that names anything else is stale, and is removed so
+// that it cannot stop teamd from starting (libdaemon refuses to start
+// while the pid it names runs, and in a container pids are soon reused).
+func orphanTeamd(runDir, lag string) (pid int, err error) {
+	path := filepath.Join(runDir, lag+".pid")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid > 0 && isTeamdOf(pid, lag) {
+		return pid, nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("stale teamd pid file %s (pid %d is no teamd of %s): %w", path, pid, lag, err)
+	}
+	return 0, nil
+}
+
+// isTeamdOf reports whether process pid runs teamd for team device lag. A
+// shim installed as /usr/bin/teamd has teamd's command line too: its
+// program (/proc/PID/exe) is this one.
+func isTeamdOf(pid int, lag string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		if self, err := os.Executable(); err == nil && exe == self {
+			return false
+		}
+	}
+	argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	if len(argv) == 0 || !strings.Contains(filepath.Base(argv[0]), "teamd") {
+		return false
+	}
+	a, err := teamd.ParseArgs(argv[1:])
+	if err != nil {
+		return false
+	}
+	t, _ := a.Value("t")
+	return t == lag
+}
+
+// adoptTeamd takes over an orphaned teamd: signals go through its pidfd
+// (no pid reuse can misdirect them), and its exit is seen when the pidfd
+// becomes readable. Its exit status is its reaper's, not the shim's.
+func adoptTeamd(pid int, socket string) (*teamdProc, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("adopt teamd (pid %d): %w", pid, err)
+	}
+	t := &teamdProc{pidfd: fd, pidv: pid, client: teamd.NewClient(socket), done: make(chan struct{}), adopted: true}
+	go func() {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err == nil || !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		close(t.done)
+	}()
+	return t, nil
+}
+
+func (t *teamdProc) pid() int { return t.pidv }
 
 func (t *teamdProc) exited() bool {
 	select {
@@ -53,7 +132,16 @@ func (t *teamdProc) signal(sig syscall.Signal) error {
 	if t.exited() {
 		return errExited
 	}
-	if err := t.cmd.Process.Signal(sig); err != nil {
+	var err error
+	if t.adopted {
+		err = unix.PidfdSendSignal(t.pidfd, sig, nil, 0)
+		if errors.Is(err, unix.ESRCH) {
+			err = os.ErrProcessDone
+		}
+	} else {
+		err = t.cmd.Process.Signal(sig)
+	}
+	if err != nil {
 		if errors.Is(err, os.ErrProcessDone) {
 			return errExited
 		}
@@ -65,8 +153,11 @@ func (t *teamdProc) signal(sig syscall.Signal) error {
 var errExited = errors.New("teamd has exited")
 
 // exitCode is teamd's exit status as a shell reports it: 128+n when killed
-// by signal n.
+// by signal n; 0 for an adopted teamd, whose status only its reaper knows.
 func (t *teamdProc) exitCode() int {
+	if t.adopted {
+		return 0
+	}
 	if t.state == nil {
 		return -1
 	}
@@ -78,10 +169,21 @@ func (t *teamdProc) exitCode() int {
 
 // describe says how teamd ended, for records and logs.
 func (t *teamdProc) describe() string {
-	if t.state == nil {
+	switch {
+	case t.adopted && t.exited():
+		return "exited (an adopted teamd: its status is its reaper's)"
+	case t.state == nil:
 		return "running"
 	}
 	return t.state.String()
+}
+
+// close releases an adopted teamd's pidfd once it has exited.
+func (t *teamdProc) close() {
+	if t != nil && t.adopted && t.exited() && t.pidfd >= 0 {
+		unix.Close(t.pidfd)
+		t.pidfd = -1
+	}
 }
 
 // killWait bounds the wait for teamd's end after SIGKILL. A process stuck

@@ -10,7 +10,9 @@
 // environment, entrypoint, command and labels into the container's config as
 // dockerd does, and inspect shows the merged config; start, stop, kill, wait,
 // rename, update of the restart policy, remove (refused for a running
-// container unless forced), logs, and exec with an exit code. Errors are the
+// container unless forced), logs, exec with an exit code, and pause (Pause,
+// for a test; ContainerUnpause): a paused container's signals wait for the
+// unpause, but SIGKILL, which ends it at once. Errors are the
 // errdefs kinds dockerd's client returns (cerrdefs.IsNotFound,
 // cerrdefs.IsConflict).
 package enginetest
@@ -54,6 +56,9 @@ type Engine struct {
 	// SIGKILL (code 137), SIGTERM and SIGINT (code 0), and ignores others.
 	// A hook that wants the container to end calls Exit.
 	Signal func(c *Container, sig string)
+	// Exited is called after a container stopped, however it stopped
+	// (exit, signal, forced remove): its processes are gone.
+	Exited func(c *Container)
 	// Exec answers a command run in a container; the default fails it
 	// with code 127, "not found".
 	Exec func(c *Container, cmd []string) (stdout, stderr string, code int)
@@ -69,6 +74,7 @@ type Engine struct {
 	images     map[string]image.InspectResponse // guarded by mu: by reference and by ID
 	execs      map[string]*execution            // guarded by mu
 	calls      []string                         // guarded by mu
+	stopped    []*Container                     // guarded by mu: for Exited, not told yet
 }
 
 // New returns an engine with no containers and no images.
@@ -86,13 +92,15 @@ type Container struct {
 	Config     container.Config
 	HostConfig container.HostConfig
 	Running    bool
+	Paused     bool
 	ExitCode   int
 	Pid        int
 	Started    time.Time
 	Finished   time.Time
 	Log        string
 
-	exited chan struct{} // closed when the container stops; remade at start
+	exited  chan struct{} // closed when the container stops; remade at start
+	pending []string      // signals sent while paused
 }
 
 type execution struct {
@@ -145,6 +153,7 @@ func (e *Engine) Calls() []string {
 
 // Exit ends a running container with code, as its PID 1 exiting would.
 func (e *Engine) Exit(id string, code int) {
+	defer e.tellExits()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if c := e.find(id); c != nil {
@@ -161,13 +170,38 @@ func (e *Engine) Logf(id, format string, args ...any) {
 	}
 }
 
-// exit is Exit with the lock held.
+// Pause freezes a running container, as docker pause does.
+func (e *Engine) Pause(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c := e.find(id); c != nil && c.Running {
+		c.Paused = true
+	}
+}
+
+// exit is Exit with the lock held. The Exited hook is told by tellExits,
+// which every method that can stop a container defers before it locks.
 func (e *Engine) exit(c *Container, code int) {
 	if !c.Running {
 		return
 	}
-	c.Running, c.ExitCode, c.Pid, c.Finished = false, code, 0, time.Now()
+	c.Running, c.Paused, c.pending, c.ExitCode, c.Pid, c.Finished = false, false, nil, code, 0, time.Now()
 	close(c.exited)
+	e.stopped = append(e.stopped, c)
+}
+
+// tellExits calls the Exited hook for the containers stopped since the
+// last call, without the lock.
+func (e *Engine) tellExits() {
+	e.mu.Lock()
+	stopped := e.stopped
+	e.stopped = nil
+	e.mu.Unlock()
+	for _, c := range stopped {
+		if e.Exited != nil {
+			e.Exited(c)
+		}
+	}
 }
 
 // find looks a container up by exact name or by ID or unique ID prefix.
@@ -247,7 +281,10 @@ func inspect(c *Container) container.InspectResponse {
 	case c.Started.IsZero():
 		status = container.StateCreated
 	}
-	st := &container.State{Status: status, Running: c.Running, Pid: c.Pid, ExitCode: c.ExitCode}
+	if c.Paused {
+		status = container.StatePaused
+	}
+	st := &container.State{Status: status, Running: c.Running, Paused: c.Paused, Pid: c.Pid, ExitCode: c.ExitCode}
 	if !c.Started.IsZero() {
 		st.StartedAt = c.Started.UTC().Format(time.RFC3339Nano)
 	}
@@ -390,6 +427,7 @@ func (e *Engine) ContainerStart(_ context.Context, nameOrID string, _ container.
 // ContainerStop implements supervisor.Engine: the stop signal, then, if
 // the container still runs, SIGKILL (the fake has no time to wait).
 func (e *Engine) ContainerStop(ctx context.Context, nameOrID string, _ container.StopOptions) error {
+	defer e.tellExits()
 	c, err := e.begin("Stop", nameOrID)
 	if err != nil {
 		return err
@@ -433,8 +471,45 @@ func (e *Engine) ContainerKill(_ context.Context, nameOrID, sig string) error {
 	return nil
 }
 
-// signal delivers sig to c's PID 1: the hook, or the default.
+// ContainerUnpause implements supervisor.Engine: the container thaws and
+// gets the signals sent while it was paused.
+func (e *Engine) ContainerUnpause(_ context.Context, nameOrID string) error {
+	c, err := e.begin("Unpause", nameOrID)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if !c.Paused {
+		e.mu.Unlock()
+		return conflict("container %s is not paused", c.ID)
+	}
+	c.Paused = false
+	pending := c.pending
+	c.pending = nil
+	e.mu.Unlock()
+	for _, sig := range pending {
+		e.signal(c, sig)
+	}
+	return nil
+}
+
+// signal delivers sig to c's PID 1: the hook, or the default. A paused
+// container keeps it for its unpause, unless it is SIGKILL.
 func (e *Engine) signal(c *Container, sig string) {
+	defer e.tellExits()
+	kill := strings.TrimPrefix(strings.ToUpper(sig), "SIG")
+	e.mu.Lock()
+	if c.Paused && kill != "KILL" && kill != "9" {
+		c.pending = append(c.pending, sig)
+		e.mu.Unlock()
+		return
+	}
+	if c.Paused {
+		e.exit(c, 128+int(unix.SIGKILL))
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Unlock()
 	if e.Signal != nil {
 		e.Signal(c, sig)
 		return
@@ -451,6 +526,7 @@ func (e *Engine) signal(c *Container, sig string) {
 
 // ContainerRemove implements supervisor.Engine.
 func (e *Engine) ContainerRemove(_ context.Context, nameOrID string, o container.RemoveOptions) error {
+	defer e.tellExits()
 	c, err := e.begin("Remove", nameOrID)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"text/tabwriter"
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/inspect"
@@ -20,12 +21,16 @@ const usage = `teamd-warm <command> [flags]
 Commands:
   upgrade  --image IMAGE [flags]   hand every LAG to a new container of IMAGE
   rollback --image IMAGE [flags]   the same flow, back to the previous image
-  status   [flags]                 the containers, the lock, the records
+  recover  [flags]                 finish (past its cutover) or undo (before it)
+                                   a run that did not end; nothing if none
+  status   [flags]                 the last run, the containers, who serves
+                                   each LAG, what to do
 
-Exit status: 0 every LAG is served by the new container; 1 failed after the
-cutover, or a rollback that did not complete (look at the report); 2 usage;
-3 refused by preflight (nothing was changed); 4 failed before the cutover
-and rolled back (the old container serves every LAG).`
+Exit status: 0 every LAG is served by the new container (recover: the run
+was finished or undone, or there was none); 1 failed after the cutover, or a
+rollback that did not complete (look at the report); 2 usage; 3 refused by
+preflight (nothing was changed); 4 failed before the cutover and rolled back
+(the old container serves every LAG).`
 
 // Exit codes beyond cli's.
 const (
@@ -45,6 +50,8 @@ func Run(ctx context.Context, args []string, io cli.IO) error {
 		return upgrade(ctx, supervisor.OpUpgrade, args[1:], io)
 	case "rollback":
 		return upgrade(ctx, supervisor.OpRollback, args[1:], io)
+	case "recover":
+		return recoverRun(ctx, args[1:], io)
 	case "status":
 		return status(ctx, args[1:], io)
 	case "help", "-h", "--help":
@@ -113,6 +120,43 @@ func upgrade(ctx context.Context, op supervisor.Operation, args []string, io cli
 	return cli.Exit(cli.ExitFailure, err)
 }
 
+func recoverRun(ctx context.Context, args []string, io cli.IO) error {
+	fs := cli.NewFlags("recover", io.Stderr, "teamd-warm recover [flags]")
+	var o supervisor.Options
+	asJSON := common(fs, &o)
+	fs.DurationVar(&o.TakeoverTimeout, "takeover-timeout", supervisor.DefaultTakeoverTimeout, "a LAG not taken over by then has failed")
+	fs.DurationVar(&o.ExitTimeout, "exit-timeout", supervisor.DefaultExitTimeout, "kill the old container if it has not exited by then")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("recover: unexpected arguments %q", fs.Args())
+	}
+	start := time.Now()
+	o.Progress = func(st supervisor.Step) {
+		fmt.Fprintf(io.Stderr, "teamd-warm: [%6.2fs] %-9s %s\n", st.At.Sub(start).Seconds(), st.Stage, st.Message)
+	}
+	e, err := supervisor.Dial()
+	if err != nil {
+		return fmt.Errorf("docker: %w", err)
+	}
+	s, err := supervisor.New(e, o)
+	if err != nil {
+		return cli.Usagef("recover: %v", err)
+	}
+	rep, err := s.Recover(ctx)
+	if perr := print(io.Stdout, *asJSON, rep); perr != nil {
+		return perr
+	}
+	switch supervisor.ResultOf(err) {
+	case supervisor.ResultOK, supervisor.ResultRolledBack:
+		return nil // finished, or undone as it should be
+	case supervisor.ResultRefused:
+		return cli.Exit(ExitRefused, err)
+	}
+	return cli.Exit(cli.ExitFailure, err)
+}
+
 func print(w io.Writer, asJSON bool, rep *supervisor.Report) error {
 	if asJSON {
 		return cli.JSON(w, rep)
@@ -159,30 +203,81 @@ func status(ctx context.Context, args []string, io cli.IO) error {
 	if *asJSON {
 		return cli.JSON(io.Stdout, v)
 	}
+	return writeStatus(io.Stdout, v)
+}
+
+// writeStatus prints status for a person: the run, the containers, the
+// LAGs, what is wrong and what to do, then the records.
+func writeStatus(w io.Writer, v statusView) error {
+	st := v.Status
+	if r := st.Run; r != nil {
+		state := "ended " + r.Result
+		switch {
+		case r.Running:
+			state = "running, at " + r.Stage
+		case r.Interrupted:
+			state = "INTERRUPTED at " + r.Stage
+		}
+		fmt.Fprintf(w, "run       %s to %s (epoch %d to %d), %s; by %s, last step %s\n", r.Operation, r.Image, r.FromEpoch, r.ToEpoch,
+			state, r.By, r.Updated.Format("2006-01-02 15:04:05"))
+	} else {
+		fmt.Fprintln(w, "run       none recorded")
+	}
 	for _, c := range st.Containers {
 		if !c.Present {
-			fmt.Fprintf(io.Stdout, "container %-12s absent\n", c.Name)
+			fmt.Fprintf(w, "container %-12s absent\n", c.Name)
 			continue
 		}
-		role := c.Role
-		if role == "" {
-			role = "active"
+		epoch := "not given"
+		if c.Epoch != 0 {
+			epoch = fmt.Sprint(c.Epoch)
 		}
-		fmt.Fprintf(io.Stdout, "container %-12s %-8s %s  image %s  shims %s", c.Name, c.State, c.ID[:12], c.Image, role)
-		if c.Epoch != "" {
-			fmt.Fprintf(io.Stdout, " (epoch %s)", c.Epoch)
-		}
-		fmt.Fprintln(io.Stdout)
+		fmt.Fprintf(w, "container %-12s %-9s %s  image %s  epoch %s  serves %d LAGs, %d standbys\n",
+			c.Name, c.State, c.ID[:min(12, len(c.ID))], c.Image, epoch, len(c.Serves), len(c.Standbys))
 	}
 	if st.Lock != "" {
-		fmt.Fprintf(io.Stdout, "lock      held by %s\n", st.Lock)
+		fmt.Fprintf(w, "lock      held by %s\n", st.Lock)
 	} else {
-		fmt.Fprintln(io.Stdout, "lock      free")
+		fmt.Fprintln(w, "lock      free")
 	}
-	fmt.Fprintf(io.Stdout, "records   %s\n", st.Dir)
+	if len(st.LAGs) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "LAG\tSERVED BY\tEPOCH\tPATH\tSHIM\tSTANDBY")
+		for _, l := range st.LAGs {
+			shim := "alive"
+			switch {
+			case l.LockUnknown:
+				shim = "unknown"
+			case !l.Alive:
+				shim = "DEAD"
+			}
+			standby := "-"
+			if l.Standby != 0 {
+				standby = fmt.Sprintf("epoch %d", l.Standby)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", l.LAG, orDash(l.ServedBy), l.Epoch, orDash(string(l.Path)), shim, standby)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, p := range st.Problems {
+		fmt.Fprintf(w, "problem:  %s\n", p)
+	}
+	if st.Next != "" {
+		fmt.Fprintf(w, "next:     %s\n", st.Next)
+	}
+	fmt.Fprintf(w, "records   %s\n", st.Dir)
 	if v.Error != "" {
-		fmt.Fprintf(io.Stdout, "  %s\n", v.Error)
+		fmt.Fprintf(w, "  %s\n", v.Error)
 		return nil
 	}
-	return inspect.WriteTable(io.Stdout, v.Records)
+	return inspect.WriteTable(w, v.Records)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

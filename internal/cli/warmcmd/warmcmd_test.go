@@ -23,6 +23,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"upgrade", "--image", "x", "--container", "teamd", "--backup", "teamd"}, `backup container name "teamd" is the container's own`},
 		{[]string{"upgrade", "--image", "x", "--ready-timeout", "-1s"}, "negative timeout"},
 		{[]string{"status", "now"}, "unexpected arguments"},
+		{[]string{"recover", "now"}, "unexpected arguments"},
 		{[]string{"upgrade", "--no-such-flag"}, "flag provided but not defined"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
