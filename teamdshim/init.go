@@ -10,8 +10,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
 	"github.com/teamdwarm/teamdwarm/proto"
@@ -87,10 +89,35 @@ func ReadConfigDir(dir string) ([]LAGConfig, error) {
 	return out, nil
 }
 
+// Restarts: a wrapper that was killed by a signal, or whose teamd was
+// (exit 128+n), is restarted at once, up to maxRestarts times a minute: a
+// standby's shim that dies after the cutover must come back to take over
+// (its passive teamd runs on and is adopted), and an active one to keep
+// its LAG managed. A wrapper that failed on its own (exit 1: a config, a
+// fence) is not: it would fail again. Nothing is restarted once init has
+// been told to stop or to hand over.
+const (
+	maxRestarts   = 5
+	restartWindow = time.Minute
+)
+
+// orphanWait bounds how long init waits, after its last wrapper, for the
+// orphaned teamds it signalled: PID 1's exit would kill them mid-stop.
+const orphanWait = 2 * time.Second
+
+// wrapper is one LAG's running wrapper.
+type wrapper struct {
+	lag      string
+	argv     []string
+	restarts []time.Time
+}
+
 // Init runs one wrapper per LAG config and stays until every wrapper has
 // exited: it forwards SIGUSR1, SIGTERM, SIGINT, SIGQUIT and SIGHUP to every
-// wrapper, reaps every child (orphans included: as PID 1, or as a child
-// subreaper elsewhere), and returns 0 only if every wrapper exited 0.
+// wrapper (and to the orphaned teamd of a LAG whose wrapper is gone),
+// restarts a wrapper that was killed, reaps every child (orphans included:
+// as PID 1, or as a child subreaper elsewhere), and returns 0 only if
+// every wrapper exited 0 in the end.
 //
 // It must outlive the handoff: when PID 1 exits the kernel kills the rest
 // of the container, so Init returns only after the last wrapper.
@@ -119,73 +146,172 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	wrappers := map[int]string{} // pid -> LAG, while it runs
-	failed := map[string]string{}
+	in := &initState{log: log, wrappers: map[int]*wrapper{}, failed: map[string]string{}}
 	for _, c := range configs {
-		argv := append(append(slices.Clone(opts.Wrapper), opts.Teamd...), "-t", c.LAG, "-f", c.Path)
-		p, err := os.StartProcess(argv[0], argv, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
-		if err != nil {
-			log.Error("cannot start the LAG's shim", "lag", c.LAG, "err", err)
-			failed[c.LAG] = err.Error()
-			continue
-		}
-		wrappers[p.Pid] = c.LAG
-		log.Info("started", "lag", c.LAG, "pid", p.Pid, "config", c.Path)
-		_ = p.Release() // the reaper below waits, not os.Process (and Release clears Pid)
+		in.start(&wrapper{lag: c.LAG, argv: append(append(slices.Clone(opts.Wrapper), opts.Teamd...), "-t", c.LAG, "-f", c.Path)})
 	}
-	for len(wrappers) > 0 {
+	for len(in.wrappers) > 0 {
 		select {
 		case <-ctx.Done():
-			forward(wrappers, syscall.SIGTERM, log)
+			in.forward(syscall.SIGTERM)
 			ctx = context.Background()
 		case sig := <-sigs:
 			if sig != syscall.SIGCHLD {
-				forward(wrappers, sig.(syscall.Signal), log)
+				in.forward(sig.(syscall.Signal))
 				continue
 			}
-			reap(wrappers, failed, log)
+			in.reap()
 		}
 	}
-	if len(failed) > 0 {
-		lags := make([]string, 0, len(failed))
-		for l, why := range failed {
+	in.awaitOrphans(sigs)
+	if len(in.failed) > 0 {
+		lags := make([]string, 0, len(in.failed))
+		for l, why := range in.failed {
 			lags = append(lags, l+" ("+why+")")
 		}
 		slices.Sort(lags)
-		return 1, fmt.Errorf("init: %d of %d LAGs failed: %s", len(failed), len(configs), strings.Join(lags, ", "))
+		return 1, fmt.Errorf("init: %d of %d LAGs failed: %s", len(in.failed), len(configs), strings.Join(lags, ", "))
 	}
 	log.Info("every LAG's shim exited cleanly", "lags", len(configs))
 	return 0, nil
 }
 
-func forward(wrappers map[int]string, sig syscall.Signal, log *slog.Logger) {
-	log.Info("forwarding signal", "signal", sig, "wrappers", len(wrappers))
-	for pid := range wrappers {
+// initState is Init's loop's; owned by it.
+type initState struct {
+	log      *slog.Logger
+	wrappers map[int]*wrapper // pid -> wrapper, while it runs
+	failed   map[string]string
+	// done: a stop or a handoff was forwarded; nothing is restarted.
+	done      bool
+	signalled bool // an orphan was sent a signal
+}
+
+func (in *initState) start(w *wrapper) {
+	p, err := os.StartProcess(w.argv[0], w.argv, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+	if err != nil {
+		in.log.Error("cannot start the LAG's shim", "lag", w.lag, "err", err)
+		in.failed[w.lag] = err.Error()
+		return
+	}
+	delete(in.failed, w.lag)
+	in.wrappers[p.Pid] = w
+	in.log.Info("started", "lag", w.lag, "pid", p.Pid, "restarts", len(w.restarts))
+	_ = p.Release() // the reaper below waits, not os.Process (and Release clears Pid)
+}
+
+// forward passes sig to every wrapper, and to the orphaned teamd of a LAG
+// that has none (its shim died): SIGUSR1 makes it stop warm, as its shim
+// would have made it.
+func (in *initState) forward(sig syscall.Signal) {
+	in.done = true
+	in.log.Info("forwarding signal", "signal", sig, "wrappers", len(in.wrappers))
+	running := map[string]bool{}
+	for pid, w := range in.wrappers {
+		running[w.lag] = true
 		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-			log.Error("forwarding signal", "pid", pid, "err", err)
+			in.log.Error("forwarding signal", "pid", pid, "err", err)
+		}
+	}
+	for pid, lag := range orphans(in.wrappers) {
+		if running[lag] {
+			continue // its LAG's shim adopted it, or will
+		}
+		in.log.Warn("forwarding signal to the orphaned teamd of a dead shim", "signal", sig, "lag", lag, "pid", pid)
+		if err := unix.Kill(pid, sig); err == nil {
+			in.signalled = true
 		}
 	}
 }
 
-// reap collects every exited child; SIGCHLDs coalesce, so it loops.
-func reap(wrappers map[int]string, failed map[string]string, log *slog.Logger) {
+// reap collects every exited child; SIGCHLDs coalesce, so it loops. A
+// killed wrapper is restarted (see maxRestarts).
+func (in *initState) reap() {
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
 		if pid <= 0 || err != nil {
 			return
 		}
-		lag, ours := wrappers[pid]
+		w, ours := in.wrappers[pid]
 		if !ours {
 			continue // an orphan: reaped, nothing more
 		}
-		delete(wrappers, pid)
+		delete(in.wrappers, pid)
 		code := signame.ExitCode(syscall.WaitStatus(ws))
-		if code != 0 {
-			failed[lag] = fmt.Sprintf("exit %d", code)
-			log.Error("shim exited", "lag", lag, "pid", pid, "code", code)
-		} else {
-			log.Info("shim exited", "lag", lag, "pid", pid)
+		switch {
+		case code == 0:
+			in.log.Info("shim exited", "lag", w.lag, "pid", pid)
+			continue
+		case code >= 128 && !in.done && w.restartable():
+			in.log.Error("shim died; restarting it", "lag", w.lag, "pid", pid, "code", code)
+			w.restarts = append(w.restarts, time.Now())
+			in.start(w)
+			continue
+		}
+		in.failed[w.lag] = fmt.Sprintf("exit %d", code)
+		in.log.Error("shim exited", "lag", w.lag, "pid", pid, "code", code)
+	}
+}
+
+// restartable reports whether the wrapper may be restarted once more.
+func (w *wrapper) restartable() bool {
+	w.restarts = slices.DeleteFunc(w.restarts, func(t time.Time) bool { return time.Since(t) > restartWindow })
+	return len(w.restarts) < maxRestarts
+}
+
+// awaitOrphans waits, bounded, for the orphaned teamds init signalled,
+// reaping them.
+func (in *initState) awaitOrphans(sigs <-chan os.Signal) {
+	if !in.signalled {
+		return
+	}
+	deadline := time.After(orphanWait)
+	for len(orphans(nil)) > 0 {
+		select {
+		case <-sigs:
+			in.reap()
+		case <-deadline:
+			in.log.Warn("orphaned teamds still run; they end with this container", "pids", len(orphans(nil)))
+			return
 		}
 	}
+}
+
+// orphans lists this process's children that are not wrappers and run
+// teamd for a LAG: teamds whose shim died (they were reparented here).
+func orphans(wrappers map[int]*wrapper) map[int]string {
+	out := map[int]string{}
+	des, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	self := os.Getpid()
+	for _, de := range des {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil || wrappers[pid] != nil || parentOf(pid) != self {
+			continue
+		}
+		if lag := teamdFor(pid); lag != "" {
+			out[pid] = lag
+		}
+	}
+	return out
+}
+
+// parentOf is process pid's parent, from /proc/PID/stat.
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 || f[0] == "Z" {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }

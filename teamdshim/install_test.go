@@ -222,3 +222,61 @@ func TestInstalledAsTeamdctl(t *testing.T) {
 		})
 	}
 }
+
+// A shim killed under init is restarted at once; its teamd, which runs on,
+// is adopted (no second teamd, no stale pid file in the way), and the
+// restarted shim hands the LAG over on SIGUSR1 as the first would have.
+func TestInitRestartsAKilledShimWhichAdoptsItsTeamd(t *testing.T) {
+	e := newEnv(t)
+	confs := writeConfigs(t, map[string]string{"PortChannel1.conf": config("PortChannel1")})
+	p := start(t, e.vars(), bins.shim, "init", "--config-dir", confs, "--", "-L", e.dump)
+	first := activeRecord(t, e.dir, "PortChannel1", 1)
+	shim := readPID(t, teamdshim.PIDFile(e.run, "PortChannel1"))
+	teamdPID := readPID(t, filepath.Join(e.run, "PortChannel1.pid"))
+	if err := syscall.Kill(shim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	awaitOutput(t, p, "shim died; restarting it")
+	awaitOutput(t, p, "adopted the running teamd of a shim that died")
+	a := await(t, e.dir, "PortChannel1", proto.KindActive, func(r proto.Record) bool {
+		return r.(*proto.Active).Path == proto.PathRestart && r.(*proto.Active).SinceMono > first.SinceMono
+	}).(*proto.Active)
+	if a.Epoch != 1 {
+		t.Errorf("restarted at epoch %d, want 1", a.Epoch)
+	}
+	if now := readPID(t, filepath.Join(e.run, "PortChannel1.pid")); now != teamdPID {
+		t.Errorf("teamd pid %d after the restart, want the adopted %d", now, teamdPID)
+	}
+	p.signal(t, syscall.SIGUSR1)
+	if code := p.exit(t, 10*time.Second); code != 0 {
+		t.Fatalf("init: exit %d, want 0:\n%s", code, p.out.String())
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "PortChannel1.snapshot")); err != nil {
+		t.Errorf("no snapshot from the restarted shim: %v", err)
+	}
+	waitGone(t, teamdPID, 5*time.Second)
+}
+
+// A teamd killed under its shim ends the shim with 137; init restarts it,
+// and the restarted shim starts a teamd of its own (the stale pid file
+// does not stop it).
+func TestInitRestartsAfterTeamdWasKilled(t *testing.T) {
+	e := newEnv(t)
+	confs := writeConfigs(t, map[string]string{"PortChannel1.conf": config("PortChannel1")})
+	p := start(t, e.vars(), bins.shim, "init", "--config-dir", confs, "--", "-L", e.dump)
+	first := activeRecord(t, e.dir, "PortChannel1", 1)
+	teamdPID := readPID(t, filepath.Join(e.run, "PortChannel1.pid"))
+	if err := syscall.Kill(teamdPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	await(t, e.dir, "PortChannel1", proto.KindActive, func(r proto.Record) bool {
+		return r.(*proto.Active).Path == proto.PathRestart && r.(*proto.Active).SinceMono > first.SinceMono
+	})
+	if now := readPID(t, filepath.Join(e.run, "PortChannel1.pid")); now == teamdPID {
+		t.Errorf("teamd's pid file still names the killed %d", teamdPID)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exit(t, 10*time.Second); code != 0 {
+		t.Fatalf("init: exit %d, want 0 (the LAG was restarted):\n%s", code, p.out.String())
+	}
+}

@@ -70,29 +70,32 @@ func orphanTeamd(runDir, lag string) (pid int, err error) {
 	return 0, nil
 }
 
-// isTeamdOf reports whether process pid runs teamd for team device lag. A
-// shim installed as /usr/bin/teamd has teamd's command line too: its
-// program (/proc/PID/exe) is this one.
-func isTeamdOf(pid int, lag string) bool {
+// isTeamdOf reports whether process pid runs teamd for team device lag.
+func isTeamdOf(pid int, lag string) bool { return teamdFor(pid) == lag }
+
+// teamdFor is the team device process pid runs teamd for (its -t), "" if
+// it runs no teamd. A shim installed as /usr/bin/teamd has teamd's command
+// line too: its program (/proc/PID/exe) is this one.
+func teamdFor(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
-		return false
+		return ""
 	}
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
 		if self, err := os.Executable(); err == nil && exe == self {
-			return false
+			return ""
 		}
 	}
 	argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-	if len(argv) == 0 || !strings.Contains(filepath.Base(argv[0]), "teamd") {
-		return false
+	if len(argv) < 2 || !strings.Contains(filepath.Base(argv[0]), "teamd") {
+		return ""
 	}
 	a, err := teamd.ParseArgs(argv[1:])
 	if err != nil {
-		return false
+		return ""
 	}
-	t, _ := a.Value("t")
-	return t == lag
+	lag, _ := a.Value("t")
+	return lag
 }
 
 // adoptTeamd takes over an orphaned teamd: signals go through its pidfd
