@@ -221,13 +221,13 @@ func (d *Daemon) addPort(name string, cfg PortConfig, now time.Time) error {
 		return err
 	}
 	d.conns[name] = c
-	p := &port{name: name, ifindex: c.Ifindex(), mac: c.MAC(), cfg: cfg}
+	p := &port{name: name, ifindex: c.Ifindex(), number: c.Ifindex(), mac: c.MAC(), cfg: cfg}
 	if sonicPort, ok := sonicPortNumber(name); ok {
-		p.ifindex = sonicPort // SONiC's patch: "Ethernet" number + 1
+		p.number = sonicPort // SONiC's patch: "Ethernet" number + 1
 	}
 	d.lag.add(p, now)
 	go d.read(name, c)
-	d.log.Info("port added", "port", name, "lacp_port", p.ifindex)
+	d.log.Info("port added", "port", name, "ifindex", p.ifindex, "lacp_port", p.number)
 	return nil
 }
 

@@ -27,7 +27,8 @@ const (
 // daemon's state goroutine.
 type port struct {
 	name    string
-	ifindex int
+	ifindex int // the kernel's, as teamd's StateDump shows it
+	number  int // the LACP port number: the ifindex, or SONiC's from the name
 	mac     proto.MAC
 	cfg     PortConfig
 
@@ -95,7 +96,7 @@ func (l *lag) actor(p *port) proto.Info {
 		System:         l.cfg.HWAddr,
 		Key:            p.cfg.LACPKey,
 		PortPriority:   p.cfg.LACPPrio,
-		Port:           uint16(p.ifindex),
+		Port:           uint16(p.number),
 		State:          s,
 	}
 }

@@ -68,7 +68,7 @@ func newLag(t *testing.T) (*lag, *port, time.Time) {
 		t.Fatal(err)
 	}
 	l := &lag{cfg: c, ports: map[string]*port{}}
-	p := &port{name: "Ethernet40", ifindex: 41, mac: proto.MAC{2, 0, 0, 0, 0, 41}, cfg: PortConfig{LACPKey: 1, LACPPrio: 255}}
+	p := &port{name: "Ethernet40", ifindex: 7, number: 41, mac: proto.MAC{2, 0, 0, 0, 0, 41}, cfg: PortConfig{LACPKey: 1, LACPPrio: 255}}
 	now := time.Unix(1000, 0)
 	l.add(p, now)
 	return l, p, now
@@ -107,7 +107,7 @@ func TestRunner(t *testing.T) {
 	frame, _ := pdu.MarshalBinary()
 	now = now.Add(100 * time.Millisecond)
 	l.receive(p, pdu, frame, now)
-	if p.state != stateCurrent || !p.selected || p.aggID != 41 {
+	if p.state != stateCurrent || !p.selected || p.aggID != 7 { // the lead port's ifindex
 		t.Fatalf("after a partner PDU: state %s selected %v agg %d", p.state, p.selected, p.aggID)
 	}
 	out = l.due(now)

@@ -46,6 +46,9 @@ type MemberVerdict struct {
 	Malformed  int           `json:"malformed"`
 	OutOfSync  int           `json:"out_of_sync"`     // PDUs lacking Sync/Collecting/Distributing once distributing
 	IdentityCh int           `json:"identity_change"` // actor system/key/port/priorities changed
+	// TwoSpeakers says why the PDUs' timing shows two speakers for the
+	// member (proto.Speakers), "" if it does not.
+	TwoSpeakers string `json:"two_speakers,omitempty"`
 	// OVSEvents are the vswitchd log lines about this member going down,
 	// being disabled or expiring.
 	OVSEvents      []string `json:"ovs_events"`
@@ -146,6 +149,7 @@ func JudgeWire(m Member, prior PDU, pdus []PDU, from, to time.Time) MemberVerdic
 	mv := MemberVerdict{LAG: m.LAG, Member: m.DUT, Peer: m.Peer}
 	prev := from
 	var first *proto.Info
+	var arrivals []time.Time
 	distributing := prior.PDU.Actor.State.Has(proto.InService)
 	if distributing {
 		first = &prior.PDU.Actor
@@ -156,6 +160,7 @@ func JudgeWire(m Member, prior PDU, pdus []PDU, from, to time.Time) MemberVerdic
 			continue
 		}
 		mv.PDUs++
+		arrivals = append(arrivals, p.At)
 		if gap := p.At.Sub(prev); gap > mv.MaxGap {
 			mv.MaxGap, mv.MaxGapEnd = gap, p.At
 		}
@@ -175,8 +180,14 @@ func JudgeWire(m Member, prior PDU, pdus []PDU, from, to time.Time) MemberVerdic
 	if gap := to.Sub(prev); gap > mv.MaxGap {
 		mv.MaxGap, mv.MaxGapEnd = gap, to
 	}
+	if two, why := proto.Speakers(arrivals, FastPeriod); two {
+		mv.TwoSpeakers = why
+	}
 	return mv
 }
+
+// FastPeriod is the period the bed's peers ask for (lacp-time fast).
+const FastPeriod = time.Second
 
 func (mv *MemberVerdict) problems() {
 	add := func(format string, args ...any) { mv.Problems = append(mv.Problems, fmt.Sprintf(format, args...)) }
@@ -191,6 +202,9 @@ func (mv *MemberVerdict) problems() {
 	}
 	if mv.IdentityCh > 0 {
 		add("actor identity changed %d time(s)", mv.IdentityCh)
+	}
+	if mv.TwoSpeakers != "" {
+		add("two speakers: %s", mv.TwoSpeakers)
 	}
 	if mv.ExpiredDelta > 0 {
 		add("peer expired the member %d time(s)", mv.ExpiredDelta)

@@ -1,0 +1,194 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/integration/testbed"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
+)
+
+// The shim's crash safety, against the stand-in and the Open vSwitch peer:
+// whatever dies, a standby takes over only once the old speaker is silent,
+// and never leaves a LAG silent while it can speak.
+
+// teamdPID is the pid in a shim's teamd pid file.
+func teamdPID(t testing.TB, s *sim) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.runDir, s.lag.Name+".pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// noRecord checks that no record of kind k and epoch for lag lands within
+// d (a wait for an event that must not come).
+func noRecord(t testing.TB, dir, lag string, k proto.Kind, epoch uint64, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	events, err := statefile.Watch(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev := range events {
+		if ev.LAG == lag && ev.Kind == k && ev.Record != nil && ev.Record.RecordEpoch() == epoch {
+			t.Fatalf("%s of epoch %d landed: %+v", ev.Name, epoch, ev.Record)
+		}
+	}
+}
+
+// standbyOf starts an old active shim and a ready standby for the bed's
+// one LAG and returns them with the window marked.
+func standbyOf(t *testing.T, b *testbed.Bed, dir, dump string) (old, standby *sim, w testbed.Window) {
+	t.Helper()
+	old = startShim(t, b, b.LAGs[0], shimOpts{dir: dir, dumpDir: dump})
+	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
+	negotiated(t, b)
+	standby = startShim(t, b, b.LAGs[0], shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump})
+	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
+	return old, standby, mark(t, b)
+}
+
+// The supervisor died between the cutover record and SIGUSR1: the old
+// speaker goes on, and the standby, past its deadline, waits instead of
+// speaking beside it. Once the old one stops, it takes over.
+func TestIntegrationDeadlineWaitsWhileTheOldSpeakerTransmits(t *testing.T) {
+	b := newBed(t, 1, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	old, standby, w := standbyOf(t, b, dir, dump)
+	writeCutover(t, dir, 1, b.LAGs)
+	noRecord(t, dir, b.LAGs[0].Name, proto.KindActive, 2, 3*time.Second)
+	if !strings.Contains(standby.log.String(), "the old speaker is not silent") {
+		t.Errorf("the standby does not say why it waits:\n%s", standby.log.String())
+	}
+	old.signal(syscall.SIGUSR1) // recover's SIGUSR1
+	a := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, epochIs(2))[b.LAGs[0].Name].(*proto.Active)
+	if a.Path != proto.PathSnapshot {
+		t.Errorf("path %s (%s), want snapshot", a.Path, a.Note)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if v := judge(t, b, w, "a cutover without SIGUSR1, then SIGUSR1"); !v.Clean() {
+		t.Fatal("the peer noticed")
+	}
+}
+
+// The old teamd dies (kill -9) while a standby is ready and no cutover
+// has come: the standby finds the old speaker's sockets gone and fails
+// over before the peer's expiry.
+func TestIntegrationFailoverWhenTheOldTeamdDies(t *testing.T) {
+	b := newBed(t, 1, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	old, _, w := standbyOf(t, b, dir, dump)
+	if err := syscall.Kill(teamdPID(t, old), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	a := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, epochIs(2))[b.LAGs[0].Name].(*proto.Active)
+	if a.Path != proto.PathFailover || !strings.Contains(a.Note, "sockets are gone") {
+		t.Errorf("path %s (%s), want a failover on the old teamd's sockets", a.Path, a.Note)
+	}
+	old.waitExit(t, 5*time.Second)
+	if code := old.cmd.ProcessState.ExitCode(); code != 137 {
+		t.Errorf("old shim exit %d, want 137 (its teamd was killed)", code)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if v := judge(t, b, w, "failover after kill -9 of the old teamd"); !v.Clean() {
+		t.Fatal("the peer noticed")
+	}
+}
+
+// docker stop of the old container while its successor waits: SIGTERM to
+// the old shim hands the LAG over instead of taking it down.
+func TestIntegrationStopHandsOverToAReadyStandby(t *testing.T) {
+	b := newBed(t, 1, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	old, _, w := standbyOf(t, b, dir, dump)
+	old.signal(syscall.SIGTERM)
+	a := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, epochIs(2))[b.LAGs[0].Name].(*proto.Active)
+	if a.Path != proto.PathSnapshot || !strings.Contains(a.Note, "no cutover") {
+		t.Errorf("path %s (%s), want the snapshot, without a cutover", a.Path, a.Note)
+	}
+	old.waitExit(t, 5*time.Second)
+	if code := old.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("old shim exit %d, want 0", code)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if v := judge(t, b, w, "SIGTERM to the old shim with a ready standby"); !v.Clean() {
+		t.Fatal("the peer noticed")
+	}
+}
+
+// An old container frozen (docker pause) falls silent with its sockets
+// open: the standby fails over on the wire's silence; thawed, the old shim
+// finds the newer epoch and steps down, leaving the kernel's LAG to it.
+func TestIntegrationFrozenOldSpeakerIsFenced(t *testing.T) {
+	b := newBed(t, 1, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	old, _, w := standbyOf(t, b, dir, dump)
+	frozen := []int{old.cmd.Process.Pid, teamdPID(t, old)}
+	for _, pid := range frozen {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, epochIs(2))[b.LAGs[0].Name].(*proto.Active)
+	if a.Path != proto.PathFailover || !strings.Contains(a.Note, "no LACPDU left the members") {
+		t.Errorf("path %s (%s), want a failover on the wire's silence", a.Path, a.Note)
+	}
+	for _, pid := range frozen {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+	old.waitExit(t, 10*time.Second)
+	if code := old.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(old.log.String(), "stepping down") {
+		t.Errorf("old shim exit %d, want 0 after stepping down:\n%s", code, old.log.String())
+	}
+	time.Sleep(3500 * time.Millisecond)
+	v := judge(t, b, w, "old speaker frozen, failover, thawed and fenced")
+	for _, m := range v.Members {
+		if m.ExpiredDelta > 0 || m.MaxGap > 2500*time.Millisecond || m.OutOfSync > 0 {
+			t.Errorf("%s: expired %d, largest gap %v, out of sync %d", m.Member, m.ExpiredDelta, m.MaxGap, m.OutOfSync)
+		}
+	}
+}
+
+// Two standbys of one epoch (a second new container) cannot both wait:
+// the second shim is refused, naming the first.
+func TestIntegrationSecondStandbyOfAnEpochIsRefused(t *testing.T) {
+	b := newBed(t, 1, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	standbyOf(t, b, dir, dump)
+	second := startShim(t, b, b.LAGs[0], shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump})
+	second.waitExit(t, 10*time.Second)
+	if code := second.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(second.log.String(), "another teamd-shim runs "+b.LAGs[0].Name+" at epoch 2") {
+		t.Fatalf("second standby: exit %d:\n%s", code, second.log.String())
+	}
+}
+
+// Two stand-ins speaking for one LAG are seen as two speakers by the
+// verdict: both send the same actor information, only the timing differs.
+func TestIntegrationTwoSpeakersAreDetected(t *testing.T) {
+	b := newBed(t, 1, 2)
+	startSim(t, b, b.LAGs[0], simOpts{})
+	negotiated(t, b)
+	w := mark(t, b)
+	startSim(t, b, b.LAGs[0], simOpts{})
+	time.Sleep(6 * time.Second) // five fast periods of both
+	v := judge(t, b, w, "two speakers")
+	for _, m := range v.Members {
+		if m.TwoSpeakers == "" {
+			t.Errorf("%s: two speakers not seen (%d PDUs)", m.Member, m.PDUs)
+		}
+	}
+}

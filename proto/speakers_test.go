@@ -1,0 +1,56 @@
+package proto
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSpeakers(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	train := func(start, period time.Duration, n int) []time.Time {
+		var out []time.Time
+		for i := range n {
+			out = append(out, t0.Add(start+time.Duration(i)*period))
+		}
+		return out
+	}
+	merge := func(a, b []time.Time) []time.Time {
+		var out []time.Time
+		for len(a) > 0 || len(b) > 0 {
+			if len(b) == 0 || (len(a) > 0 && a[0].Before(b[0])) {
+				out, a = append(out, a[0]), a[1:]
+			} else {
+				out, b = append(out, b[0]), b[1:]
+			}
+		}
+		return out
+	}
+	one := train(0, time.Second, 20)
+	// A handoff: the old speaker's parting PDU 30 ms after a periodic one,
+	// the new one's first 300 ms later, then its own train.
+	handoff := merge(train(0, time.Second, 10), append([]time.Time{t0.Add(9*time.Second + 30*time.Millisecond)}, train(9330*time.Millisecond, time.Second, 10)...))
+	for _, tc := range []struct {
+		name   string
+		at     []time.Time
+		period time.Duration
+		two    bool
+		why    string
+	}{
+		{"one speaker", one, time.Second, false, ""},
+		{"one speaker with jitter", merge(train(0, 990*time.Millisecond, 10), train(10*time.Second, 1010*time.Millisecond, 10)), time.Second, false, ""},
+		{"a handoff", handoff, time.Second, false, ""},
+		{"two, half a period apart", merge(train(0, time.Second, 20), train(500*time.Millisecond, time.Second, 20)), time.Second, true, "PDUs within 5s"},
+		{"two, close together, briefly", merge(train(0, time.Second, 4), train(100*time.Millisecond, time.Second, 4)), time.Second, true, "less than 250ms after the one before"},
+		{"two, slow period", merge(train(0, 30*time.Second, 10), train(15*time.Second, 30*time.Second, 10)), 30 * time.Second, true, "PDUs within 2m30s"},
+		{"one, slow period", train(0, 30*time.Second, 10), 30 * time.Second, false, ""},
+		{"nothing", nil, time.Second, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			two, why := Speakers(tc.at, tc.period)
+			if two != tc.two || !strings.Contains(why, tc.why) {
+				t.Errorf("two %v (%s), want %v (%s)", two, why, tc.two, tc.why)
+			}
+		})
+	}
+}
