@@ -50,6 +50,25 @@ func noRecord(t testing.TB, dir, lag string, k proto.Kind, epoch uint64, d time.
 	}
 }
 
+// shimGone waits until the shim of lag at epoch holds its liveness lock no
+// more (it died).
+func shimGone(t testing.TB, dir, lag string, epoch uint64) {
+	t.Helper()
+	d, err := statefile.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if _, alive, err := d.Alive(lag, epoch); err == nil && !alive {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shim of %s at epoch %d still holds its lock", lag, epoch)
+		}
+		time.Sleep(10 * time.Millisecond) // a lock has no notification
+	}
+}
+
 // standbyOf starts an old active shim and a ready standby for the bed's
 // one LAG and returns them with the window marked.
 func standbyOf(t *testing.T, b *testbed.Bed, dir, dump string) (old, standby *sim, w testbed.Window) {
@@ -86,26 +105,51 @@ func TestIntegrationDeadlineWaitsWhileTheOldSpeakerTransmits(t *testing.T) {
 }
 
 // The old teamd dies (kill -9) while a standby is ready and no cutover
-// has come: the standby finds the old speaker's sockets gone and fails
-// over before the peer's expiry.
-func TestIntegrationFailoverWhenTheOldTeamdDies(t *testing.T) {
-	b := newBed(t, 1, 2)
-	dir, dump := recordDir(t), t.TempDir()
-	old, _, w := standbyOf(t, b, dir, dump)
-	if err := syscall.Kill(teamdPID(t, old), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	a := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, epochIs(2))[b.LAGs[0].Name].(*proto.Active)
-	if a.Path != proto.PathFailover || !strings.Contains(a.Note, "sockets are gone") {
-		t.Errorf("path %s (%s), want a failover on the old teamd's sockets", a.Path, a.Note)
-	}
-	old.waitExit(t, 5*time.Second)
-	if code := old.cmd.ProcessState.ExitCode(); code != 137 {
-		t.Errorf("old shim exit %d, want 137 (its teamd was killed)", code)
-	}
-	time.Sleep(3500 * time.Millisecond)
-	if v := judge(t, b, w, "failover after kill -9 of the old teamd"); !v.Clean() {
-		t.Fatal("the peer noticed")
+// has come. If its shim lives, the shim sees teamd exit and writes a
+// snapshot from teamd's last state at once; if the shim died first, the
+// standby finds the old speaker's sockets gone and fails over. Either way
+// before the peer's expiry.
+func TestIntegrationTakeoverWhenTheOldTeamdDies(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		killShim bool
+		path     proto.Path
+		note     string
+	}{
+		{"shim lives", false, proto.PathSnapshot, "teamd died"},
+		{"shim dead first", true, proto.PathFailover, "sockets are gone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBed(t, 1, 2)
+			dir, dump := recordDir(t), t.TempDir()
+			old, _, w := standbyOf(t, b, dir, dump)
+			teamdPid := teamdPID(t, old)
+			if tc.killShim {
+				if err := syscall.Kill(old.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				// Its teamd keeps the shim's output open, so the process's
+				// end is seen on its liveness lock.
+				shimGone(t, dir, b.LAGs[0].Name, 1)
+			}
+			if err := syscall.Kill(teamdPid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			a := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, epochIs(2))[b.LAGs[0].Name].(*proto.Active)
+			if a.Path != tc.path || !strings.Contains(a.Note, tc.note) {
+				t.Errorf("path %s (%s), want %s, the note saying %q", a.Path, a.Note, tc.path, tc.note)
+			}
+			if !tc.killShim {
+				old.waitExit(t, 5*time.Second)
+				if code := old.cmd.ProcessState.ExitCode(); code != 137 {
+					t.Errorf("old shim exit %d, want 137 (its teamd was killed)", code)
+				}
+			}
+			time.Sleep(3500 * time.Millisecond)
+			if v := judge(t, b, w, "takeover after kill -9 of the old teamd, "+tc.name); !v.Clean() {
+				t.Fatal("the peer noticed")
+			}
+		})
 	}
 }
 
@@ -190,5 +234,46 @@ func TestIntegrationTwoSpeakersAreDetected(t *testing.T) {
 		if m.TwoSpeakers == "" {
 			t.Errorf("%s: two speakers not seen (%d PDUs)", m.Member, m.PDUs)
 		}
+	}
+}
+
+// The standby stops existing between the old shim's handoff and its own
+// takeover (its container stopped at the cutover): the old shim finds the
+// next epoch gone, withdraws its snapshot and takes the LAG back, teamd
+// warm-starting from the dump files it just wrote.
+func TestIntegrationStrandedHandoffIsTakenBack(t *testing.T) {
+	b := newBed(t, 1, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	old, standby, w := standbyOf(t, b, dir, dump)
+	// Frozen, the standby holds its lock (it looks alive and ready) but
+	// cannot take over.
+	frozen := []int{standby.cmd.Process.Pid, teamdPID(t, standby)}
+	for _, pid := range frozen {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCutover(t, dir, 1, b.LAGs)
+	old.signal(syscall.SIGUSR1)
+	awaitRecords(t, dir, proto.KindSnapshot, b.LAGs, 10*time.Second, epochIs(1))
+	for _, pid := range frozen {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	takenBack := func(r proto.Record) bool {
+		a := r.(*proto.Active)
+		return a.Epoch == 1 && strings.Contains(a.Note, "taken back")
+	}
+	a := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, takenBack)[b.LAGs[0].Name].(*proto.Active)
+	if a.Path != proto.PathRestart {
+		t.Errorf("path %s (%s), want restart", a.Path, a.Note)
+	}
+	if d, err := statefile.OpenDir(dir); err != nil {
+		t.Fatal(err)
+	} else if _, err := d.Read(b.LAGs[0].Name, proto.KindSnapshot); err == nil {
+		t.Error("the withdrawn snapshot is still there: a late standby could take over from it")
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if v := judge(t, b, w, "standby gone after the handoff, taken back"); !v.Clean() {
+		t.Fatalf("the peer noticed:\n%s", old.log.String())
 	}
 }

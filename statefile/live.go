@@ -23,6 +23,20 @@ var ErrLive = ofdlock.ErrHeld
 // dies, and every container that shares the directory sees the same file.
 // The names start with '.', so record readers skip them.
 
+// LiveWho is what a holder writes into its liveness lock: its pid (as
+// its own pid namespace sees it, the one its records carry) and a few
+// words.
+func LiveWho(pid int, what string) string { return fmt.Sprintf("pid=%d %s", pid, what) }
+
+// LivePID is the pid LiveWho wrote, 0 if there is none.
+func LivePID(who string) int {
+	var pid int
+	if _, err := fmt.Sscanf(who, "pid=%d", &pid); err != nil {
+		return 0
+	}
+	return pid
+}
+
 // LiveFile is the path of lag's liveness lock at epoch.
 func (d *Dir) LiveFile(lag string, epoch uint64) string {
 	return filepath.Join(d.path, fmt.Sprintf(".%s.%d.live", lag, epoch))

@@ -350,3 +350,24 @@ func (fs *fakeSwitch) newID() string {
 var containerRemoveForce = container.RemoveOptions{Force: true}
 
 func nowMono() int64 { return monoclock.Now() }
+
+// The new container stops just as the cutover is made: its shims are gone,
+// the old ones refuse to hand over to nobody and serve on. Nothing was
+// taken over, so the run is undone after its cutover: names, restart
+// policy and records as before.
+func TestNoTakerAfterTheCutoverIsUndone(t *testing.T) {
+	fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
+	fs.ignoreUSR1 = true // as the old shims do when no standby runs
+	o := fs.options()
+	o.TakeoverTimeout = 500 * time.Millisecond
+	o.Progress = func(st supervisor.Step) {
+		if strings.HasPrefix(st.Message, "cutover written") {
+			fs.e.Exit(fs.newID(), 0)
+		}
+	}
+	rep, err := fs.upgrade(context.Background(), o)
+	if rep.Result != supervisor.ResultRolledBack || !strings.Contains(rep.Error, "no LAG was taken over within 500ms of the cutover") {
+		t.Fatalf("result %s (%v)", rep.Result, err)
+	}
+	fs.restored()
+}

@@ -47,13 +47,28 @@ func (r *run) afterCutover(ctx context.Context, p *plan, newID string, cut *prot
 		r.note("%v", err)
 	}
 	actives := r.waitActive(ctx, p, newID)
+	if len(actives) == 0 {
+		if why := r.oldServesAll(ctx, p); why == "" {
+			// Its shims refused to hand over to a new container that is
+			// gone: nothing changed for the LAGs but the names.
+			return r.undoRun(ctx, p, newID, fmt.Errorf("no LAG was taken over within %v of the cutover, and %s still serves every LAG (the new %s stopped?)",
+				o.TakeoverTimeout, o.Backup, o.Container))
+		}
+	}
 	failed := r.verify(p, cut, actives)
 
 	r.enter(StageCleanup)
 	if err := r.journal(string(StageCleanup)); err != nil {
 		r.note("%v", err)
 	}
-	retireErr := r.retireOld(ctx, p.old.ID, len(failed) > 0)
+	var retireErr error
+	if served := r.stillServed(ctx, p, actives); len(served) > 0 {
+		// Killing it would silence them.
+		r.warn("%s still serves %s, which the new container did not take over: it is left running; see teamd-warm status",
+			o.Backup, strings.Join(served, " "))
+	} else {
+		retireErr = r.retireOld(ctx, p.old.ID, len(failed) > 0)
+	}
 	removeDeadLocks(r.dir, p.epoch, o.Logger)
 
 	switch {
@@ -79,6 +94,39 @@ func (r *run) uninterrupted(ctx context.Context) (context.Context, func() bool) 
 		}
 	})
 	return context.WithoutCancel(ctx), stop
+}
+
+// oldServesAll says why the old container does not serve every LAG as
+// before the run, "" if it does: running, not paused, every LAG's shim of
+// the old epoch alive.
+func (r *run) oldServesAll(ctx context.Context, p *plan) string {
+	c, err := r.s.engine.ContainerInspect(ctx, p.old.ID)
+	if err != nil || c.State == nil || !c.State.Running || c.State.Paused {
+		return "the old container is not running"
+	}
+	for _, l := range p.lags {
+		if _, alive, err := r.dir.Alive(l.name, p.epoch); err != nil || !alive {
+			return l.name + "'s old shim is gone"
+		}
+	}
+	return ""
+}
+
+// stillServed lists the LAGs not taken over whose old shim still runs.
+func (r *run) stillServed(ctx context.Context, p *plan, actives map[string]*proto.Active) []string {
+	if c, err := r.s.engine.ContainerInspect(ctx, p.old.ID); err != nil || c.State == nil || !c.State.Running {
+		return nil
+	}
+	var out []string
+	for _, l := range p.lags {
+		if actives[l.name] != nil {
+			continue
+		}
+		if _, alive, err := r.dir.Alive(l.name, p.epoch); err == nil && alive {
+			out = append(out, l.name)
+		}
+	}
+	return out
 }
 
 // newCutover is the cutover record of the plan, its deadline from now.

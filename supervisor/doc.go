@@ -19,12 +19,26 @@
 //
 // Any failure before b1, an interrupt included, rolls back completely: the
 // new container is stopped and removed, the backup renamed back, and the
-// LAGs, still served by the old teamds, never notice. After b1 the flow is
-// not interrupted: each LAG either takes over from its snapshot or, if the
-// snapshot is late or bad, on its own before the peer's deadline (the
-// shim's job); the report says which path each LAG took and whether its
-// new teamd was seen transmitting, and Upgrade returns an error if any LAG
-// failed.
+// LAGs, still served by the old teamds, never notice. Before b1 every
+// standby's shim must still live (its liveness lock); a paused new
+// container is unpaused. After b1 the flow is not interrupted: each LAG
+// either takes over from its snapshot or, if the snapshot is late or bad,
+// on its own once the old speaker is silent (the shim's job); a LAG that
+// failed over before the cutover is rolled forward; if no LAG was taken
+// over and the old container still serves every one (the new one went
+// away), the run is undone. The report says which path each LAG took and
+// whether its new teamd was seen transmitting, and Upgrade returns an
+// error if any LAG failed.
+//
+// # Journal and recovery
+//
+// The run's journal record (journal.go) is written before each step, so
+// that a run killed at any point can be told apart from one in progress
+// (the lock) and from one that ended. Status reads it with the records and
+// the shims' liveness locks and says who serves each LAG and what to do;
+// a new run over an unfinished one is refused; Recover (recover.go)
+// finishes a run past its cutover and undoes one before it, each step only
+// if it is still to be done.
 //
 // The supervisor speaks Docker and reads records; it knows nothing of LACP
 // beyond what teamd's StateDump says about a LAG's rate and members.
@@ -33,7 +47,8 @@
 //
 // The flow's code follows its stages: run.go (a run's bookkeeping),
 // preflight.go, prepare.go (a1..a3 and the rollback), cutover.go (b1..c1),
-// report.go (the report and its gap arithmetic).
+// report.go (the report and its gap arithmetic), journal.go and recover.go,
+// status.go.
 //
 // # Testing
 //

@@ -78,7 +78,7 @@ func (s *Supervisor) Recover(ctx context.Context) (*Report, error) {
 		return r.finishForward(ctx, p, newID, nil)
 	}
 	r.progress("before the cutover: undoing the run")
-	return r.undoRun(ctx, p, newID)
+	return r.undoRun(ctx, p, newID, fmt.Errorf("the %s stopped at %s, before its cutover", j.Operation, j.Stage))
 }
 
 // recoverPlan rebuilds the run's plan: the old container (if it is still
@@ -169,7 +169,7 @@ func (r *run) finishForward(ctx context.Context, p *plan, newID string, cut *pro
 // journal: every step is done only if it is still to be done. The steps
 // are listed in the order the run took them (rollback undoes the newest
 // first).
-func (r *run) undoRun(ctx context.Context, p *plan, newID string) (*Report, error) {
+func (r *run) undoRun(ctx context.Context, p *plan, newID string, cause error) (*Report, error) {
 	e, o := r.s.engine, r.s.opts
 	if _, err := e.ContainerInspect(ctx, p.old.ID); err == nil {
 		r.undo = append(r.undo, undoStep{"rename " + o.Backup + " back to " + o.Container, func(ctx context.Context) error {
@@ -184,6 +184,9 @@ func (r *run) undoRun(ctx context.Context, p *plan, newID string) (*Report, erro
 		}})
 	}
 	r.undo = append(r.undo, undoStep{"clear the run's records", func(context.Context) error {
+		if err := r.dir.Remove("", proto.KindCutover); err != nil {
+			return err
+		}
 		return clearHandoffRecords(r.dir, r.jr.ToEpoch, o.Logger)
 	}})
 	if newID != "" {
@@ -191,5 +194,5 @@ func (r *run) undoRun(ctx context.Context, p *plan, newID string) (*Report, erro
 			return removeNew(ctx, e, r.dir, newID, r.jr.ToEpoch, o)
 		}})
 	}
-	return r.rollback(fmt.Errorf("the %s stopped at %s, before its cutover", r.jr.Operation, r.jr.Stage), p)
+	return r.rollback(cause, p)
 }

@@ -15,22 +15,36 @@
 //     (SIGUSR1, SONiC's warm stop), waits for it to exit (SIGKILL past
 //     Options.StopTimeout), collects teamd's dump files, and only then
 //     writes <lag>.snapshot: its existence means the old speaker is silent.
-//   - standby: teamd runs passive (-w). Once its control socket answers and
+//   - standby: teamd runs passive (-P). Once its control socket answers and
 //     every member hears the partner, the shim writes <lag>.standby and
 //     watches the directory. A valid snapshot of the previous epoch for its
 //     LAG and config makes it send the takeover signal, confirm teamd
-//     transmits, and write <lag>.active. If the supervisor's cutover record
-//     is there and no valid snapshot arrives within Options.Budget, it takes
-//     over anyway (path "deadline").
+//     transmits, and write <lag>.active. Without one (past Options.Budget
+//     after the supervisor's cutover: path "deadline"; or before any cutover
+//     when the old speaker dies or freezes: path "failover") it takes over
+//     only on evidence that the old speaker is silent (speaker.go).
 //
 // # Invariant
 //
-// At most one LACP speaker per LAG, and never none for longer than the
-// deadline: a standby transmits only after the old teamd has exited (a valid
-// snapshot) or once the budget after the cutover is spent, and the old shim
-// kills its teamd within StopTimeout of the cutover, so that a deadline
-// takeover rarely overlaps a live old speaker. Both speak with the same
-// identity and the partner state learned on the wire.
+// At most one LACP speaker per LAG, and never none while one can speak:
+//
+//   - a standby transmits only after the old teamd has exited (a valid
+//     snapshot, written once it has), or on evidence that it is silent: no
+//     LACPDU left any member for 1.5 fast periods, or no other process holds
+//     a Slow Protocols socket on them; a record alone is never proof;
+//   - an active shim that finds a newer epoch's .active steps down
+//     (fence.go) without a word on the wire;
+//   - an active shim hands over only if a shim of the next epoch runs, and
+//     after handing over stays until that epoch's .active appears; if every
+//     shim of it goes away first, it withdraws its snapshot and takes the LAG
+//     back (a warm start from the dump files it just wrote);
+//   - every shim holds its LAG's liveness lock for its epoch
+//     (statefile.Dir.Live): one shim per LAG and epoch in any container, and
+//     the others can tell a record's writer alive from dead.
+//
+// Both speakers speak with the same identity and the partner state learned
+// on the wire, so the partner cannot tell them apart; only timing can
+// (proto.Speakers), which is how the tests look for two.
 //
 // # Epochs
 //

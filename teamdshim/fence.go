@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io/fs"
 	"syscall"
+	"time"
 
 	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,18 +69,55 @@ func (s *Shim) stepDown() (int, error) {
 }
 
 // standbyWaiting reports whether a standby of the next epoch is ready for
-// the LAG: its record is there and its shim lives.
+// the LAG: its record is there, written by the shim that holds the next
+// epoch's liveness lock now (a shim that died and was restarted has not
+// said it is ready again until it rewrites the record).
 func (s *Shim) standbyWaiting() bool {
+	ready, _ := s.standbyState()
+	return ready
+}
+
+// standbyState says whether the next epoch's standby is ready, and
+// whether one runs at all (its shim holds the lock).
+func (s *Shim) standbyState() (ready, running bool) {
+	who, alive, err := s.dir.Alive(s.lag, s.epoch+1)
+	if err != nil || !alive {
+		return false, false
+	}
 	rec, err := s.dir.Read(s.lag, proto.KindStandby)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("the LAG's standby record", "err", err)
 		}
-		return false
+		return false, true
 	}
-	if rec.RecordEpoch() != s.epoch+1 {
-		return false
+	sb := rec.(*proto.Standby)
+	return sb.Epoch == s.epoch+1 && sb.Writer.PID == statefile.LivePID(who), true
+}
+
+// readyStandbyWait bounds how long an active shim told to stop or hand over
+// waits for a standby that runs but is not ready yet (just restarted, or
+// still learning the partner): the LAG is better kept than left silent.
+const readyStandbyWait = 5 * time.Second
+
+// awaitStandby waits, up to timeout, for the next epoch's standby to be
+// ready; it returns at once if none runs.
+func (s *Shim) awaitStandby(timeout time.Duration) (ready, running bool) {
+	deadline := time.Now().Add(timeout)
+	logged := false
+	for {
+		ready, running := s.standbyState()
+		if ready || !running {
+			return ready, running
+		}
+		if time.Now().After(deadline) {
+			s.log.Warn("the standby of the next epoch did not get ready", "waited", timeout)
+			return false, true
+		}
+		if !logged {
+			logged = true
+			s.log.Info("a standby of the next epoch runs but is not ready: waiting for it", "up_to", timeout)
+		}
+		time.Sleep(50 * time.Millisecond) // its record has no notification here; a watch for one file is not worth it
 	}
-	_, alive, err := s.dir.Alive(s.lag, s.epoch+1)
-	return err == nil && alive
 }

@@ -28,10 +28,12 @@ func (s *Shim) handOver(ctx context.Context, ev Event) error {
 	s.log.Info("handing over", "on", ev)
 	st, dumpErr := s.teamd.stateDump(ctx, callTimeout)
 	if dumpErr != nil {
-		// Without teamd's state the snapshot lists no members and the
-		// standby will reject it and take over at the deadline: still
-		// better than keeping an unanswering teamd.
+		// teamd died or does not answer: its last known state stands in
+		// (the snapshot says so); without any, the snapshot lists no
+		// members, the standby rejects it and takes over once it finds
+		// the old speaker silent.
 		s.log.Error("state dump before the handoff failed", "err", dumpErr)
+		st = s.lastDump
 	}
 	lastTxMono, lastTx := monoclock.Now(), time.Now()
 	if err := s.teamd.signal(syscall.SIGUSR1); err != nil && !errors.Is(err, errExited) {
@@ -44,12 +46,16 @@ func (s *Shim) handOver(ctx context.Context, ev Event) error {
 		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
 		TeamdStop: how, TakenMono: takenMono, Taken: taken, Teamd: s.info, Kernel: s.readKernel(),
 	}
+	switch {
+	case st == nil:
+		snap.TeamdStop += fmt.Sprintf("; no state: %v", dumpErr)
+	case dumpErr != nil:
+		snap.TeamdStop += fmt.Sprintf("; its state is the last one it gave (%v)", dumpErr)
+	}
 	if st != nil {
 		snap.TeamMAC, _ = proto.ParseMAC(st.TeamDevice.IfInfo.DevAddr)
 		snap.Runner = proto.Runner{Active: st.Runner.Active, FastRate: st.Runner.FastRate, SysPrio: uint16(st.Runner.SysPrio)}
 		snap.Members = s.snapshotMembers(st, lastTxMono, lastTx)
-	} else {
-		snap.TeamdStop += fmt.Sprintf("; no state: %v", dumpErr)
 	}
 	snap.LAGDump = s.readDump(s.lag, func(b []byte) error { _, err := teamd.ParseLAGDump(b); return err })
 	if _, err := s.dir.Publish(snap); err != nil {
@@ -58,6 +64,116 @@ func (s *Shim) handOver(ctx context.Context, ev Event) error {
 	s.handedOver = true
 	s.log.Info("snapshot written", "members", len(snap.Members), "took", time.Since(taken))
 	return s.enter(StateDone, EventHandedOver)
+}
+
+// After a handoff to the next epoch the shim stays until that epoch speaks
+// for the LAG, up to successorWait. If the next epoch's liveness lock
+// stays free for successorGone (init restarts a killed shim within
+// milliseconds, and the lock is the first thing it takes), nobody will: the
+// LAG is taken back.
+const (
+	successorWait = 10 * time.Second
+	successorGone = 300 * time.Millisecond
+	successorTick = 50 * time.Millisecond
+)
+
+// awaitSuccessor waits for the next epoch to take the LAG over, and says
+// whether it must be taken back instead. Before it says so, it withdraws
+// the snapshot, so that no shim of the next epoch that starts late takes
+// over from it while this one transmits again (one that does start finds
+// the wire busy and waits); if one started in between, the snapshot is
+// put back and the LAG left to it.
+func (s *Shim) awaitSuccessor(ctx context.Context) (takeBack bool) {
+	deadline := time.Now().Add(successorWait)
+	tick := time.NewTicker(successorTick)
+	defer tick.Stop()
+	var free time.Time // since when no shim of the next epoch runs
+	for {
+		if s.successorSpeaks() {
+			return false
+		}
+		switch {
+		case s.successorAlive():
+			free = time.Time{}
+		case free.IsZero():
+			free = time.Now()
+		case time.Since(free) >= successorGone:
+			return s.withdrawSnapshot()
+		}
+		if time.Now().After(deadline) {
+			s.log.Warn("the next epoch has not taken the LAG over; leaving it to it", "waited", successorWait)
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case sig := <-s.sigs:
+			if sig != syscall.SIGUSR1 {
+				return false // stopped: the container goes
+			}
+		case <-tick.C:
+		}
+	}
+}
+
+// withdrawSnapshot removes the handoff's snapshot before a take-back; it
+// says false (and puts the snapshot back) if the next epoch turned up.
+func (s *Shim) withdrawSnapshot() bool {
+	rec, err := s.dir.Read(s.lag, proto.KindSnapshot)
+	if err != nil || rec.RecordEpoch() != s.epoch {
+		return false
+	}
+	if err := s.dir.Remove(s.lag, proto.KindSnapshot); err != nil {
+		s.log.Error("withdrawing the snapshot for a take-back", "err", err)
+		return false
+	}
+	if s.successorAlive() || s.successorSpeaks() {
+		if _, err := s.dir.Publish(rec); err != nil {
+			s.log.Error("putting the snapshot back", "err", err)
+		}
+		return false
+	}
+	s.log.Error("no shim of the next epoch runs and none took the LAG over: taking it back", "epoch", s.epoch, "next", s.epoch+1)
+	s.handedOver = false
+	return true
+}
+
+// successorAlive reports whether a shim of the next epoch runs.
+func (s *Shim) successorAlive() bool {
+	_, alive, err := s.dir.Alive(s.lag, s.epoch+1)
+	return err != nil || alive // unknown counts as alive: never a take-back on doubt
+}
+
+// successorSpeaks reports whether a newer epoch's .active is there.
+func (s *Shim) successorSpeaks() bool {
+	rec, err := s.dir.Read(s.lag, proto.KindActive)
+	return err == nil && rec.RecordEpoch() > s.epoch
+}
+
+// diedSnapshot: the active teamd died (not by the shim's doing). If a
+// standby of the next epoch is ready, the snapshot tells it at once that
+// the old speaker is silent, with teamd's last known state, so that the LAG
+// is taken over now rather than when the standby finds out by itself.
+func (s *Shim) diedSnapshot() {
+	if !s.standbyWaiting() {
+		return
+	}
+	now, wall := monoclock.Now(), time.Now()
+	snap := &proto.Snapshot{
+		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
+		TeamdStop: "teamd died: " + s.teamd.describe(), TakenMono: now, Taken: wall, Teamd: s.info, Kernel: s.readKernel(),
+	}
+	if st := s.lastDump; st != nil {
+		snap.TeamMAC, _ = proto.ParseMAC(st.TeamDevice.IfInfo.DevAddr)
+		snap.Runner = proto.Runner{Active: st.Runner.Active, FastRate: st.Runner.FastRate, SysPrio: uint16(st.Runner.SysPrio)}
+		snap.Members = s.snapshotMembers(st, now, wall)
+	}
+	if _, err := s.dir.Publish(snap); err != nil {
+		s.log.Error("snapshot after teamd died", "err", err)
+		return
+	}
+	s.handedOver = true
+	s.log.Warn("teamd died; a standby of the next epoch is ready: snapshot written so that it takes over at once", "teamd", s.teamd.describe())
 }
 
 // snapshotMembers turns teamd's port states into snapshot members, with the

@@ -63,7 +63,7 @@ func (o *outgoing) read(c *lacpsock.Conn) {
 
 // wait waits until a PDU left on every watched member at or after since,
 // and returns when the last of those went out.
-func (o *outgoing) wait(since time.Time, timeout time.Duration) (time.Time, error) {
+func (o *outgoing) wait(since time.Time, timeout time.Duration, gone <-chan struct{}) (time.Time, error) {
 	if len(o.conns) == 0 {
 		return time.Time{}, fmt.Errorf("no member is watched")
 	}
@@ -75,6 +75,8 @@ func (o *outgoing) wait(since time.Time, timeout time.Duration) (time.Time, erro
 		}
 		select {
 		case <-o.notify:
+		case <-gone:
+			return time.Time{}, errExited
 		case <-expire:
 			return time.Time{}, fmt.Errorf("no PDU from teamd on %s within %v of the takeover signal", missing, timeout)
 		}

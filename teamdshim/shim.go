@@ -92,6 +92,19 @@ type Shim struct {
 	kernelErr error
 
 	handedOver bool // the LAG went to the next epoch: the liveness lock file goes too
+	// restartPassive: a restart (path restart) of a teamd that can start
+	// passive: it listens until it hears the partner, then takes over, so
+	// that its first PDU is in sync and the kernel's LAG is left alone.
+	restartPassive bool
+	// pendingHandOver: SIGUSR1 came before teamd was the LAG's speaker (a
+	// shim restarted during the handoff); it hands over once it is.
+	pendingHandOver bool
+	lastDump        *teamd.State // an active teamd's last StateDump, for a snapshot if it dies
+	// takeBack: this shim handed the LAG to the next epoch and every shim
+	// of it went away before one took over; Run runs again, taking back.
+	// takingBack: this run is that (teamd warm-starts from the dump files
+	// the handoff just wrote, and transmits at once).
+	takeBack, takingBack bool
 }
 
 // New checks the options and teamd's command line.
@@ -160,11 +173,36 @@ func configOf(a teamd.Args) ([]byte, error) {
 // LAG is the team device the shim runs teamd for.
 func (s *Shim) LAG() string { return s.lag }
 
+// maxTakeBacks bounds how often one shim takes its LAG back.
+const maxTakeBacks = 3
+
 // Run starts teamd and plays the shim's role until teamd exits or the LAG
 // has been handed over. It returns the process exit code: teamd's, or 0
 // after a handoff. Cancelling ctx stops teamd as SIGTERM would. An error
 // is an *Error naming the state and the event it failed in.
+//
+// A LAG handed over to a next epoch whose every shim went away before
+// taking it over (its container stopped at the cutover) is taken back: Run
+// runs again, warm-starting teamd from the dump files the handoff wrote.
 func (s *Shim) Run(ctx context.Context) (int, error) {
+	for n := 0; ; n++ {
+		if n > 0 {
+			*s = Shim{opts: s.opts, log: s.log, argv: s.argv, lag: s.lag, digest: s.digest, dumpDir: s.dumpDir, ports: s.ports, takingBack: true}
+			s.log.Warn("taking the LAG back: the next epoch's shims went away before one took it over")
+		}
+		code, err := s.run(ctx)
+		if s.takingBack && errors.Is(err, ErrFenced) {
+			s.log.Info("the LAG was taken over after all; not taking it back")
+			return 0, nil
+		}
+		if !s.takeBack || err != nil || ctx.Err() != nil || n == maxTakeBacks {
+			return code, err
+		}
+	}
+}
+
+// run is one start of teamd.
+func (s *Shim) run(ctx context.Context) (int, error) {
 	unlock, err := lockLAG(s.opts.RunDir, s.lag)
 	if err != nil {
 		return 1, s.fail(EventStart, err)
@@ -178,7 +216,7 @@ func (s *Shim) Run(ctx context.Context) (int, error) {
 	}
 	// One shim per LAG and epoch, in any container; the lock also tells
 	// the supervisor and the other container's shims that this one lives.
-	if s.live, err = s.dir.Live(s.lag, s.epoch, fmt.Sprintf("teamd-shim pid %d in %s, %s", os.Getpid(), s.opts.Container, s.role)); err != nil {
+	if s.live, err = s.dir.Live(s.lag, s.epoch, statefile.LiveWho(os.Getpid(), fmt.Sprintf("teamd-shim in %s, %s", s.opts.Container, s.role))); err != nil {
 		return 1, s.fail(EventStart, fmt.Errorf("another teamd-shim runs %s at epoch %d: %w", s.lag, s.epoch, err))
 	}
 	defer func() { s.live.Release(s.handedOver) }()
@@ -215,11 +253,22 @@ func (s *Shim) Run(ctx context.Context) (int, error) {
 		// gone. Starting a teamd here would race it.
 		s.log.Warn("no teamd runs and a standby of the next epoch is ready: leaving the LAG to it", "standby_epoch", s.epoch+1)
 		return 0, nil
+	case s.takingBack && s.successorAlive():
+		s.log.Info("a shim of the next epoch runs again: leaving the LAG to it", "standby_epoch", s.epoch+1)
+		return 0, nil
 	default:
 		teamdArgs := s.argv.Without("d")
-		if s.role == proto.RoleStandby {
-			// Passive beside the running teamd: never recreate the device
-			// (-r) nor warm-start (-w, which transmits at once).
+		s.restartPassive = s.path == proto.PathRestart && s.profile.PassiveStart() && !s.takingBack
+		switch {
+		case s.takingBack:
+			// The handoff left teamd's dump files and the kernel's LAG as
+			// they were: SONiC's warm start (-w -o) folds them in and
+			// transmits at once, in sync, as after a warm reboot.
+			teamdArgs = teamdArgs.Without("r", "P").With("w").With("o")
+		case s.role == proto.RoleStandby || s.restartPassive:
+			// Passive beside the running teamd (or to relearn the partner
+			// after a restart): never recreate the device (-r) nor
+			// warm-start (-w, which transmits at once).
 			teamdArgs = teamdArgs.Without("r", "w").With("P")
 		}
 		argv := append([]string{s.opts.Teamd[0]}, teamdArgs.Argv()...)
@@ -245,6 +294,14 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 	st.since = time.Now()
 	stop := ctx.Done()
 	for {
+		if s.state == StateActive && s.pendingHandOver {
+			s.pendingHandOver = false
+			if done, err := s.handOverRequested(ctx); err != nil {
+				return 1, err
+			} else if done {
+				return 0, nil
+			}
+		}
 		var events <-chan statefile.Event
 		var deadline, look <-chan time.Time
 		if s.sb != nil && s.sb.tick != nil {
@@ -255,22 +312,30 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 			if s.state == StateStarting && st.answered.IsZero() {
 				return s.finish(EventTeamdExited, fmt.Errorf("teamd exited (%s) before its control socket answered: %w", s.teamd.describe(), st.lastErr))
 			}
+			if s.state == StateActive {
+				s.diedSnapshot()
+			}
 			return s.finish(EventTeamdExited, nil)
 
 		case <-stop:
 			stop = nil // once: then teamd's exit ends the loop
-			s.relay(syscall.SIGTERM)
+			if handed, err := s.stopRequested(ctx); err != nil {
+				return 1, err
+			} else if handed {
+				return 0, nil
+			}
 
 		case sig := <-s.sigs:
 			switch {
-			case sig == syscall.SIGTERM && s.state == StateActive && s.profile.WarmStop() && s.standbyWaiting():
-				// The container is stopped while its successor waits:
-				// hand the LAG over rather than take it down.
-				s.log.Warn("SIGTERM while a standby of the next epoch is ready: handing the LAG over instead of stopping it")
-				if err := s.handOver(ctx, EventStopToStandby); err != nil {
+			case sig == syscall.SIGTERM:
+				if handed, err := s.stopRequested(ctx); err != nil {
 					return 1, err
+				} else if handed {
+					return 0, nil
 				}
-				return 0, nil
+			case sig == syscall.SIGUSR1 && s.role == proto.RoleActive && s.state < StateActive:
+				s.log.Warn("SIGUSR1 before teamd is the LAG's speaker: handing over as soon as it is", "state", s.state)
+				s.pendingHandOver = true
 			case sig != syscall.SIGUSR1 || s.state != StateActive:
 				s.relay(sig.(syscall.Signal))
 			case !s.profile.WarmStop():
@@ -278,14 +343,18 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 				s.log.Error("SIGUSR1 refused: this teamd cannot stop warm, so the LAG stays with it",
 					"teamd", s.info.Program, "profile", s.profile, "what", s.profile.What())
 			default:
-				if err := s.handOver(ctx, EventHandOver); err != nil {
+				if done, err := s.handOverRequested(ctx); err != nil {
 					return 1, err
+				} else if done {
+					return 0, nil
 				}
-				return 0, nil
 			}
 
 		case <-poll.C:
 			dump, err := s.teamd.stateDump(ctx, callTimeout)
+			if err == nil {
+				s.lastDump = dump
+			}
 			switch s.state {
 			case StateStarting:
 				next, err := s.starting(&st, dump, err)
@@ -300,7 +369,16 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 					// It transmits beside the running teamd: stop it now.
 					return s.finish(EventReady, errors.New("teamd says it is not passive (StateDump setup.passive false): a standby must never speak beside the running teamd; stopped"))
 				}
-				if err == nil && s.ready(dump) {
+				if err == nil && (s.ready(dump) || (s.restartPassive && len(dump.Ports) == 0)) {
+					// A passive restart with no port has no partner to
+					// hear: it takes over at once.
+					if s.restartPassive {
+						if err := s.restartTakeOver(dump); err != nil {
+							return s.finish(EventReady, err)
+						}
+						poll.Reset(memberPoll)
+						continue
+					}
 					poll.Stop()
 					if err := s.announce(ctx, dump); err != nil {
 						return s.finish(EventReady, err)
@@ -343,6 +421,64 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 			}
 		}
 	}
+}
+
+// handOverRequested answers SIGUSR1 to an active shim over a teamd that
+// can stop warm. A standby of the next epoch that runs but is not ready
+// (restarted after its teamd died) is waited for, within a bound: the LAG
+// is better kept than left silent until it is. If the cutover hands the
+// LAG to the next epoch and no shim of it runs at all, the request is
+// refused and the LAG kept: nobody would take it over (the supervisor
+// sends SIGUSR1 again once one does, and a SIGUSR1 without a cutover, as
+// for SONiC's warm reboot, always stops teamd warm). done says the shim
+// handed over.
+func (s *Shim) handOverRequested(ctx context.Context) (done bool, err error) {
+	ready, running := s.awaitStandby(readyStandbyWait)
+	toNext := s.cutoverToNext()
+	if !ready && !running && toNext {
+		s.log.Error("SIGUSR1 refused: the cutover hands this LAG to the next epoch, but no shim of that epoch runs to take it over; keeping it",
+			"epoch", s.epoch, "next", s.epoch+1)
+		return false, nil
+	}
+	if err := s.handOver(ctx, EventHandOver); err != nil {
+		return true, err
+	}
+	if toNext {
+		s.takeBack = s.awaitSuccessor(ctx)
+	}
+	return true, nil
+}
+
+// cutoverToNext reports whether the directory's cutover record hands this
+// LAG from this shim's epoch to the next.
+func (s *Shim) cutoverToNext() bool {
+	rec, err := s.dir.Read("", proto.KindCutover)
+	if err != nil {
+		return false
+	}
+	c := rec.(*proto.Cutover)
+	return c.FromEpoch == s.epoch && (len(c.LAGs) == 0 || slices.Contains(c.LAGs, s.lag))
+}
+
+// stopRequested answers SIGTERM (or the context's end, which the
+// command's SIGTERM also brings): an active shim whose successor waits
+// ready hands the LAG over rather than take it down (the container is
+// being stopped during an upgrade); otherwise teamd gets SIGTERM. handed
+// says the shim is done.
+func (s *Shim) stopRequested(ctx context.Context) (handed bool, err error) {
+	if s.state != StateActive || !s.profile.WarmStop() {
+		s.relay(syscall.SIGTERM)
+		return false, nil
+	}
+	if ready, _ := s.awaitStandby(readyStandbyWait); ready {
+		s.log.Warn("SIGTERM while a standby of the next epoch is ready: handing the LAG over instead of stopping it")
+		if err := s.handOver(ctx, EventStopToStandby); err != nil {
+			return true, err
+		}
+		return true, nil
+	}
+	s.relay(syscall.SIGTERM)
+	return false, nil
 }
 
 // starting is what the shim learns while teamd starts.
@@ -390,8 +526,8 @@ func (s *Shim) starting(st *starting, dump *teamd.State, err error) (next time.D
 		s.role, s.path = proto.RoleActive, proto.PathRestart
 		return memberPoll, s.becomeActive()
 	}
-	if s.role == proto.RoleStandby {
-		s.log.Info("standby: waiting for teamd to hear the partner on every member")
+	if s.role == proto.RoleStandby || s.restartPassive {
+		s.log.Info("passive: waiting for teamd to hear the partner on every member", "role", s.role, "path", s.path)
 		return readyPoll, s.enter(StateWaitingReady, EventAnswered)
 	}
 	if missing := s.missingPorts(dump); len(missing) > 0 {
@@ -464,6 +600,12 @@ func (s *Shim) refresh(dump *teamd.State) {
 // a standby record that never led to a takeover, and returns teamd's exit
 // code, or 1 and err as an *Error.
 func (s *Shim) finish(ev Event, err error) (int, error) {
+	if errors.Is(err, errExited) {
+		// teamd died under a step: the shim ends as teamd did, so that
+		// init restarts a killed one at once.
+		s.log.Error("teamd exited", "during", ev, "err", err)
+		err = nil
+	}
 	if err != nil {
 		err = s.fail(ev, err)
 	}
@@ -472,7 +614,7 @@ func (s *Shim) finish(ev Event, err error) (int, error) {
 		s.teamd.stop(s.opts.StopTimeout, "did not exit on SIGTERM")
 	}
 	if s.role == proto.RoleStandby && s.state != StateActive {
-		if rerr := s.dir.Remove(s.lag, proto.KindStandby); rerr != nil {
+		if rerr := s.removeOwnStandby(); rerr != nil {
 			s.log.Warn("removing the standby record", "err", rerr)
 		}
 	}
@@ -534,11 +676,37 @@ func (s *Shim) relay(sig syscall.Signal) {
 	}
 }
 
+// restartTakeOver ends a passive restart: teamd hears the partner on every
+// member, so it takes over at once, its first PDU in sync.
+func (s *Shim) restartTakeOver(st *teamd.State) error {
+	s.members = st.PortNames()
+	s.sb = &standbyWait{confirm: watchOutgoing(s.members, s.log)}
+	s.log.Info("restart: teamd hears the partner; taking over")
+	return s.takeOver(EventReady, proto.PathRestart, 0, "restarted: teamd started passive and took over once it heard the partner")
+}
+
 // becomeActive finishes an active start: the .active record is written.
 // A warm start (-w: a system warm reboot, or its restart) needs nothing
 // more: teamd reads its dump files and transmits by itself.
 func (s *Shim) becomeActive() error {
-	if err := s.writeActive(s.path, 0, proto.Timings{}, "", nil); err != nil {
+	var t proto.Timings
+	if s.path == proto.PathRestart && s.teamd.adopted && len(s.members) > 0 {
+		// The adopted teamd speaks already: the record says so once its
+		// PDUs are seen leaving every member.
+		o := watchOutgoing(s.members, s.log)
+		since := time.Now()
+		if at, err := o.wait(since, s.opts.ConfirmTimeout, s.teamd.done); err == nil {
+			t.Confirmed = monoclock.Now() - int64(time.Since(at))
+		} else {
+			s.log.Warn("the adopted teamd was not seen transmitting", "err", err)
+		}
+		o.close()
+	}
+	note := ""
+	if s.takingBack {
+		note = "taken back: the next epoch's shims went away before one took the LAG over"
+	}
+	if err := s.writeActive(s.path, 0, t, note, nil); err != nil {
 		return err
 	}
 	return s.enter(StateActive, EventAnswered)

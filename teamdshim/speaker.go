@@ -30,7 +30,8 @@ import (
 //     member means the old teamd is gone.
 //
 // The wire is watched all along (it costs nothing until a PDU leaves); the
-// sockets are read only when the wire has gone quiet.
+// sockets are read only when the wire has been quiet for a third of the
+// proof (half a fast period).
 
 // silenceProof is how long no PDU may leave any member before the old
 // speaker counts as silent: one and a half of the period the partner asks
@@ -74,7 +75,7 @@ func (ev evidence) silent(proof time.Duration) (bool, string) {
 func (ev evidence) known() bool { return ev.watched || ev.sockets }
 
 // gather collects the evidence now: the wire always, the sockets when
-// the wire is quiet for most of a period (or cannot be watched).
+// the wire has been quiet for half a period (or cannot be watched).
 func (s *Shim) gather(proof time.Duration) evidence {
 	w := s.sb
 	var ev evidence
@@ -86,7 +87,7 @@ func (s *Shim) gather(proof time.Duration) evidence {
 		}
 		ev.quiet = time.Since(last)
 	}
-	if ev.watched && ev.quiet < proof*2/3 {
+	if ev.watched && ev.quiet < proof/3 {
 		return ev
 	}
 	n, err := foreignSlowSockets(s.teamd.pid(), w.ifindexes)

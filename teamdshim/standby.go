@@ -171,7 +171,7 @@ func (s *Shim) record(ev statefile.Event) error {
 		// The old shim handed over with no cutover (its container was
 		// stopped while this standby was ready): the snapshot is as good
 		// a proof of its silence.
-		err, note = nil, "no cutover: the old shim handed over on its own (its container was stopped?)"
+		err, note = nil, "no cutover: the old shim handed over on its own ("+ev.Record.(*proto.Snapshot).TeamdStop+")"
 	}
 	if err != nil {
 		s.log.Warn("snapshot rejected", "file", ev.Path, "reason", err)
@@ -299,7 +299,12 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 	if err := s.teamd.signal(s.opts.TakeoverSignal); err != nil {
 		return fmt.Errorf("takeover signal: %w", err)
 	}
-	if at, err := w.confirm.wait(sent, s.opts.ConfirmTimeout); err != nil {
+	if at, err := w.confirm.wait(sent, s.opts.ConfirmTimeout, s.teamd.done); errors.Is(err, errExited) {
+		// Nobody speaks for the LAG now: the shim ends (teamd's exit is
+		// its), so that init restarts it at once rather than after the
+		// confirmation's timeout.
+		return fmt.Errorf("taking over: %w", err)
+	} else if err != nil {
 		s.log.Error("takeover not confirmed", "err", err)
 	} else {
 		t.Confirmed = t.SignalSent + int64(at.Sub(sent))
@@ -310,10 +315,19 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 	if err := s.writeActive(path, from, *t, note, before); err != nil {
 		return err
 	}
-	if err := s.dir.Remove(s.lag, proto.KindStandby); err != nil {
+	if err := s.removeOwnStandby(); err != nil {
 		s.log.Warn("removing the standby record", "err", err)
 	}
 	s.sb.close()
 	s.sb = nil
 	return s.enter(StateActive, EventTransmits)
+}
+
+// removeOwnStandby removes the LAG's .standby if it is this shim's epoch's
+// (another epoch's belongs to another shim).
+func (s *Shim) removeOwnStandby() error {
+	if rec, err := s.dir.Read(s.lag, proto.KindStandby); err != nil || rec.RecordEpoch() != s.epoch {
+		return nil
+	}
+	return s.dir.Remove(s.lag, proto.KindStandby)
 }

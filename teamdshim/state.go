@@ -12,8 +12,8 @@ import (
 //	                  │                     ▲  │  (or SIGTERM with a ready standby)
 //	                  │                     │  └──fenced (a newer epoch took over)──▶ done
 //	                  └─answered─▶ waiting-ready ──ready──▶ standby ──snapshot|deadline|failover──▶ taking-over
-//	                    (standby)                                                                     │
-//	                                                           active ◀──────transmitting──────────────┘
+//	                    (standby, or a   └──────────ready (a passive restart)─────────────────────────▶│
+//	                     passive restart)                       active ◀──────transmitting──────────────┘
 //
 // From every state after new, "teamd exited" leads to done.
 type State uint8
@@ -63,7 +63,7 @@ const (
 var transitions = [...][]State{
 	StateNew:          {StateStarting},
 	StateStarting:     {StateWaitingReady, StateActive, StateDone},
-	StateWaitingReady: {StateStandby, StateDone},
+	StateWaitingReady: {StateStandby, StateTakingOver, StateDone}, // taking over: a passive restart
 	StateStandby:      {StateTakingOver, StateDone},
 	StateTakingOver:   {StateActive, StateDone},
 	StateActive:       {StateHandingOver, StateDone}, // done: teamd exited, or fenced
