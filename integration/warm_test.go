@@ -395,3 +395,58 @@ func TestIntegrationWarmNeverReadyRollsBack(t *testing.T) {
 		t.Fatal("the peer noticed the rolled-back upgrade")
 	}
 }
+
+// inotifyInstances counts the inotify instances the processes of container
+// id hold, by name of the process that holds each.
+func (bx *box) inotifyInstances(ctx context.Context, t *testing.T, id string) map[string]int {
+	t.Helper()
+	top, err := bx.Lab.Docker.ContainerTop(ctx, id, []string{"-eo", "pid,args"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, p := range top.Processes {
+		if len(p) < 2 {
+			continue
+		}
+		pid := strings.TrimSpace(p[0])
+		fds, _ := os.ReadDir(filepath.Join("/proc", pid, "fd"))
+		for _, fd := range fds {
+			if l, err := os.Readlink(filepath.Join("/proc", pid, "fd", fd.Name())); err == nil && l == "anon_inode:inotify" {
+				out[p[1]]++
+			}
+		}
+	}
+	return out
+}
+
+// Eight standbys waiting for the cutover hold one inotify instance between
+// them (their init's shared watch), not one each: a switch's 128 LAGs stay
+// clear of fs.inotify.max_user_instances (128 per user by default).
+func TestIntegrationStandbysShareOneWatch(t *testing.T) {
+	bx := newBox(t, 8, 2, dut.Version{Name: "v1"}, dut.Version{Name: "v2"})
+	oldID := bx.runTeamd(t, "v1")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := bx.startWarmUntilA3(t, "upgrade", "--image", bx.Images["v2"])
+	// Frozen, teamd-warm cannot cut over: the standbys stay standbys (a
+	// shim watches before it writes .standby) while they are counted.
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	newID := bx.awaitNewContainer(ctx, t, oldID)
+	awaitRecords(t, bx.Dir, proto.KindStandby, bx.Bed.LAGs, 30*time.Second, epochIs(2))
+	got := bx.inotifyInstances(ctx, t, newID)
+	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	rep, code := r.wait(t)
+	bx.upgraded(t, rep, code, oldID, "v2", 2)
+	total := 0
+	for _, n := range got {
+		total += n
+	}
+	if total != 1 {
+		t.Errorf("the new container's processes hold %d inotify instances, want 1 (init's): %v", total, got)
+	}
+}

@@ -15,10 +15,14 @@ import (
 //
 // Two speakers are reported when some stretch of five periods holds more
 // PDUs than one speaker sends in it (six periodic ones and two more for
-// state changes), or holds three or more intervals shorter than a quarter
-// period (one speaker sends a change PDU right after a periodic one at
-// most twice around a handoff: the old one's parting PDU and the new
-// one's first). An overlap shorter than about four periods can go unseen.
+// state changes), or holds intervals shorter than a quarter period in four
+// or more bursts (short intervals less than half a period apart are one
+// burst). One speaker sends short intervals only in bursts: at bring-up,
+// and around a handoff (the old one's last periodic PDU, its parting PDU,
+// the new one's first and the change PDUs that follow, all within a
+// period: seen on the real kernel); two trains close together give a short
+// interval every period. An overlap shorter than about four periods can go
+// unseen.
 func Speakers(at []time.Time, period time.Duration) (two bool, why string) {
 	window := 5 * period
 	const most = 8 // 6 periodic + 2 change PDUs
@@ -38,10 +42,24 @@ func Speakers(at []time.Time, period time.Duration) (two bool, why string) {
 			for len(short) > 0 && at[i].Sub(short[0]) >= window {
 				short = short[1:]
 			}
-			if len(short) >= 3 {
-				return true, fmt.Sprintf("%d PDUs less than %v after the one before within %v, the last at %s", len(short), period/4, window, at[i].Format("15:04:05.000"))
+			if n := bursts(short, period/2); n >= 4 {
+				return true, fmt.Sprintf("%d PDUs less than %v after the one before, in %d bursts within %v, the last at %s",
+					len(short), period/4, n, window, at[i].Format("15:04:05.000"))
 			}
 		}
 	}
 	return false, ""
+}
+
+// bursts counts the groups of at (in order) whose members follow the
+// group's first by less than apart.
+func bursts(at []time.Time, apart time.Duration) int {
+	n := 0
+	var first time.Time
+	for _, t := range at {
+		if n == 0 || t.Sub(first) >= apart {
+			n, first = n+1, t
+		}
+	}
+	return n
 }

@@ -30,6 +30,17 @@ func TestSpeakers(t *testing.T) {
 	// A handoff: the old speaker's parting PDU 30 ms after a periodic one,
 	// the new one's first 300 ms later, then its own train.
 	handoff := merge(train(0, time.Second, 10), append([]time.Time{t0.Add(9*time.Second + 30*time.Millisecond)}, train(9330*time.Millisecond, time.Second, 10)...))
+	// The real kernel's slower handoff (the lab, under emulation): the old
+	// speaker's periodic PDU, its parting PDU 120 ms later, the new one's
+	// first 220 ms after that and a change PDU 230 ms later.
+	burst := merge(train(0, time.Second, 10), append([]time.Time{
+		t0.Add(9*time.Second + 120*time.Millisecond), t0.Add(9*time.Second + 340*time.Millisecond),
+	}, train(9570*time.Millisecond, time.Second, 10)...))
+	// Change PDUs after a periodic one, then a slow handoff five periods
+	// later: two bursts of one speaker.
+	bursty := merge(train(0, time.Second, 10), []time.Time{t0.Add(4080 * time.Millisecond), t0.Add(4150 * time.Millisecond),
+		t0.Add(9120 * time.Millisecond), t0.Add(9340 * time.Millisecond)})
+	bursty = append(bursty, train(9570*time.Millisecond, time.Second, 10)...)
 	for _, tc := range []struct {
 		name   string
 		at     []time.Time
@@ -40,8 +51,10 @@ func TestSpeakers(t *testing.T) {
 		{"one speaker", one, time.Second, false, ""},
 		{"one speaker with jitter", merge(train(0, 990*time.Millisecond, 10), train(10*time.Second, 1010*time.Millisecond, 10)), time.Second, false, ""},
 		{"a handoff", handoff, time.Second, false, ""},
+		{"a slow handoff's burst", burst, time.Second, false, ""},
+		{"bring-up, then a slow handoff", bursty, time.Second, false, ""},
 		{"two, half a period apart", merge(train(0, time.Second, 20), train(500*time.Millisecond, time.Second, 20)), time.Second, true, "PDUs within 5s"},
-		{"two, close together, briefly", merge(train(0, time.Second, 4), train(100*time.Millisecond, time.Second, 4)), time.Second, true, "less than 250ms after the one before"},
+		{"two, close together, briefly", merge(train(0, time.Second, 4), train(100*time.Millisecond, time.Second, 4)), time.Second, true, "less than 250ms after the one before, in 4 bursts"},
 		{"two, slow period", merge(train(0, 30*time.Second, 10), train(15*time.Second, 30*time.Second, 10)), 30 * time.Second, true, "PDUs within 2m30s"},
 		{"one, slow period", train(0, 30*time.Second, 10), 30 * time.Second, false, ""},
 		{"nothing", nil, time.Second, false, ""},

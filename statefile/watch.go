@@ -50,25 +50,37 @@ func Watch(ctx context.Context, dir string) (<-chan Event, error) {
 // directory, a shim that reads only its own records saves the others'
 // reads at the very moment all of them are handed over.
 func WatchOnly(ctx context.Context, dir string, keep func(lag string, k proto.Kind) bool) (<-chan Event, error) {
+	notices, err := inotify(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	return scan(ctx, dir, keep, notices), nil
+}
+
+// notice is what a watch learns from: a name in the directory that may
+// have changed, or that events were lost (rescan), or an error.
+type notice struct {
+	name   string
+	rescan bool
+	err    error
+}
+
+// inotify turns an inotify watch of dir into notices until ctx is done.
+func inotify(ctx context.Context, dir string) (<-chan notice, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", dir, err)
 	}
-	// Watching first, then scanning: a record that lands in between is seen
-	// twice and reported once.
 	if err := w.Add(dir); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("watch %s: %w", dir, err)
 	}
-	ch := make(chan Event, 16)
+	out := make(chan notice, 16)
 	go func() {
-		defer close(ch)
+		defer close(out)
 		defer w.Close()
-		s := scanner{dir: dir, seen: map[string]fileID{}, out: ch, ctx: ctx, keep: keep}
-		if !s.rescan() {
-			return
-		}
 		for {
+			var n notice
 			select {
 			case <-ctx.Done():
 				return
@@ -76,26 +88,64 @@ func WatchOnly(ctx context.Context, dir string, keep func(lag string, k proto.Ki
 				if !ok {
 					return
 				}
-				if !s.look(filepath.Base(ev.Name)) {
-					return
-				}
+				n.name = filepath.Base(ev.Name)
 			case err, ok := <-w.Errors:
 				if !ok {
 					return
 				}
 				if errors.Is(err, fsnotify.ErrEventOverflow) {
-					if !s.rescan() {
-						return
-					}
-					continue
+					n.rescan = true
+				} else {
+					n.err = fmt.Errorf("watch %s: %w", dir, err)
 				}
-				if !s.send(Event{Err: fmt.Errorf("watch %s: %w", dir, err)}) {
-					return
-				}
+			}
+			select {
+			case out <- n:
+			case <-ctx.Done():
+				return
 			}
 		}
 	}()
-	return ch, nil
+	return out, nil
+}
+
+// scan reports the records of dir: those there now, then those the
+// notices name. The notices must be flowing before scan is called: a
+// record that lands in between is seen twice and reported once.
+func scan(ctx context.Context, dir string, keep func(lag string, k proto.Kind) bool, notices <-chan notice) <-chan Event {
+	ch := make(chan Event, 16)
+	go func() {
+		defer close(ch)
+		s := scanner{dir: dir, seen: map[string]fileID{}, out: ch, ctx: ctx, keep: keep}
+		if !s.rescan() {
+			return
+		}
+		for {
+			var n notice
+			select {
+			case <-ctx.Done():
+				return
+			case nn, ok := <-notices:
+				if !ok {
+					return
+				}
+				n = nn
+			}
+			ok := true
+			switch {
+			case n.err != nil:
+				ok = s.send(Event{Err: n.err})
+			case n.rescan:
+				ok = s.rescan()
+			default:
+				ok = s.look(n.name)
+			}
+			if !ok {
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 type scanner struct {

@@ -180,6 +180,7 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string) map[string]
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	resendAt, resent := time.Now().Add(o.Deadline+time.Second), false
+	tl := r.newTally("taken over", len(p.lags))
 	for len(got) < len(p.lags) {
 		select {
 		case ev, ok := <-events:
@@ -194,7 +195,7 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string) map[string]
 				continue
 			}
 			got[a.LAG] = a
-			r.progress("%s taken over (%s) (%d/%d)", a.LAG, a.Path, len(got), len(p.lags))
+			tl.add(a.LAG, string(a.Path))
 		case <-tick.C:
 			if c, err := e.ContainerInspect(ctx, newID); err == nil && c.State != nil && c.State.Paused {
 				if err := e.ContainerUnpause(ctx, newID); err == nil {
@@ -211,7 +212,7 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string) map[string]
 						}
 						return m
 					}())
-					r.note("%s not taken over %v after the cutover while %s still runs: SIGUSR1 sent again", strings.Join(left, " "), o.Deadline+time.Second, o.Backup)
+					r.note("%s not taken over %v after the cutover while %s still runs: SIGUSR1 sent again", someNames(left, tallyNames), o.Deadline+time.Second, o.Backup)
 					_ = e.ContainerKill(ctx, p.old.ID, "SIGUSR1")
 				}
 			}

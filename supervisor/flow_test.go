@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/teamdwarm/teamdwarm/internal/sys/inotify"
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/internal/sys/ofdlock"
 	"github.com/teamdwarm/teamdwarm/proto"
@@ -37,6 +38,8 @@ type fakeSwitch struct {
 	warmboot string
 	lags     []string
 	oldID    string
+	// entrypoint of both images; teamd-shim init if nil
+	entrypoint []string
 
 	// Knobs, set before the run.
 	deaf        bool   // new containers never get ready
@@ -69,8 +72,11 @@ func newSwitch(t *testing.T, lags []string, knobs ...func(*fakeSwitch)) *fakeSwi
 	if fs.dir, err = statefile.OpenDir(filepath.Join(fs.warmboot, "teamdwarm")); err != nil {
 		t.Fatal(err)
 	}
+	if fs.entrypoint == nil {
+		fs.entrypoint = []string{"/usr/bin/teamd-shim", "init"}
+	}
 	img := &dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{
-		Env: []string{"PATH=/usr/bin"}, Entrypoint: []string{"/usr/bin/teamd-shim", "init"}}}
+		Env: []string{"PATH=/usr/bin"}, Entrypoint: fs.entrypoint}}
 	fs.e.AddImage("teamd:v1", img)
 	fs.e.AddImage("teamd:v2", img)
 	fs.locks = map[string][]*ofdlock.Lock{}
@@ -277,7 +283,10 @@ func (fs *fakeSwitch) exec(c *enginetest.Container, cmd []string) (string, strin
 
 func (fs *fakeSwitch) options() supervisor.Options {
 	return supervisor.Options{Image: "teamd:v2", Dir: fs.dir.Path(), ReadyTimeout: 2 * time.Second,
-		Deadline: 200 * time.Millisecond, TakeoverTimeout: 2 * time.Second, ExitTimeout: 2 * time.Second, StopTimeout: time.Second}
+		Deadline: 200 * time.Millisecond, TakeoverTimeout: 2 * time.Second, ExitTimeout: 2 * time.Second, StopTimeout: time.Second,
+		InotifyUsage: func() (inotify.Usage, error) {
+			return inotify.Usage{Instances: 10, Watches: 10, MaxInstances: 128, MaxWatches: 8192}, nil
+		}}
 }
 
 func (fs *fakeSwitch) upgrade(ctx context.Context, o supervisor.Options) (*supervisor.Report, error) {
@@ -560,6 +569,39 @@ func TestNoTakeover(t *testing.T) {
 	}
 	if _, ok := fs.e.Get("teamd_bak"); !ok {
 		t.Error("the old container was removed; it should be kept for its logs")
+	}
+}
+
+// A run that would exhaust root's inotify instances is refused with the
+// numbers, before anything changes: a standby that cannot watch never
+// takes its LAG over.
+func TestPreflightRefusesWithoutInotifyInstances(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		init     bool // the old container runs teamd-shim init
+		used     int
+		refused  bool
+		contains string
+	}{
+		{"init, room for it", true, 126, false, ""},
+		{"init, one short", true, 127, true, "needs 2 inotify instances and watches (1 for teamd-warm and 1 for the new container's teamd-shim init), but root has 1 of 128 instances"},
+		{"one per shim, one short", false, 126, true, "needs 3 inotify instances and watches (1 for teamd-warm and 1 per LAG (2)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"}, func(fs *fakeSwitch) {
+				if !tc.init {
+					fs.entrypoint = []string{"/usr/bin/supervisord"}
+				}
+			})
+			o := fs.options()
+			o.InotifyUsage = func() (inotify.Usage, error) {
+				return inotify.Usage{Instances: tc.used, Watches: tc.used, MaxInstances: 128, MaxWatches: 8192}, nil
+			}
+			rep, err := fs.upgrade(context.Background(), o)
+			if refused := rep.Result == supervisor.ResultRefused; refused != tc.refused || !strings.Contains(rep.Error, tc.contains) {
+				t.Fatalf("result %s (%v), want refused %v saying %q", rep.Result, err, tc.refused, tc.contains)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"github.com/teamdwarm/teamdwarm/internal/sys/inotify"
 	"log/slog"
 	"time"
 )
@@ -65,6 +66,9 @@ type Options struct {
 	// Progress, if set, gets every step of the flow as it happens.
 	Progress func(Step)
 	Logger   *slog.Logger
+	// InotifyUsage reads root's inotify use and limits, which the run's
+	// watches count against (preflight); inotify.Read of /proc if nil.
+	InotifyUsage func() (inotify.Usage, error)
 }
 
 // Step is one line of progress.
@@ -105,6 +109,10 @@ func (o *Options) defaults() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.InotifyUsage == nil {
+		// The containers' shims run as root, whoever runs teamd-warm.
+		o.InotifyUsage = func() (inotify.Usage, error) { return inotify.Read("/proc", 0) }
 	}
 	return nil
 }

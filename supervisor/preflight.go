@@ -143,6 +143,9 @@ func (r *run) preflight(ctx context.Context) (*plan, error) {
 	if err := r.checkWarmStop(p); err != nil {
 		return nil, err
 	}
+	if err := r.checkInotify(p); err != nil {
+		return nil, err
+	}
 	r.rep.FromEpoch, r.rep.ToEpoch = p.epoch, p.epoch+1
 	return p, nil
 }
@@ -390,4 +393,33 @@ func containerInfo(c container.InspectResponse) *ContainerInfo {
 func shortID(id string) string {
 	id = strings.TrimPrefix(id, "sha256:")
 	return id[:min(12, len(id))]
+}
+
+// checkInotify refuses a run that would run out of inotify instances or
+// watches (per user, shared with every root process on the host): a
+// standby that cannot watch never takes its LAG over. The run needs one
+// for teamd-warm's own watch, and one for the new container if its init is
+// teamd-shim's (one shared watch for every shim), else one per LAG.
+func (r *run) checkInotify(p *plan) error {
+	need, how := 1+len(p.lags), fmt.Sprintf("1 for teamd-warm and 1 per LAG (%d), %s does not run teamd-shim init", len(p.lags), r.s.opts.Container)
+	if sharedWatch(p.old) {
+		need, how = 2, "1 for teamd-warm and 1 for the new container's teamd-shim init"
+	}
+	u, err := r.s.opts.InotifyUsage()
+	if err != nil {
+		r.note("inotify limits not checked: %v", err)
+		return nil
+	}
+	if u.FreeInstances() < need || u.FreeWatches() < need {
+		return fmt.Errorf("the run needs %d inotify instances and watches (%s), but root has %d of %d instances and %d of %d watches free: raise fs.inotify.max_user_instances / max_user_watches (sysctl), or stop what holds them",
+			need, how, u.FreeInstances(), u.MaxInstances, u.FreeWatches(), u.MaxWatches)
+	}
+	return nil
+}
+
+// sharedWatch reports whether a teamd container's PID 1 is teamd-shim
+// init, which watches the record directory once for all its shims; the new
+// container is started with the old one's command.
+func sharedWatch(c container.InspectResponse) bool {
+	return filepath.Base(c.Path) == "teamd-shim" && len(c.Args) > 0 && c.Args[0] == "init"
 }

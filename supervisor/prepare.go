@@ -161,6 +161,7 @@ func (r *run) waitReady(ctx context.Context, p *plan, newID string) error {
 	}
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
+	tl := r.newTally("ready", len(p.lags))
 	for len(ready) < len(p.lags) {
 		select {
 		case ev, ok := <-events:
@@ -188,7 +189,7 @@ func (r *run) waitReady(ctx context.Context, p *plan, newID string) error {
 			l.readyMono, l.deadStandby = sb.ReadyMono, false
 			if !ready[sb.LAG] {
 				ready[sb.LAG] = true
-				r.progress("%s ready (%d/%d)", sb.LAG, len(ready), len(p.lags))
+				tl.add(sb.LAG, "")
 			}
 		case w := <-exited:
 			return fmt.Errorf("the new %s exited (code %d) before every LAG was ready%s", o.Container, w.StatusCode, r.logTail(newID))
@@ -198,7 +199,7 @@ func (r *run) waitReady(ctx context.Context, p *plan, newID string) error {
 			}
 			waitErr = nil
 		case <-tick.C:
-			r.progress("waiting for %s (%d/%d ready)", strings.Join(missing(p.lagNames(), ready), " "), len(ready), len(p.lags))
+			r.progress("waiting for %s (%d/%d ready)", someNames(missing(p.lagNames(), ready), tallyNames), len(ready), len(p.lags))
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return fmt.Errorf("not ready within %v: no standby record from %s", o.ReadyTimeout, strings.Join(missing(p.lagNames(), ready), " "))

@@ -35,7 +35,10 @@ type InitOptions struct {
 	// Teamd is the teamd program and the options every LAG gets, e.g.
 	// ["/usr/bin/teamd", "-L", "/var/warmboot/teamd/"]; Init adds
 	// -t <lag> -f <config>.
-	Teamd  []string
+	Teamd []string
+	// Dir is the record directory, watched once for every wrapper
+	// (statefile.Hub); DefaultDir if "".
+	Dir    string
 	Logger *slog.Logger
 }
 
@@ -101,6 +104,31 @@ const (
 	restartWindow = time.Minute
 )
 
+// envWatchFD names the descriptor on which init passes a shim its
+// subscription to the shared watch of the record directory.
+const envWatchFD = "TEAMDWARM_WATCH_FD"
+
+// SharedWatch returns the subscription init passed this process (see
+// InitOptions.Dir), nil if none; once. The descriptor is closed on exec,
+// so teamd does not inherit it.
+func SharedWatch() *os.File {
+	v := os.Getenv(envWatchFD)
+	if v == "" {
+		return nil
+	}
+	os.Unsetenv(envWatchFD)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil
+	}
+	unix.CloseOnExec(fd)
+	// Non-blocking, so that closing it ends a blocked read.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "shared-watch")
+}
+
 // orphanWait bounds how long init waits, after its last wrapper, for the
 // orphaned teamds it signalled: PID 1's exit would kill them mid-stop.
 const orphanWait = 2 * time.Second
@@ -147,6 +175,15 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 	defer signal.Stop(sigs)
 
 	in := &initState{log: log, wrappers: map[int]*wrapper{}, failed: map[string]string{}}
+	dir := opts.Dir
+	if dir == "" {
+		dir = DefaultDir
+	}
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	defer stopHub()
+	if in.hub, err = statefile.NewHub(hubCtx, dir); err != nil {
+		log.Warn("no shared watch of the record directory: each standby shim watches it on its own", "err", err)
+	}
 	for _, c := range configs {
 		in.start(&wrapper{lag: c.LAG, argv: append(append(slices.Clone(opts.Wrapper), opts.Teamd...), "-t", c.LAG, "-f", c.Path)})
 	}
@@ -183,11 +220,22 @@ type initState struct {
 	failed   map[string]string
 	// done: a stop or a handoff was forwarded; nothing is restarted.
 	done      bool
-	signalled bool // an orphan was sent a signal
+	signalled bool           // an orphan was sent a signal
+	hub       *statefile.Hub // nil: the shims watch on their own
 }
 
 func (in *initState) start(w *wrapper) {
-	p, err := os.StartProcess(w.argv[0], w.argv, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+	attr := &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}}
+	if in.hub != nil {
+		if r, err := in.hub.Subscribe(w.lag); err != nil {
+			in.log.Warn("the LAG's shim watches on its own", "lag", w.lag, "err", err)
+		} else {
+			defer r.Close() // the child's copy is its own
+			attr.Files = append(attr.Files, r)
+			attr.Env = append(os.Environ(), envWatchFD+"="+strconv.Itoa(len(attr.Files)-1))
+		}
+	}
+	p, err := os.StartProcess(w.argv[0], w.argv, attr)
 	if err != nil {
 		in.log.Error("cannot start the LAG's shim", "lag", w.lag, "err", err)
 		in.failed[w.lag] = err.Error()

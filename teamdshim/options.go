@@ -58,6 +58,9 @@ type Options struct {
 	// Ready, if set, is called once teamd's control socket answers: the
 	// moment teamd -d would have returned to its caller.
 	Ready func()
+	// Watch, if set, is this shim's subscription to its init's shared
+	// watch of Dir (SharedWatch); the shim watches Dir on its own if nil.
+	Watch *os.File
 }
 
 func (o *Options) defaults() {

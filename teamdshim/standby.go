@@ -97,19 +97,27 @@ func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 		w.ifindexes[p.IfInfo.Ifindex] = true
 	}
 	s.sb = w
-	if err := s.writeStandby(st); err != nil {
-		return err
-	}
+	// Watching first: once .standby is there, a cutover cannot be missed.
 	mine := func(lag string, k proto.Kind) bool {
 		return k == proto.KindCutover || (lag == s.lag && k == proto.KindSnapshot)
 	}
 	watchCtx, stop := context.WithCancel(ctx)
 	s.sb.stopWatch = stop
-	events, err := statefile.WatchOnly(watchCtx, s.dir.Path(), mine)
+	var events <-chan statefile.Event
+	var err error
+	if w := s.opts.Watch; w != nil {
+		s.opts.Watch = nil // the watch owns it now
+		events, err = statefile.WatchShared(watchCtx, s.dir.Path(), w, mine)
+	} else {
+		events, err = statefile.WatchOnly(watchCtx, s.dir.Path(), mine)
+	}
 	if err != nil {
 		return err
 	}
 	s.sb.events = events
+	if err := s.writeStandby(st); err != nil {
+		return err
+	}
 	return s.enter(StateStandby, EventReady)
 }
 

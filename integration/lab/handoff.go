@@ -219,7 +219,8 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 			errs = append(errs, fmt.Errorf("%s at the peer: %d PDUs, %d without sync|collecting|distributing", v.Member, v.PDUs, v.OutOfSync))
 		}
 		if v.TwoSpeakers != "" {
-			errs = append(errs, fmt.Errorf("%s at the peer: two speakers: %s", v.Member, v.TwoSpeakers))
+			errs = append(errs, fmt.Errorf("%s at the peer: two speakers: %s (PDUs at %s)", v.Member, v.TwoSpeakers,
+				e.pduTimes(v.Member, from.Add(-2*time.Second), to, lastTakeover)))
 		}
 	}
 	// Stricter once the takeover has settled: one speaker, so no two PDUs
@@ -229,12 +230,9 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 			ps := e.Wire.PDUs(m.Peer, lastTakeover.Add(1500*time.Millisecond), to)
 			for i := 1; i < len(ps); i++ {
 				if d := ps[i].At.Sub(ps[i-1].At); d < twoSpeakers {
-					var seq []string
-					for _, p := range e.Wire.PDUs(m.Peer, lastTakeover.Add(-2*time.Second), to) {
-						seq = append(seq, fmt.Sprintf("+%v", p.At.Sub(lastTakeover).Round(time.Millisecond)))
-					}
 					errs = append(errs, fmt.Errorf("%s: two PDUs %v apart at +%v after the takeover: two speakers (PDUs at %s)",
-						m.DUT, d.Round(time.Millisecond), ps[i].At.Sub(lastTakeover).Round(time.Millisecond), strings.Join(seq, " ")))
+						m.DUT, d.Round(time.Millisecond), ps[i].At.Sub(lastTakeover).Round(time.Millisecond),
+						e.pduTimes(m.DUT, lastTakeover.Add(-2*time.Second), to, lastTakeover)))
 					break
 				}
 			}
@@ -242,6 +240,28 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 	}
 	h.took = time.Since(from)
 	return news, h, errors.Join(errs...)
+}
+
+// pduTimes lists when the peer received member's PDUs between from and to,
+// relative to at: what a two-speakers verdict is read against.
+func (e *Env) pduTimes(member string, from, to, at time.Time) string {
+	var seq []string
+	for _, l := range e.Topo.LAGs {
+		for _, m := range l.Members {
+			if m.DUT != member {
+				continue
+			}
+			for _, p := range e.Wire.PDUs(m.Peer, from, to) {
+				d := p.At.Sub(at).Round(time.Millisecond)
+				if d >= 0 {
+					seq = append(seq, "+"+d.String())
+				} else {
+					seq = append(seq, d.String())
+				}
+			}
+		}
+	}
+	return strings.Join(seq, " ")
 }
 
 // writeCutover writes the supervisor's cutover record from epoch to

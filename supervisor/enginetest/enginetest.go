@@ -292,11 +292,18 @@ func inspect(c *Container) container.InspectResponse {
 		st.FinishedAt = c.Finished.UTC().Format(time.RFC3339Nano)
 	}
 	cfg, hc := c.Config, c.HostConfig
+	// PID 1's command line, as dockerd shows it.
+	var path string
+	argv := append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...)
+	if len(argv) > 0 {
+		path, argv = argv[0], argv[1:]
+	}
 	return container.InspectResponse{
-		ContainerJSONBase: &container.ContainerJSONBase{ID: c.ID, Name: "/" + c.Name, Image: c.ImageID, State: st, HostConfig: &hc},
-		Config:            &cfg,
-		Mounts:            mounts(c.HostConfig),
-		NetworkSettings:   &container.NetworkSettings{},
+		ContainerJSONBase: &container.ContainerJSONBase{ID: c.ID, Name: "/" + c.Name, Image: c.ImageID, State: st, HostConfig: &hc,
+			Path: path, Args: argv},
+		Config:          &cfg,
+		Mounts:          mounts(c.HostConfig),
+		NetworkSettings: &container.NetworkSettings{},
 	}
 }
 

@@ -156,6 +156,7 @@ func runShim(argv []string, o teamdshim.Options, io cli.IO) (int, error) {
 		return 0, nil
 	}
 	o.Teamd = argv
+	o.Watch = teamdshim.SharedWatch()
 	o.Logger = slog.New(slog.NewTextHandler(io.Stderr, nil)).With("shim", os.Getpid())
 	if isChild {
 		o.Ready = func() { report(nil) }
@@ -192,6 +193,7 @@ func initCmd(args []string, io cli.IO) (int, error) {
 	}
 	code, err := teamdshim.Init(context.Background(), teamdshim.InitOptions{
 		ConfigDir: *dir,
+		Dir:       os.Getenv(proto.EnvDir),
 		Wrapper:   []string{self, "run", "--"},
 		Teamd:     append([]string{*teamdPath}, fs.Args()...),
 		Logger:    slog.New(slog.NewTextHandler(io.Stderr, nil)).With("init", os.Getpid()),
