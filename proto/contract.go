@@ -1,5 +1,7 @@
 package proto
 
+import "encoding/json"
+
 // The contract between the supervisor and the shims of the container it
 // starts: the environment a teamd container gives its shims. The supervisor
 // sets the role and the epoch of a new container; teammgrd passes its
@@ -24,3 +26,12 @@ const (
 	RoleActive  Role = "active"  // teamd transmits from the start
 	RoleStandby Role = "standby" // teamd starts passive and waits for the handoff
 )
+
+// StateDumps is what "teamd-shim dump LAG..." prints in a container: every
+// LAG's teamd StateDump JSON as teamd gave it, or why it could not be had.
+// teamd-warm reads a container's LAGs with it in one exec, not one
+// teamdctl per LAG.
+type StateDumps struct {
+	Dumps  map[string]json.RawMessage `json:"dumps"`
+	Errors map[string]string          `json:"errors,omitempty"`
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
@@ -82,4 +84,43 @@ func (s *Supervisor) teamdState(ctx context.Context, id, lag string) (*teamd.Sta
 		return nil, fmt.Errorf("teamdctl %s state dump: %w", lag, err)
 	}
 	return &st, nil
+}
+
+// lagState is one LAG's answer in a dumpAll.
+type lagState struct {
+	state *teamd.State
+	err   error
+}
+
+// dumpAll asks every LAG's teamd in container id for its state in one exec
+// of the container's teamd-shim (shim is its path there): "teamd-shim dump
+// LAG...". An error means the command itself failed (an image whose shim
+// has no dump); a LAG that did not answer has its own error.
+func (s *Supervisor) dumpAll(ctx context.Context, id, shim string, lags []string) (map[string]lagState, error) {
+	out, err := s.exec(ctx, id, append([]string{shim, "dump"}, lags...))
+	if err != nil {
+		return nil, err
+	}
+	var d proto.StateDumps
+	if err := json.Unmarshal(out, &d); err != nil {
+		return nil, fmt.Errorf("teamd-shim dump: %w", err)
+	}
+	all := map[string]lagState{}
+	for _, lag := range lags {
+		raw, ok := d.Dumps[lag]
+		switch {
+		case ok:
+			var st teamd.State
+			if err := json.Unmarshal(raw, &st); err != nil {
+				all[lag] = lagState{err: fmt.Errorf("teamd-shim dump %s: %w", lag, err)}
+			} else {
+				all[lag] = lagState{state: &st}
+			}
+		case d.Errors[lag] != "":
+			all[lag] = lagState{err: errors.New(d.Errors[lag])}
+		default:
+			all[lag] = lagState{err: fmt.Errorf("teamd-shim dump says nothing of %s", lag)}
+		}
+	}
+	return all, nil
 }

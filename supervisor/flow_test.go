@@ -40,6 +40,7 @@ type fakeSwitch struct {
 	oldID    string
 	// entrypoint of both images; teamd-shim init if nil
 	entrypoint []string
+	silent     []string // LAGs whose teamd does not answer
 
 	// Knobs, set before the run.
 	deaf        bool   // new containers never get ready
@@ -270,15 +271,36 @@ func (fs *fakeSwitch) takeOver(epoch uint64, path proto.Path) {
 // exec answers "teamdctl <lag> state dump" as a teamd whose two members
 // hear the partner.
 func (fs *fakeSwitch) exec(c *enginetest.Container, cmd []string) (string, string, int) {
+	if len(cmd) >= 3 && cmd[0] == "/usr/bin/teamd-shim" && cmd[1] == "dump" {
+		// As teamd-shim dump answers: every LAG's dump, or its error.
+		out := proto.StateDumps{Dumps: map[string]json.RawMessage{}, Errors: map[string]string{}}
+		for _, lag := range cmd[2:] {
+			if !slices.Contains(fs.lags, lag) || slices.Contains(fs.silent, lag) {
+				out.Errors[lag] = "dial unix /var/run/teamd/" + lag + ".sock: connect: no such file or directory"
+				continue
+			}
+			out.Dumps[lag] = fs.stateDump()
+		}
+		b, _ := json.Marshal(out)
+		return string(b), "", 0
+	}
 	if len(cmd) != 4 || cmd[0] != "teamdctl" || cmd[2] != "state" || !slices.Contains(fs.lags, cmd[1]) {
 		return "", "teamdctl: unexpected " + strings.Join(cmd, " "), 1
 	}
+	if slices.Contains(fs.silent, cmd[1]) {
+		return "", "teamdctl: connect: no such file or directory", 1
+	}
+	return string(fs.stateDump()), "", 0
+}
+
+// stateDump is a LAG's teamd StateDump: two members, current, selected.
+func (fs *fakeSwitch) stateDump() []byte {
 	st := teamd.State{Runner: teamd.RunnerState{Active: true, FastRate: true}, Ports: map[string]teamd.Port{}}
 	for _, p := range []string{"Ethernet0", "Ethernet4"} {
 		st.Ports[p] = teamd.Port{Runner: teamd.PortRunner{State: "current", Selected: true}}
 	}
 	b, _ := json.Marshal(st)
-	return string(b), "", 0
+	return b
 }
 
 func (fs *fakeSwitch) options() supervisor.Options {
@@ -600,6 +622,34 @@ func TestPreflightRefusesWithoutInotifyInstances(t *testing.T) {
 			rep, err := fs.upgrade(context.Background(), o)
 			if refused := rep.Result == supervisor.ResultRefused; refused != tc.refused || !strings.Contains(rep.Error, tc.contains) {
 				t.Fatalf("result %s (%v), want refused %v saying %q", rep.Result, err, tc.refused, tc.contains)
+			}
+		})
+	}
+}
+
+// Preflight asks every teamd in one exec of the old container's
+// teamd-shim (or, in a container that does not run it, with teamdctl LAG
+// by LAG), and refuses a LAG whose teamd does not answer, by name.
+func TestPreflightAsksEveryTeamd(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		entrypoint []string
+		want       string // the exec's command
+	}{
+		{"teamd-shim init", nil, "/usr/bin/teamd-shim dump PortChannel1 PortChannel2 PortChannel3"},
+		{"another init", []string{"/usr/bin/supervisord"}, "teamdctl PortChannel3 state dump"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newSwitch(t, []string{"PortChannel1", "PortChannel2", "PortChannel3"}, func(fs *fakeSwitch) {
+				fs.entrypoint, fs.silent = tc.entrypoint, []string{"PortChannel2"}
+			})
+			rep, err := fs.upgrade(context.Background(), fs.options())
+			if rep.Result != supervisor.ResultRefused || !strings.Contains(rep.Error, "PortChannel2: its teamd does not answer") ||
+				strings.Contains(rep.Error, "PortChannel1") || strings.Contains(rep.Error, "PortChannel3") {
+				t.Fatalf("result %s: %v", rep.Result, err)
+			}
+			if !slices.ContainsFunc(fs.e.Calls(), func(c string) bool { return strings.Contains(c, tc.want) }) {
+				t.Errorf("no exec of %q in %q", tc.want, fs.e.Calls())
 			}
 		})
 	}

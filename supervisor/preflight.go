@@ -317,42 +317,77 @@ func (r *run) readActives(p *plan) error {
 // match: one whose teamd does not answer, or whose members do not all hear
 // the partner (the standby is ready only when all of them do).
 func (r *run) askTeamds(ctx context.Context, p *plan) error {
-	var wg sync.WaitGroup
+	states, askErrs := r.teamdStates(ctx, p)
 	errs := make([]error, len(p.lags))
-	sem := make(chan struct{}, maxParallelExec)
 	for i := range p.lags {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			l := &p.lags[i]
-			st, err := r.s.teamdState(ctx, p.old.ID, l.name)
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: its teamd does not answer: %w", l.name, err)
-				return
+		l := &p.lags[i]
+		st := states[l.name]
+		if st == nil {
+			errs[i] = fmt.Errorf("%s: its teamd does not answer: %w", l.name, askErrs[l.name])
+			continue
+		}
+		l.state = st
+		var bad []string
+		for _, name := range st.PortNames() {
+			if ps := st.Ports[name].Runner.State; ps != "current" {
+				bad = append(bad, name+" is "+ps)
 			}
-			l.state = st
-			var bad []string
-			for _, name := range st.PortNames() {
-				if ps := st.Ports[name].Runner.State; ps != "current" {
-					bad = append(bad, name+" is "+ps)
-				}
-			}
-			switch {
-			case len(st.Ports) == 0:
-				errs[i] = fmt.Errorf("%s: its teamd has no member ports", l.name)
-			case len(bad) > 0:
-				errs[i] = fmt.Errorf("%s: %s: a standby is ready only when every member hears the partner", l.name, strings.Join(bad, ", "))
-			}
-		}()
+		}
+		switch {
+		case len(st.Ports) == 0:
+			errs[i] = fmt.Errorf("%s: its teamd has no member ports", l.name)
+		case len(bad) > 0:
+			errs[i] = fmt.Errorf("%s: %s: a standby is ready only when every member hears the partner", l.name, strings.Join(bad, ", "))
+		}
 	}
-	wg.Wait()
 	r.rep.LAGs = nil
 	for _, l := range p.lags {
 		r.rep.LAGs = append(r.rep.LAGs, lagReport(l))
 	}
 	return errors.Join(errs...)
+}
+
+// teamdStates asks every LAG's teamd in the old container for its state:
+// in one exec of "teamd-shim dump" where the container runs teamd-shim
+// (an exec costs tens of milliseconds of dockerd's time), else with one
+// teamdctl per LAG, a few at once.
+func (r *run) teamdStates(ctx context.Context, p *plan) (map[string]*teamd.State, map[string]error) {
+	states, errs := map[string]*teamd.State{}, map[string]error{}
+	if filepath.Base(p.old.Path) == "teamd-shim" {
+		all, err := r.s.dumpAll(ctx, p.old.ID, p.old.Path, p.lagNames())
+		if err == nil {
+			for _, l := range p.lags {
+				if all[l.name].err != nil {
+					errs[l.name] = all[l.name].err
+				} else {
+					states[l.name] = all[l.name].state
+				}
+			}
+			return states, errs
+		}
+		r.s.opts.Logger.Info("teamd-shim dump failed; asking teamdctl LAG by LAG", "err", err)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallelExec)
+	for _, l := range p.lags {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			st, err := r.s.teamdState(ctx, p.old.ID, l.name)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs[l.name] = err
+			} else {
+				states[l.name] = st
+			}
+		}()
+	}
+	wg.Wait()
+	return states, errs
 }
 
 // lagReport is a LAG's line of the report before the handoff.

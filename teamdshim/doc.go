@@ -30,7 +30,8 @@
 //
 //   - a standby transmits only after the old teamd has exited (a valid
 //     snapshot, written once it has), or on evidence that it is silent: no
-//     LACPDU left any member for 1.5 fast periods, or no other process holds
+//     LACPDU left any member for 1.5 fast periods (2 before any cutover
+//     while the old teamd holds its sockets), or no other process holds
 //     a Slow Protocols socket on them; a record alone is never proof;
 //   - an active shim that finds a newer epoch's .active steps down
 //     (fence.go) without a word on the wire;

@@ -184,6 +184,14 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 	if in.hub, err = statefile.NewHub(hubCtx, dir); err != nil {
 		log.Warn("no shared watch of the record directory: each standby shim watches it on its own", "err", err)
 	}
+	// teamd is probed once for every shim: two execs of it per LAG cost a
+	// switch's start-up dearly.
+	in.env = os.Environ()
+	if v, err := probeOnce(ctx, opts.Teamd[0]); err != nil {
+		log.Warn("teamd not probed; each shim probes it", "err", err)
+	} else {
+		in.env = append(in.env, envProbe+"="+v)
+	}
 	for _, c := range configs {
 		in.start(&wrapper{lag: c.LAG, argv: append(append(slices.Clone(opts.Wrapper), opts.Teamd...), "-t", c.LAG, "-f", c.Path)})
 	}
@@ -222,17 +230,18 @@ type initState struct {
 	done      bool
 	signalled bool           // an orphan was sent a signal
 	hub       *statefile.Hub // nil: the shims watch on their own
+	env       []string       // the wrappers' environment
 }
 
 func (in *initState) start(w *wrapper) {
-	attr := &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}}
+	attr := &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}, Env: in.env}
 	if in.hub != nil {
 		if r, err := in.hub.Subscribe(w.lag); err != nil {
 			in.log.Warn("the LAG's shim watches on its own", "lag", w.lag, "err", err)
 		} else {
 			defer r.Close() // the child's copy is its own
 			attr.Files = append(attr.Files, r)
-			attr.Env = append(os.Environ(), envWatchFD+"="+strconv.Itoa(len(attr.Files)-1))
+			attr.Env = append(slices.Clip(in.env), envWatchFD+"="+strconv.Itoa(len(attr.Files)-1))
 		}
 	}
 	p, err := os.StartProcess(w.argv[0], w.argv, attr)

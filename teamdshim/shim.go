@@ -55,6 +55,10 @@ const (
 	portWait      = 10 * time.Second
 	socketCheck   = 2 * time.Second
 	answerTimeout = 12 * time.Second
+	// slowAnswerTimeout bounds a teamd whose socket takes calls but which
+	// does not reply to them in time (seen at 128 LAGs starting on two
+	// cores): slow is not hung.
+	slowAnswerTimeout = time.Minute
 )
 
 // callTimeout bounds one control-socket call.
@@ -506,9 +510,15 @@ func (s *Shim) starting(st *starting, dump *teamd.State, err error) (next time.D
 				return 0, err
 			}
 		}
-		if time.Since(st.since) >= answerTimeout {
+		limit := answerTimeout
+		if errors.Is(err, context.DeadlineExceeded) {
+			// The socket takes the call but teamd is slow to reply: a
+			// busy switch starting all its teamds at once, not a hang.
+			limit = slowAnswerTimeout
+		}
+		if time.Since(st.since) >= limit {
 			return 0, fmt.Errorf("teamd (pid %d) has not answered on its control socket %s within %v: %w",
-				s.teamd.pid(), s.teamd.client.Path(), answerTimeout, err)
+				s.teamd.pid(), s.teamd.client.Path(), limit, err)
 		}
 		return 0, nil
 	}
@@ -736,9 +746,12 @@ func (s *Shim) readKernel() *proto.KernelLAG { return teamnl.Read(s.kernel, s.ke
 // play: a standby needs a passive start, for any other teamd would disable
 // the ports and transmit beside the running one.
 func (s *Shim) probe(ctx context.Context) error {
-	info, err := teamd.Probe(ctx, s.opts.Teamd[0])
-	if err != nil {
-		return err
+	info := probedByInit(s.opts.Teamd[0])
+	if info == nil {
+		var err error
+		if info, err = teamd.Probe(ctx, s.opts.Teamd[0]); err != nil {
+			return err
+		}
 	}
 	s.info, s.profile = info, teamd.Profile(info.Profile)
 	if d := s.opts.TeamdProfile; d != "" && d != s.profile {

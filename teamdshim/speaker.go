@@ -45,6 +45,13 @@ func silenceProof(st *teamd.State) time.Duration {
 	return 45 * time.Second
 }
 
+// failoverProof is the proof a failover before any cutover needs while the
+// old teamd still holds its sockets (frozen, or only slow): two periods,
+// not one and a half. Nothing has told that teamd to stop, and a busy
+// switch delays its PDUs (gaps of 1.76 s seen at 64 LAGs on two cores,
+// while the standbys started); the peer's 3 s still leave room.
+func failoverProof(proof time.Duration) time.Duration { return proof * 4 / 3 }
+
 // evidence is what a standby knows of the old speaker at one moment.
 type evidence struct {
 	watched bool          // outgoing PDUs are watched on every member

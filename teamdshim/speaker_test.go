@@ -55,6 +55,19 @@ func TestEvidence(t *testing.T) {
 	}
 }
 
+// A failover beside the old teamd's open sockets needs a longer quiet
+// wire than a takeover after the cutover.
+func TestFailoverProof(t *testing.T) {
+	const proof = 1500 * time.Millisecond
+	ev := evidence{watched: true, quiet: 1800 * time.Millisecond, sockets: true, foreign: 2}
+	if silent, _ := ev.silent(proof); !silent {
+		t.Error("1.8s quiet after the cutover: not silent")
+	}
+	if silent, why := ev.silent(failoverProof(proof)); silent {
+		t.Errorf("1.8s quiet before any cutover, sockets open: silent (%s)", why)
+	}
+}
+
 func TestSilenceProof(t *testing.T) {
 	fast := &teamd.State{Ports: map[string]teamd.Port{"Ethernet0": {Runner: teamd.PortRunner{PartnerLACPDUInfo: teamd.LACPDUInfo{State: 0x3f}}}}}
 	slow := &teamd.State{Ports: map[string]teamd.Port{"Ethernet0": {Runner: teamd.PortRunner{PartnerLACPDUInfo: teamd.LACPDUInfo{State: 0x3d}}}}}

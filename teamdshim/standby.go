@@ -234,7 +234,11 @@ func (s *Shim) look() error {
 		return nil
 	}
 	ev := s.gather(w.proof)
-	if silent, why := ev.silent(w.proof); silent && ev.known() {
+	proof := w.proof
+	if ev.sockets && ev.foreign > 0 {
+		proof = failoverProof(w.proof)
+	}
+	if silent, why := ev.silent(proof); silent && ev.known() {
 		note := "the old speaker is silent before any cutover: " + why
 		s.log.Warn("failover: taking over so that the LAG does not expire", "why", why)
 		return s.takeOver(EventFailover, proto.PathFailover, 0, note)

@@ -96,10 +96,13 @@ func (b *Box) RunTeamd(ctx context.Context, v string) (string, error) {
 	if err != nil {
 		return id, err
 	}
-	if err := AwaitActive(ctx, b.Dir, b.Bed.LAGs, 1, 30*time.Second); err != nil {
-		return id, err
+	// A container's start grows with its LAGs (on this bed each teamd is
+	// a process started through the storage driver).
+	n := time.Duration(len(b.Bed.LAGs))
+	if err := AwaitActive(ctx, b.Dir, b.Bed.LAGs, 1, 30*time.Second+n*500*time.Millisecond); err != nil {
+		return id, fmt.Errorf("%w; the container's log ends:\n%s", err, b.Lab.LogTail(ctx, id, 30))
 	}
-	return id, b.Bed.WaitNegotiated(ctx, 20*time.Second)
+	return id, b.Bed.WaitNegotiated(ctx, 20*time.Second+n*250*time.Millisecond)
 }
 
 // AwaitActive waits until every LAG has a .active record of epoch.

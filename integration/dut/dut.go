@@ -31,6 +31,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/teamdwarm/teamdwarm/integration/testbed"
 	"github.com/teamdwarm/teamdwarm/supervisor"
 )
@@ -210,6 +211,20 @@ func WriteConfigs(dir string, lags []testbed.LAG) error {
 		}
 	}
 	return nil
+}
+
+// LogTail is the last n lines of container id's log, for an error.
+func (l *Lab) LogTail(ctx context.Context, id string, n int) string {
+	rc, err := l.Docker.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(n)})
+	if err != nil {
+		return err.Error()
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, io.LimitReader(rc, 1<<20)); err != nil {
+		return err.Error()
+	}
+	return out.String()
 }
 
 // Containers lists every container carrying the lab's label:

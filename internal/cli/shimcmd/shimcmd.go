@@ -44,6 +44,7 @@ Commands:
   run [flags] -- TEAMD [teamd options]   wrap one teamd (see the package doc for the roles)
   init [flags] [-- teamd options]        entrypoint: one wrapper per LAG config
   status [--json] [DIR]                  each LAG's records: role, epoch, age
+  dump LAG...                            every LAG's teamd StateDump, as one JSON object
 
 Installed as "teamd", it takes teamd's command line and runs $TEAMDWARM_TEAMD
 (default /usr/bin/teamd.real) through "run". Installed as "teamdctl", it
@@ -77,6 +78,8 @@ func Main(argv0 string, args []string, stdout, stderr io.Writer) int {
 			code, err = initCmd(args[1:], io)
 		case "status":
 			err = status(args[1:], io)
+		case "dump":
+			err = dumpCmd(args[1:], io)
 		case "help", "-h", "--help":
 			fmt.Fprintf(stdout, "usage: %s\n", usage)
 		default:
