@@ -175,8 +175,10 @@ func TestIntegrationStopHandsOverToAReadyStandby(t *testing.T) {
 }
 
 // An old container frozen (docker pause) falls silent with its sockets
-// open: the standby fails over on the wire's silence; thawed, the old shim
-// finds the newer epoch and steps down, leaving the kernel's LAG to it.
+// open: with no cutover, the standby fails over after two quiet periods
+// (so the peer's gap stays under 2.5 s, short of its 3 s expiry); thawed,
+// the old shim finds the newer epoch and steps down, leaving the kernel's
+// LAG to it.
 func TestIntegrationFrozenOldSpeakerIsFenced(t *testing.T) {
 	b := newBed(t, 1, 2)
 	dir, dump := recordDir(t), t.TempDir()

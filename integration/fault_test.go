@@ -45,16 +45,10 @@ type faultCase struct {
 
 func (f faultCase) String() string { return f.what + " at " + f.stage }
 
-// gapLimit is the largest gap the peer may see. A frozen old container is
-// only found silent when no PDU has left for 1.5 fast periods, which can
-// follow its last PDU by up to a period: its limit is 2.5 s (the peer
-// expires a member at 3 s).
-func (f faultCase) gapLimit() time.Duration {
-	if f.what == "docker pause old" {
-		return 2500 * time.Millisecond
-	}
-	return 2 * time.Second
-}
+// gapLimit is the largest gap the peer may see: 2 s, the bound. A
+// frozen old container is found silent 1.5 fast periods after its last
+// PDU, before the deadline if need be.
+func (f faultCase) gapLimit() time.Duration { return 2 * time.Second }
 
 func faultMatrix() []faultCase {
 	var cs []faultCase

@@ -231,6 +231,12 @@ func (s *Shim) look() error {
 		return s.deadline()
 	}
 	if w.cut != nil {
+		// Told to stop, the old speaker may freeze instead (its container
+		// paused): once the wire has been quiet for the proof, waiting for
+		// the rest of the budget only spends the peer's 3 s.
+		if ev := s.gather(w.proof); ev.watched && ev.quiet >= w.proof {
+			return s.deadline()
+		}
 		return nil
 	}
 	ev := s.gather(w.proof)
