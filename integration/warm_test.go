@@ -269,14 +269,7 @@ func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, v
 // with a live shim.
 func (bx *box) status(t *testing.T, epoch uint64) {
 	t.Helper()
-	out, err := exec.Command(bins.warm, "status", "--container", bx.Name, "--dir", bx.Dir, "--json").Output()
-	if err != nil {
-		t.Fatalf("teamd-warm status: %v", err)
-	}
-	var st supervisor.Status
-	if err := json.Unmarshal(out, &st); err != nil {
-		t.Fatalf("teamd-warm status --json: %v\n%s", err, out)
-	}
+	st := bx.warmStatus(t)
 	if len(st.Containers) != 2 || !st.Containers[0].Present || st.Containers[0].Epoch != epoch || st.Containers[1].Present || st.Lock != "" ||
 		st.Run == nil || st.Run.Stage != proto.JournalDone || st.Next != "" || len(st.Problems) > 0 {
 		t.Errorf("status %+v: want %s present with epoch %d, no backup, the lock free, the run done, nothing to do", st, bx.Name, epoch)
@@ -288,7 +281,7 @@ func (bx *box) status(t *testing.T, epoch uint64) {
 		}
 	}
 	if served != len(bx.Bed.LAGs) || len(st.Containers[0].Serves) != len(bx.Bed.LAGs) {
-		t.Errorf("status shows %d LAGs served by %s at epoch %d, want %d:\n%s", served, bx.Name, epoch, len(bx.Bed.LAGs), out)
+		t.Errorf("status shows %d LAGs served by %s at epoch %d, want %d: %+v", served, bx.Name, epoch, len(bx.Bed.LAGs), st.LAGs)
 	}
 }
 
