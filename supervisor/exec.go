@@ -26,7 +26,12 @@ const execTimeout = 8 * time.Second
 // exec runs argv in a running container and returns its standard output;
 // a non-zero exit is an error with its standard error.
 func (s *Supervisor) exec(ctx context.Context, id string, argv []string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, execTimeout)
+	return s.execFor(ctx, id, argv, execTimeout)
+}
+
+// execFor is exec with its own bound.
+func (s *Supervisor) execFor(ctx context.Context, id string, argv []string, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ec, err := s.engine.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: argv, AttachStdout: true, AttachStderr: true})
 	if err != nil {
@@ -97,7 +102,8 @@ type lagState struct {
 // LAG...". An error means the command itself failed (an image whose shim
 // has no dump); a LAG that did not answer has its own error.
 func (s *Supervisor) dumpAll(ctx context.Context, id, shim string, lags []string) (map[string]lagState, error) {
-	out, err := s.exec(ctx, id, append([]string{shim, "dump"}, lags...))
+	// Eight StateDumps at a time inside: the bound grows with the LAGs.
+	out, err := s.execFor(ctx, id, append([]string{shim, "dump"}, lags...), execTimeout+time.Duration(len(lags))*100*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
