@@ -14,9 +14,10 @@ import (
 // The epochs fence the LAG's speakers: once a shim of a newer epoch has
 // written the LAG's .active (a failover, or a deadline takeover beside an
 // old container that was frozen), an older active shim must stop speaking.
-// It looks at .active on its member poll (a stat; a read only when the
-// file changed), and steps down: its teamd stops without touching the
-// kernel's LAG, which the new speaker runs now.
+// It looks at .active when init's shared watch says it changed (at once),
+// and on its member poll (a stat; a read only when the file changed), and
+// steps down: its teamd stops without touching the kernel's LAG, which the
+// new speaker runs now.
 
 // fileVersion tells two versions of a record file apart: every write is a
 // rename of a new inode.

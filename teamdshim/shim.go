@@ -104,6 +104,12 @@ type Shim struct {
 	// shim restarted during the handoff); it hands over once it is.
 	pendingHandOver bool
 	lastDump        *teamd.State // an active teamd's last StateDump, for a snapshot if it dies
+	// fenceWatch: while active, the LAG's .active as it changes (init's
+	// shared watch), so that a newer epoch's takeover fences this shim at
+	// once rather than at its next member poll; nil without a shared
+	// watch.
+	fenceWatch <-chan statefile.Event
+	stopFence  context.CancelFunc
 	// takeBack: this shim handed the LAG to the next epoch and every shim
 	// of it went away before one took over; Run runs again, taking back.
 	// takingBack: this run is that (teamd warm-starts from the dump files
@@ -282,6 +288,11 @@ func (s *Shim) run(ctx context.Context) (int, error) {
 		s.log.Info("teamd started", "pid", s.teamd.pid(), "role", s.role, "epoch", s.epoch, "argv", argv)
 	}
 	defer s.teamd.close()
+	defer func() {
+		if s.stopFence != nil {
+			s.stopFence()
+		}
+	}()
 	if err := s.enter(StateStarting, EventStart); err != nil {
 		return s.finish(EventStart, err)
 	}
@@ -306,12 +317,23 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 				return 0, nil
 			}
 		}
-		var events <-chan statefile.Event
+		var events, fence <-chan statefile.Event
 		var deadline, look <-chan time.Time
 		if s.sb != nil && s.sb.tick != nil {
 			events, deadline, look = s.sb.events, s.sb.deadline, s.sb.tick.C
 		}
+		if s.state == StateActive {
+			fence = s.fenceWatch
+		}
 		select {
+		case ev, ok := <-fence:
+			switch {
+			case !ok:
+				s.fenceWatch = nil // the member poll still looks
+			case ev.Kind == proto.KindActive && ev.LAG == s.lag && s.fenced():
+				return s.stepDown()
+			}
+
 		case <-s.teamd.done:
 			if s.state == StateStarting && st.answered.IsZero() {
 				return s.finish(EventTeamdExited, fmt.Errorf("teamd exited (%s) before its control socket answered: %w", s.teamd.describe(), st.lastErr))
@@ -686,6 +708,9 @@ func (s *Shim) relay(sig syscall.Signal) {
 	}
 }
 
+// myActive keeps the LAG's .active, for the fence watch.
+func (s *Shim) myActive(lag string, k proto.Kind) bool { return lag == s.lag && k == proto.KindActive }
+
 // restartTakeOver ends a passive restart: teamd hears the partner on every
 // member, so it takes over at once, its first PDU in sync.
 func (s *Shim) restartTakeOver(st *teamd.State) error {
@@ -718,6 +743,15 @@ func (s *Shim) becomeActive() error {
 	}
 	if err := s.writeActive(s.path, 0, t, note, nil); err != nil {
 		return err
+	}
+	if w := s.opts.Watch; w != nil {
+		s.opts.Watch = nil // the watch owns it now
+		ctx, stop := context.WithCancel(context.Background())
+		if events, err := statefile.WatchShared(ctx, s.dir.Path(), w, s.myActive); err == nil {
+			s.fenceWatch, s.stopFence = events, stop
+		} else {
+			stop()
+		}
 	}
 	return s.enter(StateActive, EventAnswered)
 }

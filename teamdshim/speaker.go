@@ -30,8 +30,12 @@ import (
 //     member means the old teamd is gone.
 //
 // The wire is watched all along (it costs nothing until a PDU leaves); the
-// sockets are read only when the wire has been quiet for a third of the
-// proof (half a fast period).
+// sockets are read only when the wire has been quiet for a while: after
+// the cutover for a third of the proof (half a fast period: the old
+// teamd's exit is found fast), before it for three quarters of the proof
+// (a little more than a period), which a speaking teamd never reaches, so
+// that standbys waiting for a cutover do not read /proc twice a second
+// each (at 64 LAGs that competed with the running teamds for the CPU).
 
 // silenceProof is how long no PDU may leave any member before the old
 // speaker counts as silent: one and a half of the period the partner asks
@@ -81,9 +85,9 @@ func (ev evidence) silent(proof time.Duration) (bool, string) {
 // known reports whether there is any evidence to go by.
 func (ev evidence) known() bool { return ev.watched || ev.sockets }
 
-// gather collects the evidence now: the wire always, the sockets when
-// the wire has been quiet for half a period (or cannot be watched).
-func (s *Shim) gather(proof time.Duration) evidence {
+// gather collects the evidence now: the wire always, the sockets once the
+// wire has been quiet for socketsAfter (or cannot be watched).
+func (s *Shim) gather(socketsAfter time.Duration) evidence {
 	w := s.sb
 	var ev evidence
 	if w.confirm != nil && len(w.confirm.conns) == len(s.members) {
@@ -94,7 +98,7 @@ func (s *Shim) gather(proof time.Duration) evidence {
 		}
 		ev.quiet = time.Since(last)
 	}
-	if ev.watched && ev.quiet < proof/3 {
+	if ev.watched && ev.quiet < socketsAfter {
 		return ev
 	}
 	n, err := foreignSlowSockets(s.teamd.pid(), w.ifindexes)

@@ -30,8 +30,9 @@ const (
 // standbyWait is what a standby shim keeps from the moment it is ready to
 // its takeover. Owned by Run's goroutine.
 type standbyWait struct {
-	events    <-chan statefile.Event // this LAG's snapshots and the cutover
+	events    <-chan statefile.Event // this LAG's snapshots and .active, and the cutover
 	stopWatch context.CancelFunc
+	shared    bool             // events come through init's shared watch
 	deadline  <-chan time.Time // armed by the cutover
 	tick      *time.Ticker     // the look at the old speaker
 	cut       *proto.Cutover
@@ -98,8 +99,10 @@ func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 	}
 	s.sb = w
 	// Watching first: once .standby is there, a cutover cannot be missed.
+	// The LAG's .active too: once this shim is active, the same watch
+	// fences it (see fenceWatch).
 	mine := func(lag string, k proto.Kind) bool {
-		return k == proto.KindCutover || (lag == s.lag && k == proto.KindSnapshot)
+		return k == proto.KindCutover || (lag == s.lag && (k == proto.KindSnapshot || k == proto.KindActive))
 	}
 	watchCtx, stop := context.WithCancel(ctx)
 	s.sb.stopWatch = stop
@@ -108,6 +111,7 @@ func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 	if w := s.opts.Watch; w != nil {
 		s.opts.Watch = nil // the watch owns it now
 		events, err = statefile.WatchShared(watchCtx, s.dir.Path(), w, mine)
+		s.sb.shared = true
 	} else {
 		events, err = statefile.WatchOnly(watchCtx, s.dir.Path(), mine)
 	}
@@ -202,7 +206,7 @@ func (s *Shim) deadline() error {
 		w.late = true
 		w.tick.Reset(deadlineCheck)
 	}
-	ev := s.gather(w.proof)
+	ev := s.gather(w.proof / 3)
 	silent, why := ev.silent(w.proof)
 	if !silent && ev.known() {
 		if !w.waitLogged {
@@ -234,12 +238,12 @@ func (s *Shim) look() error {
 		// Told to stop, the old speaker may freeze instead (its container
 		// paused): once the wire has been quiet for the proof, waiting for
 		// the rest of the budget only spends the peer's 3 s.
-		if ev := s.gather(w.proof); ev.watched && ev.quiet >= w.proof {
+		if ev := s.gather(w.proof); ev.watched && ev.quiet >= w.proof { // the wire alone
 			return s.deadline()
 		}
 		return nil
 	}
-	ev := s.gather(w.proof)
+	ev := s.gather(w.proof * 3 / 4)
 	proof := w.proof
 	if ev.sockets && ev.foreign > 0 {
 		proof = failoverProof(w.proof)
@@ -335,6 +339,11 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 	}
 	if err := s.removeOwnStandby(); err != nil {
 		s.log.Warn("removing the standby record", "err", err)
+	}
+	if w.events != nil && w.shared {
+		// The record watch goes on, as the fence watch (one of its own
+		// would cost an inotify instance per LAG).
+		s.fenceWatch, s.stopFence, w.stopWatch = w.events, w.stopWatch, nil
 	}
 	s.sb.close()
 	s.sb = nil
