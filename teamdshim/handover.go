@@ -42,21 +42,13 @@ func (s *Shim) handOver(ctx context.Context, ev Event) error {
 	how := s.teamd.stop(s.opts.StopTimeout, "did not exit on SIGUSR1")
 	s.log.Info("teamd stopped", "how", how, "after", time.Since(lastTx))
 
-	snap := &proto.Snapshot{
-		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
-		TeamdStop: how, TakenMono: takenMono, Taken: taken, Teamd: s.info, Kernel: s.readKernel(),
-	}
 	switch {
 	case st == nil:
-		snap.TeamdStop += fmt.Sprintf("; no state: %v", dumpErr)
+		how += fmt.Sprintf("; no state: %v", dumpErr)
 	case dumpErr != nil:
-		snap.TeamdStop += fmt.Sprintf("; its state is the last one it gave (%v)", dumpErr)
+		how += fmt.Sprintf("; its state is the last one it gave (%v)", dumpErr)
 	}
-	if st != nil {
-		snap.TeamMAC, _ = proto.ParseMAC(st.TeamDevice.IfInfo.DevAddr)
-		snap.Runner = proto.Runner{Active: st.Runner.Active, FastRate: st.Runner.FastRate, SysPrio: uint16(st.Runner.SysPrio)}
-		snap.Members = s.snapshotMembers(st, lastTxMono, lastTx)
-	}
+	snap := s.newSnapshot(st, how, takenMono, taken, lastTxMono, lastTx)
 	snap.LAGDump = s.readDump(s.lag, func(b []byte) error { _, err := teamd.ParseLAGDump(b); return err })
 	if _, err := s.dir.Publish(snap); err != nil {
 		return s.fail(ev, fmt.Errorf("snapshot: %w", err))
@@ -159,21 +151,29 @@ func (s *Shim) diedSnapshot() {
 		return
 	}
 	now, wall := monoclock.Now(), time.Now()
-	snap := &proto.Snapshot{
-		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
-		TeamdStop: "teamd died: " + s.teamd.describe(), TakenMono: now, Taken: wall, Teamd: s.info, Kernel: s.readKernel(),
-	}
-	if st := s.lastDump; st != nil {
-		snap.TeamMAC, _ = proto.ParseMAC(st.TeamDevice.IfInfo.DevAddr)
-		snap.Runner = proto.Runner{Active: st.Runner.Active, FastRate: st.Runner.FastRate, SysPrio: uint16(st.Runner.SysPrio)}
-		snap.Members = s.snapshotMembers(st, now, wall)
-	}
+	snap := s.newSnapshot(s.lastDump, "teamd died: "+s.teamd.describe(), now, wall, now, wall)
 	if _, err := s.dir.Publish(snap); err != nil {
 		s.log.Error("snapshot after teamd died", "err", err)
 		return
 	}
 	s.handedOver = true
 	s.log.Warn("teamd died; a standby of the next epoch is ready: snapshot written so that it takes over at once", "teamd", s.teamd.describe())
+}
+
+// newSnapshot is the LAG's snapshot from teamd's state st (nil: none is
+// known), taken at takenMono, teamd stopped as how, its last PDU sent at
+// lastTxMono.
+func (s *Shim) newSnapshot(st *teamd.State, how string, takenMono int64, taken time.Time, lastTxMono int64, lastTx time.Time) *proto.Snapshot {
+	snap := &proto.Snapshot{
+		Schema: proto.SchemaVersion, LAG: s.lag, Epoch: s.epoch, Writer: s.writer(), ConfigDigest: s.digest,
+		TeamdStop: how, TakenMono: takenMono, Taken: taken, Teamd: s.info, Kernel: s.readKernel(),
+	}
+	if st != nil {
+		snap.TeamMAC, _ = proto.ParseMAC(st.TeamDevice.IfInfo.DevAddr)
+		snap.Runner = proto.Runner{Active: st.Runner.Active, FastRate: st.Runner.FastRate, SysPrio: uint16(st.Runner.SysPrio)}
+		snap.Members = s.snapshotMembers(st, lastTxMono, lastTx)
+	}
+	return snap
 }
 
 // snapshotMembers turns teamd's port states into snapshot members, with the
