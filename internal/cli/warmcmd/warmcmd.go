@@ -88,17 +88,9 @@ func upgrade(ctx context.Context, op supervisor.Operation, args []string, io cli
 	if o.Image == "" {
 		return cli.Usagef("%s: --image is required", op)
 	}
-	start := time.Now()
-	o.Progress = func(st supervisor.Step) {
-		fmt.Fprintf(io.Stderr, "teamd-warm: [%6.2fs] %-9s %s\n", st.At.Sub(start).Seconds(), st.Stage, st.Message)
-	}
-	e, err := supervisor.Dial()
+	s, err := dial(string(op), o, io)
 	if err != nil {
-		return fmt.Errorf("docker: %w", err)
-	}
-	s, err := supervisor.New(e, o)
-	if err != nil {
-		return cli.Usagef("%s: %v", op, err)
+		return err
 	}
 	var rep *supervisor.Report
 	if *dry {
@@ -132,17 +124,9 @@ func recoverRun(ctx context.Context, args []string, io cli.IO) error {
 	if fs.NArg() > 0 {
 		return cli.Usagef("recover: unexpected arguments %q", fs.Args())
 	}
-	start := time.Now()
-	o.Progress = func(st supervisor.Step) {
-		fmt.Fprintf(io.Stderr, "teamd-warm: [%6.2fs] %-9s %s\n", st.At.Sub(start).Seconds(), st.Stage, st.Message)
-	}
-	e, err := supervisor.Dial()
+	s, err := dial("recover", o, io)
 	if err != nil {
-		return fmt.Errorf("docker: %w", err)
-	}
-	s, err := supervisor.New(e, o)
-	if err != nil {
-		return cli.Usagef("recover: %v", err)
+		return err
 	}
 	rep, err := s.Recover(ctx)
 	if perr := print(io.Stdout, *asJSON, rep); perr != nil {
@@ -155,6 +139,24 @@ func recoverRun(ctx context.Context, args []string, io cli.IO) error {
 		return cli.Exit(ExitRefused, err)
 	}
 	return cli.Exit(cli.ExitFailure, err)
+}
+
+// dial makes the supervisor for command cmd, its progress on stderr with
+// the time since now.
+func dial(cmd string, o supervisor.Options, io cli.IO) (*supervisor.Supervisor, error) {
+	start := time.Now()
+	o.Progress = func(st supervisor.Step) {
+		fmt.Fprintf(io.Stderr, "teamd-warm: [%6.2fs] %-9s %s\n", st.At.Sub(start).Seconds(), st.Stage, st.Message)
+	}
+	e, err := supervisor.Dial()
+	if err != nil {
+		return nil, fmt.Errorf("docker: %w", err)
+	}
+	s, err := supervisor.New(e, o)
+	if err != nil {
+		return nil, cli.Usagef("%s: %v", cmd, err)
+	}
+	return s, nil
 }
 
 func print(w io.Writer, asJSON bool, rep *supervisor.Report) error {
