@@ -59,8 +59,11 @@ func NewHub(ctx context.Context, dir string) (*Hub, error) {
 	return h, nil
 }
 
+// AllLAGs subscribes to every record's name.
+const AllLAGs = "*"
+
 // Subscribe returns the read end of a pipe that carries the names of lag's
-// records and of the directory-wide ones. The caller passes it on (to a
+// records and of the directory-wide ones (every name for AllLAGs). The caller passes it on (to a
 // child) and closes its own copy; the subscription ends when the reader
 // closes it.
 func (h *Hub) Subscribe(lag string) (*os.File, error) {
@@ -108,7 +111,7 @@ func (h *Hub) route(ctx context.Context, notices <-chan notice) {
 		}
 		h.mu.Lock()
 		for sub := range h.subs {
-			if lag != "" && sub.lag != lag {
+			if lag != "" && sub.lag != lag && sub.lag != AllLAGs {
 				continue
 			}
 			select {

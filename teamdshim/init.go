@@ -1,6 +1,7 @@
 package teamdshim
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,6 +130,77 @@ func SharedWatch() *os.File {
 	return os.NewFile(uintptr(fd), "shared-watch")
 }
 
+// A standby container starts its shims startWindow at a time: the next
+// starts when one of those starting is ready (its .standby lands, seen
+// through the shared watch) or when none has been for startStall. A
+// switch's 64 teamds and shims starting at once on two cores starved the
+// running container's teamds (the peer saw gaps near 2 s). An active
+// container, one without the shared watch, and one with few LAGs start
+// every shim at once.
+const (
+	startWindow = 16
+	startStall  = 3 * time.Second
+)
+
+// waves is init's start of its shims, owned by Init's loop.
+type waves struct {
+	pending  []LAGConfig     // not started yet
+	starting map[string]bool // started, not ready yet
+	ready    <-chan string   // LAGs whose .standby landed; nil: no waves
+	timer    *time.Timer
+	launch   func(LAGConfig)
+}
+
+func (in *initState) newWaves(ctx context.Context, configs []LAGConfig, launch func(LAGConfig)) *waves {
+	w := &waves{pending: configs, starting: map[string]bool{}, launch: launch}
+	if os.Getenv(proto.EnvRole) != string(proto.RoleStandby) || in.hub == nil || len(configs) <= startWindow {
+		return w
+	}
+	r, err := in.hub.Subscribe(statefile.AllLAGs)
+	if err != nil {
+		in.log.Warn("every shim starts at once", "err", err)
+		return w
+	}
+	ready := make(chan string, len(configs))
+	go func() {
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if lag, k, ok := proto.ParseFileName(sc.Text()); ok && k == proto.KindStandby {
+				select {
+				case ready <- lag:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	w.ready, w.timer = ready, time.NewTimer(startStall)
+	in.log.Info("starting the standby shims in waves", "lags", len(configs), "at_once", startWindow)
+	return w
+}
+
+// startMore starts shims until the window is full.
+func (w *waves) startMore(launch func(LAGConfig)) {
+	for len(w.pending) > 0 && (w.ready == nil || len(w.starting) < startWindow) {
+		c := w.pending[0]
+		w.pending = w.pending[1:]
+		w.starting[c.LAG] = true
+		launch(c)
+	}
+	if w.timer != nil {
+		w.timer.Reset(startStall)
+	}
+}
+
+// stall fires when no shim got ready for startStall while some wait.
+func (w *waves) stall() <-chan time.Time {
+	if w.timer == nil || len(w.pending) == 0 {
+		return nil
+	}
+	return w.timer.C
+}
+
 // orphanWait bounds how long init waits, after its last wrapper, for the
 // orphaned teamds it signalled: PID 1's exit would kill them mid-stop.
 const orphanWait = 2 * time.Second
@@ -192,20 +264,29 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 	} else {
 		in.env = append(in.env, envProbe+"="+v)
 	}
-	for _, c := range configs {
+	w := in.newWaves(hubCtx, configs, func(c LAGConfig) {
 		in.start(&wrapper{lag: c.LAG, argv: append(append(slices.Clone(opts.Wrapper), opts.Teamd...), "-t", c.LAG, "-f", c.Path)})
-	}
-	for len(in.wrappers) > 0 {
+	})
+	w.startMore(w.launch)
+	for len(in.wrappers) > 0 || len(w.pending) > 0 {
 		select {
 		case <-ctx.Done():
 			in.forward(syscall.SIGTERM)
+			w.pending = nil
 			ctx = context.Background()
 		case sig := <-sigs:
 			if sig != syscall.SIGCHLD {
 				in.forward(sig.(syscall.Signal))
+				w.pending = nil // stopped or handing over: nothing more starts
 				continue
 			}
 			in.reap()
+		case lag := <-w.ready:
+			delete(w.starting, lag)
+			w.startMore(w.launch)
+		case <-w.stall():
+			clear(w.starting) // slow, not stuck: let the next ones go
+			w.startMore(w.launch)
 		}
 	}
 	in.awaitOrphans(sigs)

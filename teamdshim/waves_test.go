@@ -1,0 +1,44 @@
+package teamdshim
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// A standby container's shims start a window at a time: one more for each
+// that gets ready, a whole window more when none did for a while.
+func TestWavesStartAWindowAtATime(t *testing.T) {
+	var configs []LAGConfig
+	for i := range 40 {
+		configs = append(configs, LAGConfig{LAG: fmt.Sprintf("PortChannel%d", i+1)})
+	}
+	var started []string
+	w := &waves{pending: configs, starting: map[string]bool{}, ready: make(chan string), timer: time.NewTimer(startStall)}
+	launch := func(c LAGConfig) { started = append(started, c.LAG) }
+	w.startMore(launch)
+	if len(started) != startWindow {
+		t.Fatalf("first wave: %d started, want %d", len(started), startWindow)
+	}
+	delete(w.starting, "PortChannel3") // ready
+	w.startMore(launch)
+	if len(started) != startWindow+1 || started[len(started)-1] != "PortChannel17" {
+		t.Fatalf("after one ready: %d started, the last %s", len(started), started[len(started)-1])
+	}
+	clear(w.starting) // stalled
+	w.startMore(launch)
+	if len(started) != 2*startWindow+1 {
+		t.Fatalf("after a stall: %d started, want %d", len(started), 2*startWindow+1)
+	}
+	if w.stall() == nil {
+		t.Fatal("no stall timer while shims wait to start")
+	}
+
+	// Without readiness events (an active container), every shim at once.
+	started = nil
+	all := &waves{pending: configs, starting: map[string]bool{}}
+	all.startMore(launch)
+	if len(started) != len(configs) || all.stall() != nil {
+		t.Fatalf("active container: %d started, want %d", len(started), len(configs))
+	}
+}
