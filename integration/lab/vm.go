@@ -255,6 +255,22 @@ func writeInitramfs(path string, cfg VMConfig, modDir string) error {
 	return w.close()
 }
 
+// guestTmpfs are the directories the guest mounts fresh file systems on,
+// over the host's root: what lies below them on the host is hidden unless
+// shared.
+var guestTmpfs = []string{"/tmp", "/run"}
+
+// UnderGuestTmpfs reports whether the host path dir is hidden in the guest
+// by one of its own tmpfs mounts (so it must be one of VMConfig.Shares).
+func UnderGuestTmpfs(dir string) bool {
+	for _, t := range guestTmpfs {
+		if dir == t || strings.HasPrefix(dir, t+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -61,6 +61,10 @@ func main() {
 	}
 	cfg := lab.VMConfig{KernelDir: *kernel, Busybox: "/bin/busybox", Memory: *mem, CPUs: *cpus, Timeout: *timeout,
 		Console: func(line string) { fmt.Println(line) }}
+	if bin := filepath.Dir(self); lab.UnderGuestTmpfs(bin) {
+		// A checkout under /tmp: the guest's own /tmp would hide it.
+		cfg.Shares = append(cfg.Shares, bin)
+	}
 	switch mode {
 	case "run":
 		out, err := os.MkdirTemp("", "teamdwarm-lab-out-")
@@ -68,7 +72,7 @@ func main() {
 			fail(err)
 		}
 		defer os.RemoveAll(out)
-		cfg.Shares = []string{out}
+		cfg.Shares = append(cfg.Shares, out)
 		guest := []string{self, "init", "--", self, "scenarios", "-bin", filepath.Dir(self), "-out", out,
 			"-teamd", "debian=/usr/bin/teamd,/usr/bin/teamdctl"}
 		if sonic := filepath.Join(*cache, "teamd-sonic", "bin"); exists(filepath.Join(sonic, "teamd")) {
