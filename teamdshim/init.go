@@ -181,12 +181,12 @@ func (in *initState) newWaves(ctx context.Context, configs []LAGConfig, launch f
 }
 
 // startMore starts shims until the window is full.
-func (w *waves) startMore(launch func(LAGConfig)) {
+func (w *waves) startMore() {
 	for len(w.pending) > 0 && (w.ready == nil || len(w.starting) < startWindow) {
 		c := w.pending[0]
 		w.pending = w.pending[1:]
 		w.starting[c.LAG] = true
-		launch(c)
+		w.launch(c)
 	}
 	if w.timer != nil {
 		w.timer.Reset(startStall)
@@ -267,7 +267,7 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 	w := in.newWaves(hubCtx, configs, func(c LAGConfig) {
 		in.start(&wrapper{lag: c.LAG, argv: append(append(slices.Clone(opts.Wrapper), opts.Teamd...), "-t", c.LAG, "-f", c.Path)})
 	})
-	w.startMore(w.launch)
+	w.startMore()
 	for len(in.wrappers) > 0 || len(w.pending) > 0 {
 		select {
 		case <-ctx.Done():
@@ -283,10 +283,10 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 			in.reap()
 		case lag := <-w.ready:
 			delete(w.starting, lag)
-			w.startMore(w.launch)
+			w.startMore()
 		case <-w.stall():
 			clear(w.starting) // slow, not stuck: let the next ones go
-			w.startMore(w.launch)
+			w.startMore()
 		}
 	}
 	in.awaitOrphans(sigs)

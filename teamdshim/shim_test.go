@@ -103,6 +103,11 @@ func TestRelaysSignalsAndExitsWithTeamdStatus(t *testing.T) {
 		// relayed, teamd stays, and the SIGTERM after it ends teamd.
 		{"SIGHUP, then SIGTERM", func(t *testing.T, shim *proc, _ int) {
 			shim.signal(t, syscall.SIGHUP)
+			// Two signals sent at once may reach the shim in either
+			// order; the SIGTERM goes once the SIGHUP was relayed.
+			if !shim.out.WaitFor("signal=hangup", 5*time.Second) {
+				t.Fatal("SIGHUP not relayed")
+			}
 			shim.signal(t, syscall.SIGTERM)
 		}, 0},
 		{"teamd killed", func(t *testing.T, _ *proc, pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }, 128 + 9},

@@ -14,19 +14,19 @@ func TestWavesStartAWindowAtATime(t *testing.T) {
 		configs = append(configs, LAGConfig{LAG: fmt.Sprintf("PortChannel%d", i+1)})
 	}
 	var started []string
-	w := &waves{pending: configs, starting: map[string]bool{}, ready: make(chan string), timer: time.NewTimer(startStall)}
 	launch := func(c LAGConfig) { started = append(started, c.LAG) }
-	w.startMore(launch)
+	w := &waves{pending: configs, starting: map[string]bool{}, ready: make(chan string), timer: time.NewTimer(startStall), launch: launch}
+	w.startMore()
 	if len(started) != startWindow {
 		t.Fatalf("first wave: %d started, want %d", len(started), startWindow)
 	}
 	delete(w.starting, "PortChannel3") // ready
-	w.startMore(launch)
+	w.startMore()
 	if len(started) != startWindow+1 || started[len(started)-1] != "PortChannel17" {
 		t.Fatalf("after one ready: %d started, the last %s", len(started), started[len(started)-1])
 	}
 	clear(w.starting) // stalled
-	w.startMore(launch)
+	w.startMore()
 	if len(started) != 2*startWindow+1 {
 		t.Fatalf("after a stall: %d started, want %d", len(started), 2*startWindow+1)
 	}
@@ -36,8 +36,8 @@ func TestWavesStartAWindowAtATime(t *testing.T) {
 
 	// Without readiness events (an active container), every shim at once.
 	started = nil
-	all := &waves{pending: configs, starting: map[string]bool{}}
-	all.startMore(launch)
+	all := &waves{pending: configs, starting: map[string]bool{}, launch: launch}
+	all.startMore()
 	if len(started) != len(configs) || all.stall() != nil {
 		t.Fatalf("active container: %d started, want %d", len(started), len(configs))
 	}

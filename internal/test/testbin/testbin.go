@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 )
 
 // Module is the project's module path.
@@ -34,14 +36,43 @@ func Build(dir string, pkgs ...string) (map[string]string, error) {
 
 // Buffer collects a process's output while a test reads it.
 type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer // guarded by mu
+	mu      sync.Mutex
+	b       bytes.Buffer  // guarded by mu
+	written chan struct{} // a write happened; made on first use, guarded by mu
 }
 
 func (s *Buffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.written != nil {
+		select {
+		case s.written <- struct{}{}:
+		default:
+		}
+	}
 	return s.b.Write(p)
+}
+
+// WaitFor waits until the output holds substr, up to timeout, and says
+// whether it does.
+func (s *Buffer) WaitFor(substr string, timeout time.Duration) bool {
+	expire := time.After(timeout)
+	for {
+		s.mu.Lock()
+		if s.written == nil {
+			s.written = make(chan struct{}, 1)
+		}
+		found, written := strings.Contains(s.b.String(), substr), s.written
+		s.mu.Unlock()
+		if found {
+			return true
+		}
+		select {
+		case <-written:
+		case <-expire:
+			return false
+		}
+	}
 }
 
 func (s *Buffer) String() string {
