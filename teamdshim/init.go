@@ -310,6 +310,7 @@ type initState struct {
 	// done: a stop or a handoff was forwarded; nothing is restarted.
 	done      bool
 	signalled bool           // an orphan was sent a signal
+	forwarded syscall.Signal // the last signal forwarded
 	hub       *statefile.Hub // nil: the shims watch on their own
 	env       []string       // the wrappers' environment
 }
@@ -341,7 +342,7 @@ func (in *initState) start(w *wrapper) {
 // that has none (its shim died): SIGUSR1 makes it stop warm, as its shim
 // would have made it.
 func (in *initState) forward(sig syscall.Signal) {
-	in.done = true
+	in.done, in.forwarded = true, sig
 	in.log.Info("forwarding signal", "signal", sig, "wrappers", len(in.wrappers))
 	running := map[string]bool{}
 	for pid, w := range in.wrappers {
@@ -388,6 +389,24 @@ func (in *initState) reap() {
 		}
 		in.failed[w.lag] = fmt.Sprintf("exit %d", code)
 		in.log.Error("shim exited", "lag", w.lag, "pid", pid, "code", code)
+		if code >= 128 && in.forwarded != 0 {
+			// It died as the signal was forwarded, so its teamd may not
+			// have had it: a handoff must still stop the old speaker.
+			in.forwardToOrphan(w.lag, in.forwarded)
+		}
+	}
+}
+
+// forwardToOrphan sends sig to lag's orphaned teamd, if it has one.
+func (in *initState) forwardToOrphan(lag string, sig syscall.Signal) {
+	for pid, l := range orphans(in.wrappers) {
+		if l != lag {
+			continue
+		}
+		in.log.Warn("forwarding signal to the orphaned teamd of a shim that died as it was forwarded", "signal", sig, "lag", lag, "pid", pid)
+		if err := unix.Kill(pid, sig); err == nil {
+			in.signalled = true
+		}
 	}
 }
 

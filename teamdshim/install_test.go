@@ -280,3 +280,46 @@ func TestInitRestartsAfterTeamdWasKilled(t *testing.T) {
 		t.Fatalf("init: exit %d, want 0 (the LAG was restarted):\n%s", code, p.out.String())
 	}
 }
+
+// A shim that dies just as init forwards SIGUSR1 (init still counts it
+// as running) leaves its teamd unsignalled: init, reaping it, passes the
+// signal on to the orphaned teamd, which stops warm. Init is frozen while
+// both happen, so that it sees them together, in either order.
+func TestInitForwardsToTheTeamdOfAShimThatDiedAsItForwarded(t *testing.T) {
+	e := newEnv(t)
+	confs := writeConfigs(t, map[string]string{"PortChannel1.conf": config("PortChannel1")})
+	p := start(t, e.vars(), bins.shim, "init", "--config-dir", confs, "--", "-L", e.dump)
+	activeRecord(t, e.dir, "PortChannel1", 1)
+	shim := readPID(t, teamdshim.PIDFile(e.run, "PortChannel1"))
+	teamdPID := readPID(t, filepath.Join(e.run, "PortChannel1.pid"))
+	p.signal(t, syscall.SIGSTOP)
+	if err := syscall.Kill(shim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitZombie(t, shim)
+	p.signal(t, syscall.SIGUSR1)
+	p.signal(t, syscall.SIGCONT)
+	// Whichever init saw first, teamd gets SIGUSR1: from init (the shim
+	// was dead) or from the restarted shim that adopted it.
+	waitGone(t, teamdPID, 10*time.Second)
+	if !strings.Contains(p.out.String(), "warm stop (SIGUSR1)") {
+		t.Errorf("teamd did not stop warm:\n%s", p.out.String())
+	}
+	p.exit(t, 10*time.Second)
+}
+
+// waitZombie waits until pid has exited (and not been reaped yet).
+func waitZombie(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return // reaped already
+		}
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && b[i+2] == 'Z' {
+			return
+		}
+		time.Sleep(5 * time.Millisecond) // a process's end has no notification a test can wait on here
+	}
+	t.Fatalf("pid %d did not exit", pid)
+}
