@@ -98,8 +98,7 @@ func TestIntegrationDeadlineWaitsWhileTheOldSpeakerTransmits(t *testing.T) {
 	if a.Path != proto.PathSnapshot {
 		t.Errorf("path %s (%s), want snapshot", a.Path, a.Note)
 	}
-	time.Sleep(3500 * time.Millisecond)
-	if v := judge(t, b, w, "a cutover without SIGUSR1, then SIGUSR1"); !v.Clean() {
+	if v := judgeSettled(t, b, w, "a cutover without SIGUSR1, then SIGUSR1"); !v.Clean() {
 		t.Fatal("the peer noticed")
 	}
 }
@@ -145,8 +144,7 @@ func TestIntegrationTakeoverWhenTheOldTeamdDies(t *testing.T) {
 					t.Errorf("old shim exit %d, want 137 (its teamd was killed)", code)
 				}
 			}
-			time.Sleep(3500 * time.Millisecond)
-			if v := judge(t, b, w, "takeover after kill -9 of the old teamd, "+tc.name); !v.Clean() {
+			if v := judgeSettled(t, b, w, "takeover after kill -9 of the old teamd, "+tc.name); !v.Clean() {
 				t.Fatal("the peer noticed")
 			}
 		})
@@ -168,8 +166,7 @@ func TestIntegrationStopHandsOverToAReadyStandby(t *testing.T) {
 	if code := old.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("old shim exit %d, want 0", code)
 	}
-	time.Sleep(3500 * time.Millisecond)
-	if v := judge(t, b, w, "SIGTERM to the old shim with a ready standby"); !v.Clean() {
+	if v := judgeSettled(t, b, w, "SIGTERM to the old shim with a ready standby"); !v.Clean() {
 		t.Fatal("the peer noticed")
 	}
 }
@@ -200,8 +197,7 @@ func TestIntegrationFrozenOldSpeakerIsFenced(t *testing.T) {
 	if code := old.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(old.log.String(), "stepping down") {
 		t.Errorf("old shim exit %d, want 0 after stepping down:\n%s", code, old.log.String())
 	}
-	time.Sleep(3500 * time.Millisecond)
-	v := judge(t, b, w, "old speaker frozen, failover, thawed and fenced")
+	v := judgeSettled(t, b, w, "old speaker frozen, failover, thawed and fenced")
 	for _, m := range v.Members {
 		if m.ExpiredDelta > 0 || m.MaxGap > 2500*time.Millisecond || m.OutOfSync > 0 {
 			t.Errorf("%s: expired %d, largest gap %v, out of sync %d", m.Member, m.ExpiredDelta, m.MaxGap, m.OutOfSync)
@@ -274,8 +270,7 @@ func TestIntegrationStrandedHandoffIsTakenBack(t *testing.T) {
 	} else if _, err := d.Read(b.LAGs[0].Name, proto.KindSnapshot); err == nil {
 		t.Error("the withdrawn snapshot is still there: a late standby could take over from it")
 	}
-	time.Sleep(3500 * time.Millisecond)
-	if v := judge(t, b, w, "standby gone after the handoff, taken back"); !v.Clean() {
+	if v := judgeSettled(t, b, w, "standby gone after the handoff, taken back"); !v.Clean() {
 		t.Fatalf("the peer noticed:\n%s", old.log.String())
 	}
 }

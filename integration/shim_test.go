@@ -191,8 +191,7 @@ func TestIntegrationCorruptSnapshotDeadlineTakeover(t *testing.T) {
 	if a.Path != proto.PathDeadline || !strings.Contains(a.Note, "checksum mismatch") {
 		t.Errorf("path %s, note %q: want a deadline takeover that names the rejected snapshot", a.Path, a.Note)
 	}
-	time.Sleep(3500 * time.Millisecond)
-	if v := judge(t, b, w, "deadline takeover after a corrupt snapshot"); !v.Clean() {
+	if v := judgeSettled(t, b, w, "deadline takeover after a corrupt snapshot"); !v.Clean() {
 		t.Fatal("the peer noticed")
 	}
 }
@@ -223,8 +222,7 @@ func TestIntegrationOldTeamdIgnoringSIGUSR1IsBounded(t *testing.T) {
 	if a.Path != proto.PathSnapshot {
 		t.Errorf("path %s (%s): want the snapshot, written once the old teamd was killed", a.Path, a.Note)
 	}
-	time.Sleep(3500 * time.Millisecond)
-	if v := judge(t, b, w, "old teamd ignoring SIGUSR1"); !v.Clean() {
+	if v := judgeSettled(t, b, w, "old teamd ignoring SIGUSR1"); !v.Clean() {
 		t.Fatal("the peer noticed")
 	}
 }
