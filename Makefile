@@ -5,7 +5,7 @@ BIN       := bin
 export CGO_ENABLED ?= 0
 FUZZTIME  ?= 10s
 COMMANDS  := teamd-shim teamd-warm teamd-state
-TOOLS     := teamdsim pause teamdwarm-demo teamdwarm-lab
+TOOLS     := teamdsim pause teammgrd teamdwarm-demo teamdwarm-lab
 
 .PHONY: all deps build test unit lab teamd fuzz bench lint demo clean
 

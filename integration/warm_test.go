@@ -62,7 +62,7 @@ func newBox(t testing.TB, lags, members int, versions ...dut.Version) *box {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	b, err := dut.NewBox(ctx, dut.BoxOptions{LAGs: lags, Members: members, Versions: versions, Dir: t.TempDir(),
-		Bins: dut.Binaries{Shim: bins.shim, Teamd: bins.teamdsim, Pause: bins.pause}})
+		Bins: dut.Binaries{Shim: bins.shim, Teamd: bins.teamdsim, Pause: bins.pause, Teammgrd: bins.teammgrd}})
 	if err != nil {
 		t.Fatal(err)
 	}

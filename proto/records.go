@@ -278,6 +278,9 @@ type Journal struct {
 	Updated           time.Time `msgpack:"updated" json:"updated"`
 	Result            string    `msgpack:"result" json:"result"`
 	Error             string    `msgpack:"error" json:"error"`
+	// FirstUpgrade marks a run from a container without teamd-shim,
+	// whose teamds teamd-warm stops itself at b1.
+	FirstUpgrade bool `msgpack:"first_upgrade,omitempty" json:"first_upgrade,omitempty"`
 }
 
 // JournalDone is the stage of a journal whose run ended.

@@ -34,7 +34,11 @@ func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, err
 		return r.rollback(fmt.Errorf("write the cutover record: %w", err), p)
 	}
 	r.undo = nil // the point of no return
-	r.stopOld(ctx, p.old.ID)
+	if p.first != nil {
+		r.stopFirst(ctx, p, nil)
+	} else {
+		r.stopOld(ctx, p.old.ID)
+	}
 	return r.afterCutover(ctx, p, newID, cut)
 }
 
@@ -67,7 +71,7 @@ func (r *run) afterCutover(ctx context.Context, p *plan, newID string, cut *prot
 		r.warn("%s still serves %s, which the new container did not take over: it is left running; see teamd-warm status",
 			o.Backup, strings.Join(served, " "))
 	} else {
-		retireErr = r.retireOld(ctx, p.old.ID, len(failed) > 0)
+		retireErr = r.retireOld(ctx, p, len(failed) > 0)
 	}
 	removeDeadLocks(r.dir, p.epoch, o.Logger)
 
@@ -104,6 +108,12 @@ func (r *run) oldServesAll(ctx context.Context, p *plan) string {
 	if err != nil || c.State == nil || !c.State.Running || c.State.Paused {
 		return "the old container is not running"
 	}
+	if p.first != nil {
+		if n := len(p.first.serving()); n < len(p.lags) {
+			return fmt.Sprintf("%d of its %d teamds were stopped", len(p.lags)-n, len(p.lags))
+		}
+		return ""
+	}
 	for _, l := range p.lags {
 		if _, alive, err := r.dir.Alive(l.name, p.epoch); err != nil || !alive {
 			return l.name + "'s old shim is gone"
@@ -118,6 +128,14 @@ func (r *run) stillServed(ctx context.Context, p *plan, actives map[string]*prot
 		return nil
 	}
 	var out []string
+	if p.first != nil {
+		for _, lag := range p.first.serving() {
+			if actives[lag] == nil {
+				out = append(out, lag)
+			}
+		}
+		return out
+	}
 	for _, l := range p.lags {
 		if actives[l.name] != nil {
 			continue
@@ -202,7 +220,7 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string) map[string]
 					r.warn("the new %s was paused during the takeover: unpaused it", o.Container)
 				}
 			}
-			if !resent && time.Now().After(resendAt) {
+			if !resent && time.Now().After(resendAt) && p.first == nil { // a first upgrade's old teamds were stopped one by one
 				resent = true
 				if c, err := e.ContainerInspect(ctx, p.old.ID); err == nil && c.State != nil && c.State.Running {
 					left := missing(p.lagNames(), func() map[string]bool {
@@ -248,8 +266,20 @@ func (r *run) verify(p *plan, cut *proto.Cutover, actives map[string]*proto.Acti
 // container that exited badly (a shim of it died) or had to be killed,
 // after every LAG was handed over, is a warning, not a failure: the LAGs
 // are served. The error says what of this did not happen.
-func (r *run) retireOld(ctx context.Context, id string, keep bool) error {
-	e, o := r.s.engine, r.s.opts
+//
+// A first upgrade's old container has no shims to end it: its teamds are
+// gone, and its other daemons (supervisord, teammgrd, teamsyncd,
+// tlm_teamd) would run until stopped. It is killed at once, as
+// upgrade_docker kills it: SIGTERM would run their shutdown paths, which
+// are written for a container whose LAGs go away with it.
+func (r *run) retireOld(ctx context.Context, p *plan, keep bool) error {
+	e, o, id := r.s.engine, r.s.opts, p.old.ID
+	if p.first != nil {
+		if err := e.ContainerKill(ctx, id, "SIGKILL"); err != nil && !cerrdefs.IsNotFound(err) && !isNotRunning(err) {
+			return fmt.Errorf("could not kill %s: %w", o.Backup, err)
+		}
+		r.progress("%s killed (its teamds had stopped warm)", o.Backup)
+	}
 	wctx, cancel := context.WithTimeout(ctx, o.ExitTimeout)
 	defer cancel()
 	killed := false
@@ -277,6 +307,7 @@ func (r *run) retireOld(ctx context.Context, id string, keep bool) error {
 		code := c.State.ExitCode
 		r.rep.Old.ExitCode = &code
 		switch {
+		case p.first != nil:
 		case killed:
 			r.warn("%s did not exit within %v of the cutover and was killed (exit %d)%s", o.Backup, o.ExitTimeout, code, r.logTail(id))
 		case code != 0:
@@ -292,6 +323,12 @@ func (r *run) retireOld(ctx context.Context, id string, keep bool) error {
 	}
 	r.progress("%s exited and was removed", o.Backup)
 	return nil
+}
+
+// isNotRunning matches dockerd's refusal to signal a container that has
+// stopped (a conflict, "is not running").
+func isNotRunning(err error) bool {
+	return cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "is not running")
 }
 
 // removeDeadLocks removes the liveness lock files of epochs up to epoch

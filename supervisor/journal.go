@@ -83,7 +83,7 @@ func (r *run) newJournal(p *plan) {
 	r.jr = &proto.Journal{
 		Schema: proto.SchemaVersion, Operation: string(r.rep.Operation), Container: o.Container, Backup: o.Backup,
 		Image: o.Image, OldID: p.old.ID, OldImage: p.old.Config.Image, FromEpoch: p.epoch, ToEpoch: p.epoch + 1,
-		Writer: proto.Process{Hostname: host, PID: os.Getpid()}, Started: r.rep.Started,
+		Writer: proto.Process{Hostname: host, PID: os.Getpid()}, Started: r.rep.Started, FirstUpgrade: p.first != nil,
 	}
 	if rp := p.old.HostConfig.RestartPolicy; !rp.IsNone() && rp.Name != "" {
 		r.jr.RestartPolicy, r.jr.RestartMaxRetries = string(rp.Name), rp.MaximumRetryCount

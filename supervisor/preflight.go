@@ -28,6 +28,9 @@ type plan struct {
 	newImage image.InspectResponse
 	epoch    uint64 // E: every LAG's current epoch
 	lags     []lagPlan
+	// first is the old side of a first upgrade (its teamds run without
+	// teamd-shim: first.go); nil otherwise.
+	first *firstPlan
 }
 
 type lagPlan struct {
@@ -38,6 +41,9 @@ type lagPlan struct {
 	// was found dead since.
 	readyMono   int64
 	deadStandby bool
+	// first: the old speaker is a teamd without shim (first.go), whose
+	// .active active stands in for.
+	first bool
 }
 
 func (p *plan) lagNames() []string {
@@ -134,16 +140,24 @@ func (r *run) preflight(ctx context.Context) (*plan, error) {
 	if err := r.readActives(p); err != nil {
 		return nil, err
 	}
-	if err := r.checkShims(p); err != nil {
+	if len(p.lags) == 0 {
+		if err := r.planFirst(ctx, p); err != nil {
+			p.first.close()
+			return nil, err
+		}
+	} else if err := r.checkShims(p); err != nil {
 		return nil, err
 	}
 	if err := r.askTeamds(ctx, p); err != nil {
+		p.first.close()
 		return nil, err
 	}
 	if err := r.checkWarmStop(p); err != nil {
+		p.first.close()
 		return nil, err
 	}
 	if err := r.checkInotify(p); err != nil {
+		p.first.close()
 		return nil, err
 	}
 	r.rep.FromEpoch, r.rep.ToEpoch = p.epoch, p.epoch+1
@@ -265,7 +279,8 @@ func sharesDir(c container.InspectResponse, dir string) error {
 
 // readActives reads every LAG's .active: each must be valid, of one epoch,
 // and written since the old container started (else it is a leftover, say
-// of a LAG removed from the config, whose standby would never come).
+// of a LAG removed from the config, whose standby would never come). None
+// at all is a first upgrade (first.go).
 func (r *run) readActives(p *plan) error {
 	entries, err := statefile.List(r.s.opts.Dir)
 	if err != nil {
@@ -294,9 +309,6 @@ func (r *run) readActives(p *plan) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("records in %s: %s", r.s.opts.Dir, strings.Join(problems, "; "))
 	}
-	if len(p.lags) == 0 {
-		return fmt.Errorf("no .active record in %s: are the teamds of container %s running under teamd-shim?", r.s.opts.Dir, r.s.opts.Container)
-	}
 	if len(epochs) > 1 {
 		var parts []string
 		for e, lags := range epochs {
@@ -308,8 +320,12 @@ func (r *run) readActives(p *plan) error {
 	for e := range epochs {
 		p.epoch = e
 	}
-	slices.SortFunc(p.lags, func(a, b lagPlan) int { return teamd.CompareNames(a.name, b.name) })
+	sortLAGs(p.lags)
 	return nil
+}
+
+func sortLAGs(lags []lagPlan) {
+	slices.SortFunc(lags, func(a, b lagPlan) int { return teamd.CompareNames(a.name, b.name) })
 }
 
 // askTeamds gets every LAG's state from its teamd in the old container, as
@@ -327,6 +343,9 @@ func (r *run) askTeamds(ctx context.Context, p *plan) error {
 			continue
 		}
 		l.state = st
+		if p.first != nil {
+			l.active.Members = st.PortNames()
+		}
 		var bad []string
 		for _, name := range st.PortNames() {
 			if ps := st.Ports[name].Runner.State; ps != "current" {
@@ -352,6 +371,9 @@ func (r *run) askTeamds(ctx context.Context, p *plan) error {
 // (an exec costs tens of milliseconds of dockerd's time), else with one
 // teamdctl per LAG, a few at once.
 func (r *run) teamdStates(ctx context.Context, p *plan) (map[string]*teamd.State, map[string]error) {
+	if p.first != nil {
+		return p.first.states(ctx, p.lagNames())
+	}
 	states, errs := map[string]*teamd.State{}, map[string]error{}
 	if filepath.Base(p.old.Path) == "teamd-shim" {
 		all, err := r.s.dumpAll(ctx, p.old.ID, p.old.Path, p.lagNames())
@@ -396,6 +418,9 @@ func lagReport(l lagPlan) LAGReport {
 	if t := l.active.Teamd; t != nil {
 		lr.Teamd = t.Profile
 	}
+	if l.first {
+		lr.OldSpeaker = fmt.Sprintf("teamd pid %d, no shim", l.active.Writer.PID)
+	}
 	if l.state == nil {
 		for _, m := range l.active.Members {
 			lr.Members = append(lr.Members, MemberReport{Name: m, State: "?"})
@@ -437,7 +462,7 @@ func shortID(id string) string {
 // teamd-shim's (one shared watch for every shim), else one per LAG.
 func (r *run) checkInotify(p *plan) error {
 	need, how := 1+len(p.lags), fmt.Sprintf("1 for teamd-warm and 1 per LAG (%d), %s does not run teamd-shim init", len(p.lags), r.s.opts.Container)
-	if sharedWatch(p.old) {
+	if sharedWatch(p.old) || (p.first != nil && imageSharesWatch(p.newImage)) {
 		need, how = 2, "1 for teamd-warm and 1 for the new container's teamd-shim init"
 	}
 	u, err := r.s.opts.InotifyUsage()
@@ -450,6 +475,18 @@ func (r *run) checkInotify(p *plan) error {
 			need, how, u.FreeInstances(), u.MaxInstances, u.FreeWatches(), u.MaxWatches)
 	}
 	return nil
+}
+
+// imageSharesWatch is sharedWatch for a container of image i started with
+// its defaults (a first upgrade's new container: the old one's command is
+// not teamd-shim's).
+func imageSharesWatch(i image.InspectResponse) bool {
+	c := i.Config
+	if c == nil || len(c.Entrypoint) == 0 || filepath.Base(c.Entrypoint[0]) != "teamd-shim" {
+		return false
+	}
+	args := append(slices.Clone(c.Entrypoint[1:]), c.Cmd...)
+	return len(args) > 0 && args[0] == "init"
 }
 
 // sharedWatch reports whether a teamd container's PID 1 is teamd-shim

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -12,7 +11,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
-	"github.com/teamdwarm/teamdwarm/teamd"
+	"github.com/teamdwarm/teamdwarm/supervisor/shimless"
 )
 
 // Recover finishes or undoes the run whose journal says it did not end
@@ -68,6 +67,7 @@ func (s *Supervisor) Recover(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return r.finish(ResultFailed, err)
 	}
+	defer p.first.close()
 	cut, _ := r.dir.Read("", proto.KindCutover)
 	if c, ok := cut.(*proto.Cutover); ok && c.ToEpoch == j.ToEpoch {
 		r.progress("past the cutover: finishing the run")
@@ -123,23 +123,61 @@ func (r *run) recoverPlan(ctx context.Context) (*plan, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	if j.FirstUpgrade {
+		if err := r.recoverFirst(p, entries); err != nil {
+			return nil, "", err
+		}
+	}
 	for _, en := range entries {
 		if en.Kind != proto.KindActive || en.Record == nil {
 			continue
 		}
 		a := en.Record.(*proto.Active)
-		if a.Epoch == j.FromEpoch || a.Epoch == j.ToEpoch {
+		if (a.Epoch == j.FromEpoch || a.Epoch == j.ToEpoch) && p.lag(a.LAG) == nil {
 			p.lags = append(p.lags, lagPlan{name: a.LAG, active: a})
 		}
 	}
 	if len(p.lags) == 0 {
 		return nil, "", fmt.Errorf("no LAG has a .active of epoch %d or %d in %s", j.FromEpoch, j.ToEpoch, r.dir.Path())
 	}
-	slices.SortFunc(p.lags, func(a, b lagPlan) int { return teamd.CompareNames(a.name, b.name) })
+	sortLAGs(p.lags)
 	for _, l := range p.lags {
 		r.rep.LAGs = append(r.rep.LAGs, lagReport(l))
 	}
 	return p, newID, nil
+}
+
+// recoverFirst rebuilds the old side of an interrupted first upgrade: the
+// old container's teamds that still run (those b1 did not stop yet), and
+// the LAGs the cutover names whose old teamd is gone and which no .active
+// of the new epoch shows yet (their standbys take over once they find the
+// old teamd silent).
+func (r *run) recoverFirst(p *plan, entries []statefile.Entry) error {
+	r.rep.FirstUpgrade = true
+	if p.old.State != nil && p.old.State.Running {
+		f, err := r.findShimless(p)
+		if err != nil {
+			return err
+		}
+		p.first = f
+		for lag, t := range f.teamds {
+			p.lags = append(p.lags, lagPlan{name: lag, active: firstActive(t, nil, nil, r.jr.Backup), first: true})
+		}
+	} else {
+		p.first = &firstPlan{teamds: map[string]*shimless.Teamd{}}
+	}
+	for _, en := range entries {
+		c, ok := en.Record.(*proto.Cutover)
+		if !ok || c.ToEpoch != r.jr.ToEpoch {
+			continue
+		}
+		for _, lag := range c.LAGs {
+			if p.lag(lag) == nil {
+				p.lags = append(p.lags, lagPlan{name: lag, active: &proto.Active{LAG: lag, Epoch: firstEpoch}, first: true})
+			}
+		}
+	}
+	return nil
 }
 
 // finishForward is b1..c1 of the interrupted run: the cutover written if
@@ -161,7 +199,17 @@ func (r *run) finishForward(ctx context.Context, p *plan, newID string, cut *pro
 			return r.finish(ResultFailed, fmt.Errorf("write the cutover record: %w", err))
 		}
 	}
-	r.stopOld(ctx, p.old.ID)
+	if p.first != nil {
+		var left []string
+		for _, lag := range p.first.serving() {
+			if a, err := r.dir.Read(lag, proto.KindActive); err != nil || a.RecordEpoch() != r.jr.ToEpoch {
+				left = append(left, lag)
+			}
+		}
+		r.stopFirst(ctx, p, left)
+	} else {
+		r.stopOld(ctx, p.old.ID)
+	}
 	return r.afterCutover(ctx, p, newID, cut)
 }
 

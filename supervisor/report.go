@@ -63,11 +63,12 @@ func (m Millis) String() string {
 //	  "result": "ok" | "refused" | "rolled-back" | "rollback-failed" | "failed",
 //	  "error": "why, if not ok", "failed_stage": "a3",
 //	  "old": {"name","id","image","image_id","exit_code"}, "new": {...},
-//	  "from_epoch": 1, "to_epoch": 2,
+//	  "from_epoch": 1, "to_epoch": 2, "first_upgrade": true (from a container without teamd-shim),
 //	  "started": "RFC 3339", "took_ms": 4123.5,
 //	  "stages": [{"stage": "preflight", "took_ms": 120.2}, ...],
 //	  "lags": [{
 //	    "lag": "PortChannel1", "rate": "fast", "budget_ms": 3000, "teamd": "sonic" | "hld" | ...,
+//	    "old_speaker": "teamd pid 4242, no shim" (a first upgrade only),
 //	    "members": [{"name": "Ethernet0", "state": "current", "selected": true,
 //	                 "gap_ms": 31.2, "gap_from": "last-pdu" | "cutover"}],
 //	    "path": "snapshot" | "deadline" | ..., "result": "ok" | "unconfirmed" | "no-takeover",
@@ -94,11 +95,14 @@ type Report struct {
 	New       *ContainerInfo `json:"new,omitempty"`
 	FromEpoch uint64         `json:"from_epoch,omitempty"`
 	ToEpoch   uint64         `json:"to_epoch,omitempty"`
-	Started   time.Time      `json:"started"`
-	Took      Millis         `json:"took_ms"`
-	Stages    []StageTime    `json:"stages"`
-	LAGs      []LAGReport    `json:"lags"`
-	Notes     []string       `json:"notes,omitempty"`
+	// FirstUpgrade: the old container ran its teamds without teamd-shim
+	// (SONiC's), and teamd-warm stopped them itself.
+	FirstUpgrade bool        `json:"first_upgrade,omitempty"`
+	Started      time.Time   `json:"started"`
+	Took         Millis      `json:"took_ms"`
+	Stages       []StageTime `json:"stages"`
+	LAGs         []LAGReport `json:"lags"`
+	Notes        []string    `json:"notes,omitempty"`
 	// Warnings are what the operator should look at in a run that
 	// reached its result anyway (an old container that exited badly).
 	Warnings []string `json:"warnings,omitempty"`
@@ -137,10 +141,13 @@ type LAGReport struct {
 	Members []MemberReport `json:"members"`
 	// Teamd is the old teamd's profile (stock, sonic, hld), as its shim
 	// found it; "" if the shim did not say.
-	Teamd    string     `json:"teamd,omitempty"`
-	Path     proto.Path `json:"path,omitempty"`
-	Result   string     `json:"result,omitempty"`
-	Takeover Millis     `json:"takeover_ms,omitempty"`
+	Teamd string `json:"teamd,omitempty"`
+	// OldSpeaker is, in a first upgrade, the old teamd that teamd-warm
+	// stops itself: "teamd pid N, no shim".
+	OldSpeaker string     `json:"old_speaker,omitempty"`
+	Path       proto.Path `json:"path,omitempty"`
+	Result     string     `json:"result,omitempty"`
+	Takeover   Millis     `json:"takeover_ms,omitempty"`
 	// Kernel says whether the kernel's LAG stayed as it was through the
 	// handoff: "unchanged", "changed: ..." or "unknown (...)".
 	Kernel string `json:"kernel,omitempty"`
@@ -258,6 +265,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.ToEpoch != 0 {
 		what += fmt.Sprintf(" (epoch %d to %d)", r.FromEpoch, r.ToEpoch)
 	}
+	if r.FirstUpgrade {
+		what += ", a first upgrade (the old teamds run without teamd-shim)"
+	}
 	fmt.Fprintf(w, "%s: %s in %v\n", what, r.Result, r.Took)
 	if r.Error != "" {
 		fmt.Fprintf(w, "  %s\n", r.Error)
@@ -270,13 +280,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		if handed {
 			fmt.Fprintln(tw, "LAG\tRATE\tPATH\tRESULT\tTAKEOVER\tKERNEL\tMEMBER\tGAP\tNOTE")
 		} else {
-			fmt.Fprintln(tw, "LAG\tRATE\tBUDGET\tTEAMD\tMEMBER\tSTATE\tSELECTED")
+			fmt.Fprintln(tw, "LAG\tRATE\tBUDGET\tTEAMD\tOLD SPEAKER\tMEMBER\tSTATE\tSELECTED")
 		}
 		for _, l := range r.LAGs {
 			for i, m := range l.Members {
 				lagCols := []string{l.LAG, l.Rate, orDash(string(l.Path)), orDash(l.Result), durOrDash(l.Takeover), orDash(l.Kernel)}
 				if !handed {
-					lagCols = []string{l.LAG, l.Rate, l.Budget.String(), orDash(l.Teamd)}
+					lagCols = []string{l.LAG, l.Rate, l.Budget.String(), orDash(l.Teamd), orDash(l.OldSpeaker)}
 				}
 				if i > 0 {
 					for j := range lagCols {

@@ -139,8 +139,13 @@ func (r *run) begin(ctx context.Context) (*plan, func(), error) {
 		unlock()
 		return nil, nil, err
 	}
-	r.progress("%d LAGs at epoch %d in %s (%s), image %s present", len(p.lags), p.epoch,
-		r.s.opts.Container, shortID(p.old.ID), r.s.opts.Image)
+	if p.first != nil {
+		r.progress("%d LAGs served by teamds without teamd-shim in %s (%s): a first upgrade, to epoch %d; image %s present", len(p.lags),
+			r.s.opts.Container, shortID(p.old.ID), p.epoch+1, r.s.opts.Image)
+	} else {
+		r.progress("%d LAGs at epoch %d in %s (%s), image %s present", len(p.lags), p.epoch,
+			r.s.opts.Container, shortID(p.old.ID), r.s.opts.Image)
+	}
 	return p, unlock, nil
 }
 
@@ -159,10 +164,11 @@ func (r *run) servedByNew(p *plan) []string {
 // the budget a handoff would have.
 func (s *Supervisor) DryRun(ctx context.Context) (*Report, error) {
 	r := s.newRun(OpDryRun)
-	_, unlock, err := r.begin(ctx)
+	p, unlock, err := r.begin(ctx)
 	if err != nil {
 		return r.finish(ResultRefused, err)
 	}
+	p.first.close()
 	unlock()
 	return r.finish(ResultOK, nil)
 }
@@ -177,6 +183,7 @@ func (s *Supervisor) Upgrade(ctx context.Context, op Operation) (*Report, error)
 		return r.finish(ResultRefused, err)
 	}
 	defer unlock()
+	defer p.first.close()
 	r.newJournal(p)
 	newID, err := r.prepare(ctx, p)
 	if err != nil {

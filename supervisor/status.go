@@ -10,6 +10,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/supervisor/shimless"
 	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
@@ -76,7 +77,10 @@ type LAGStatus struct {
 	Alive       bool   `json:"alive"`
 	LockUnknown bool   `json:"lock_unknown,omitempty"`
 	Standby     uint64 `json:"standby_epoch,omitempty"` // a live standby's epoch
-	Problem     string `json:"problem,omitempty"`
+	// NoShim names the teamd that serves the LAG without teamd-shim
+	// (SONiC's container, before its first upgrade): "teamd pid N".
+	NoShim  string `json:"no_shim,omitempty"`
+	Problem string `json:"problem,omitempty"`
 }
 
 // Status looks at the journal, the containers, the records and the
@@ -101,6 +105,7 @@ func (s *Supervisor) Status(ctx context.Context) (*Status, error) {
 			st.Run.Interrupted = !st.Run.Running
 		}
 	}
+	pids := map[string]int{} // running containers' inits, by name
 	for _, name := range []string{o.Container, o.Backup} {
 		cs := ContainerStatus{Name: name, Serves: []string{}, Standbys: []string{}}
 		c, err := s.engine.ContainerInspect(ctx, name)
@@ -115,6 +120,9 @@ func (s *Supervisor) Status(ctx context.Context) (*Status, error) {
 			}
 			if c.State != nil {
 				cs.Started = c.State.StartedAt
+				if c.State.Running {
+					pids[name] = c.State.Pid
+				}
 			}
 		}
 		st.Containers = append(st.Containers, cs)
@@ -122,6 +130,7 @@ func (s *Supervisor) Status(ctx context.Context) (*Status, error) {
 	if err := st.lags(d); err != nil {
 		return nil, err
 	}
+	st.shimless(pids)
 	st.advise(o)
 	return st, nil
 }
@@ -179,6 +188,32 @@ func (st *Status) lags(d *statefile.Dir) error {
 	}
 	slices.SortFunc(st.LAGs, func(a, b LAGStatus) int { return teamd.CompareNames(a.LAG, b.LAG) })
 	return nil
+}
+
+// shimless adds the LAGs served by teamds without teamd-shim in the
+// running containers (inits by name), which no record shows: at epoch 1,
+// as a first upgrade takes them.
+func (st *Status) shimless(inits map[string]int) {
+	for i := range st.Containers {
+		c := &st.Containers[i]
+		init, ok := inits[c.Name]
+		if !ok {
+			continue
+		}
+		found, err := shimless.Find(init)
+		if err != nil || found.Shims > 0 {
+			continue
+		}
+		for _, t := range found.Teamds {
+			if slices.ContainsFunc(st.LAGs, func(l LAGStatus) bool { return l.LAG == t.LAG && l.Alive }) {
+				continue
+			}
+			st.LAGs = slices.DeleteFunc(st.LAGs, func(l LAGStatus) bool { return l.LAG == t.LAG })
+			st.LAGs = append(st.LAGs, LAGStatus{LAG: t.LAG, Epoch: firstEpoch, ServedBy: c.Name, Alive: true, NoShim: fmt.Sprintf("teamd pid %d", t.PID)})
+			c.Serves = append(c.Serves, t.LAG)
+		}
+	}
+	slices.SortFunc(st.LAGs, func(a, b LAGStatus) int { return teamd.CompareNames(a.LAG, b.LAG) })
 }
 
 // containerOf is the present container whose shims run at epoch: the one

@@ -177,7 +177,7 @@ func TestReadActives(t *testing.T) {
 	}{
 		{name: "one epoch", records: []proto.Record{prototest.Active("PortChannel2", 3, 2, clock), prototest.Active("PortChannel1", 3, 2, clock),
 			prototest.Standby("PortChannel1", 4, 2, clock)}},
-		{name: "none", want: "no .active record"},
+		{name: "none"}, // a first upgrade's (first.go)
 		{name: "two epochs", records: []proto.Record{prototest.Active("PortChannel1", 3, 2, clock), prototest.Active("PortChannel2", 4, 2, clock)},
 			want: "not of one epoch (epoch 3: PortChannel1; epoch 4: PortChannel2)"},
 		{name: "stale", records: []proto.Record{prototest.Active("PortChannel1", 3, 2, prototest.Clock{Mono: clock.Mono, Wall: clock.Wall.Add(-time.Hour)})},
@@ -216,6 +216,12 @@ func TestReadActives(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if len(tc.records) == 0 {
+				if len(p.lags) != 0 {
+					t.Errorf("LAGs %v from no records", p.lagNames())
+				}
+				return
 			}
 			if p.epoch != 3 || strings.Join(p.lagNames(), " ") != "PortChannel1 PortChannel2" {
 				t.Errorf("epoch %d, LAGs %v: want 3, PortChannel1 PortChannel2", p.epoch, p.lagNames())
@@ -333,5 +339,22 @@ func TestKernelVerdict(t *testing.T) {
 		if got := kernelVerdict(tt.snap, tt.a); got != tt.want {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// A container without records whose processes cannot be told from the
+// host's (it shares teamd-warm's PID namespace) is refused, not searched
+// for teamds: the host's own would be taken for the container's.
+func TestFindShimlessRefusesTheHostsPIDNamespace(t *testing.T) {
+	s, err := New(nil, Options{Dir: t.TempDir(), Image: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &plan{old: oldContainer(nil)}
+	p.old.State = &container.State{Running: true, Pid: os.Getpid()}
+	f, err := s.newRun(OpUpgrade).findShimless(p)
+	if err == nil || !strings.Contains(err.Error(), "shares teamd-warm's PID namespace") {
+		f.close()
+		t.Fatalf("error %v, want the PID namespace refused", err)
 	}
 }

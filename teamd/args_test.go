@@ -95,3 +95,22 @@ func FuzzParseArgs(f *testing.F) {
 		}
 	})
 }
+
+func TestProbeOutput(t *testing.T) {
+	for _, tc := range []struct {
+		name, help string
+		want       Profile
+	}{
+		{name: "teamdwarm's", help: "    -L --lacp-directory  ...\n    -P --passive  ...\n", want: ProfileHLD},
+		{name: "SONiC's", help: "    -L --lacp-directory      Directory for saving lacp pdu dumps\n", want: ProfileSONiC},
+		{name: "stock", help: "    -t --team-dev=TEAMDEV    Team device name\n", want: ProfileStock},
+		{name: "nothing", want: ProfileStock},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			info := ProbeOutput("/usr/bin/teamd", []byte(tc.help), []byte("teamd 1.31\n"))
+			if Profile(info.Profile) != tc.want || info.Version != "teamd 1.31" || info.Program != "/usr/bin/teamd" {
+				t.Errorf("%+v: want profile %s, version teamd 1.31", info, tc.want)
+			}
+		})
+	}
+}

@@ -98,6 +98,14 @@ func Probe(ctx context.Context, program string) (*proto.TeamdInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	version, _ := probeRun(ctx, program, "--version")
+	return ProbeOutput(program, help, version), nil
+}
+
+// ProbeOutput is Probe from what the program printed for --help and
+// --version (nil if that failed), however it was run (in a container, by
+// docker exec).
+func ProbeOutput(program string, help, version []byte) *proto.TeamdInfo {
 	info := &proto.TeamdInfo{Program: program, Profile: string(ProfileStock)}
 	switch {
 	case bytes.Contains(help, []byte("--passive")):
@@ -105,10 +113,8 @@ func Probe(ctx context.Context, program string) (*proto.TeamdInfo, error) {
 	case bytes.Contains(help, []byte("--lacp-directory")):
 		info.Profile = string(ProfileSONiC)
 	}
-	if v, err := probeRun(ctx, program, "--version"); err == nil {
-		info.Version, _, _ = strings.Cut(strings.TrimSpace(string(v)), "\n")
-	}
-	return info, nil
+	info.Version, _, _ = strings.Cut(strings.TrimSpace(string(version)), "\n")
+	return info
 }
 
 func probeRun(ctx context.Context, program, arg string) ([]byte, error) {

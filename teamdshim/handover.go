@@ -169,35 +169,14 @@ func (s *Shim) newSnapshot(st *teamd.State, how string, takenMono int64, taken t
 		TeamdStop: how, TakenMono: takenMono, Taken: taken, Teamd: s.info, Kernel: s.readKernel(),
 	}
 	if st != nil {
-		snap.TeamMAC, _ = proto.ParseMAC(st.TeamDevice.IfInfo.DevAddr)
-		snap.Runner = proto.Runner{Active: st.Runner.Active, FastRate: st.Runner.FastRate, SysPrio: uint16(st.Runner.SysPrio)}
-		snap.Members = s.snapshotMembers(st, lastTxMono, lastTx)
+		snap.TeamMAC, snap.Runner = teamd.SnapshotRunner(st)
+		snap.Members = teamd.SnapshotMembers(st, lastTxMono, lastTx,
+			func(port string) []byte {
+				return s.readDump(port, func(b []byte) error { _, err := teamd.ParsePortDump(b); return err })
+			},
+			func(port, field string, err error) { s.log.Warn(field+" info from teamd", "port", port, "err", err) })
 	}
 	return snap
-}
-
-// snapshotMembers turns teamd's port states into snapshot members, with the
-// partner's last PDU from teamd's per-port dump file.
-func (s *Shim) snapshotMembers(st *teamd.State, lastTxMono int64, lastTx time.Time) []proto.Member {
-	var ms []proto.Member
-	for _, name := range st.PortNames() {
-		p := st.Ports[name]
-		m := proto.Member{
-			Name: name, Ifindex: p.IfInfo.Ifindex, State: p.Runner.State, Selected: p.Runner.Selected,
-			AggregatorID: p.Runner.Aggregator.ID, LastTxMono: lastTxMono, LastTx: lastTx,
-		}
-		m.MAC, _ = proto.ParseMAC(p.IfInfo.DevAddr)
-		var err error
-		if m.Actor, err = p.Runner.ActorLACPDUInfo.Info(); err != nil {
-			s.log.Warn("actor info from teamd", "port", name, "err", err)
-		}
-		if m.Partner, err = p.Runner.PartnerLACPDUInfo.Info(); err != nil {
-			s.log.Warn("partner info from teamd", "port", name, "err", err)
-		}
-		m.LastRx = s.readDump(name, func(b []byte) error { _, err := teamd.ParsePortDump(b); return err })
-		ms = append(ms, m)
-	}
-	return ms
 }
 
 // readDump reads teamd's dump file name from the -L directory if it is

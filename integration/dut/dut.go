@@ -45,6 +45,9 @@ type Binaries struct {
 	Shim  string // cmd/teamd-shim: the entrypoint, and teamdctl
 	Teamd string // the teamd stand-in, installed as /usr/bin/teamd.real
 	Pause string // integration/cmd/pause, for the holder
+	// Teammgrd is integration/cmd/teammgrd, the init of a SONiC-shaped
+	// image (BuildSONiCImage); only that needs it.
+	Teammgrd string
 }
 
 // Lab is one test's (or the demo's) Docker side.
@@ -80,6 +83,41 @@ var Entrypoint = []string{"/usr/bin/teamd-shim", "init", "--config-dir", "/etc/t
 // root file system with nothing else in it). env is added to the image's
 // environment, e.g. TEAMDSIM_FAULT=deaf for a teamd that never gets ready.
 func (l *Lab) BuildImage(ctx context.Context, ref, version string, bins Binaries, env ...string) (string, error) {
+	files := map[string]string{"usr/bin/teamd-shim": bins.Shim, "usr/bin/teamd.real": bins.Teamd, "usr/bin/pause": bins.Pause}
+	links := map[string]string{"usr/bin/teamdctl": "teamd-shim"}
+	return l.importImage(ctx, ref, files, links, append([]string{"ENV TEAMDWARM_IMAGE_VERSION=" + version}, envChanges(env)...), Entrypoint)
+}
+
+// SONiCEntrypoint is a SONiC-shaped image's: the teammgrd stand-in, which
+// starts each teamd itself, daemonized, with no shim.
+var SONiCEntrypoint = []string{"/usr/bin/teammgrd"}
+
+// BuildSONiCImage imports a SONiC-shaped image: the container a switch
+// runs before its first teamdwarm upgrade. The teamd stand-in plays
+// SONiC's teamd (TEAMDSIM_PROFILE=sonic: warm stop, no passive start) as
+// /usr/bin/teamd, started by the teammgrd stand-in as teammgrd starts it,
+// beside a tlm_teamd decoy; teamd-shim is not in it.
+func (l *Lab) BuildSONiCImage(ctx context.Context, ref, version string, bins Binaries, env ...string) (string, error) {
+	if bins.Teammgrd == "" {
+		return "", errors.New("dut: a SONiC-shaped image needs the teammgrd stand-in (Binaries.Teammgrd)")
+	}
+	files := map[string]string{"usr/bin/teamd": bins.Teamd, "usr/bin/teammgrd": bins.Teammgrd, "usr/bin/pause": bins.Pause}
+	links := map[string]string{"usr/bin/tlm_teamd": "teammgrd"}
+	changes := append([]string{"ENV TEAMDWARM_IMAGE_VERSION=" + version, "ENV TEAMDSIM_PROFILE=sonic"}, envChanges(env)...)
+	return l.importImage(ctx, ref, files, links, changes, SONiCEntrypoint)
+}
+
+func envChanges(env []string) []string {
+	var out []string
+	for _, e := range env {
+		out = append(out, "ENV "+e)
+	}
+	return out
+}
+
+// importImage imports a root file system of files (path in the image ->
+// file on the host) and symlinks, with the Dockerfile-style changes.
+func (l *Lab) importImage(ctx context.Context, ref string, files, links map[string]string, changes, entrypoint []string) (string, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, d := range []string{"etc/", "etc/teamd/", "usr/", "usr/bin/", "var/", "var/warmboot/", "var/run/", "var/run/teamd/", "tmp/", "proc/", "sys/", "dev/"} {
@@ -87,7 +125,7 @@ func (l *Lab) BuildImage(ctx context.Context, ref, version string, bins Binaries
 			return "", err
 		}
 	}
-	for name, src := range map[string]string{"usr/bin/teamd-shim": bins.Shim, "usr/bin/teamd.real": bins.Teamd, "usr/bin/pause": bins.Pause} {
+	for name, src := range files {
 		b, err := os.ReadFile(src)
 		if err != nil {
 			return "", err
@@ -99,21 +137,16 @@ func (l *Lab) BuildImage(ctx context.Context, ref, version string, bins Binaries
 			return "", err
 		}
 	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "usr/bin/teamdctl", Linkname: "teamd-shim", Mode: 0o777}); err != nil {
-		return "", err
+	for name, target := range links {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}); err != nil {
+			return "", err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return "", err
 	}
-	ep, _ := json.Marshal(Entrypoint)
-	changes := []string{
-		"ENTRYPOINT " + string(ep),
-		"ENV TEAMDWARM_IMAGE_VERSION=" + version,
-		"LABEL " + Label + "=" + l.ID,
-	}
-	for _, e := range env {
-		changes = append(changes, "ENV "+e)
-	}
+	ep, _ := json.Marshal(entrypoint)
+	changes = append([]string{"ENTRYPOINT " + string(ep), "LABEL " + Label + "=" + l.ID}, changes...)
 	rc, err := l.Docker.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref, image.ImportOptions{Changes: changes})
 	if err != nil {
 		return "", fmt.Errorf("import %s: %w", ref, err)

@@ -45,6 +45,7 @@ Commands:
   init [flags] [-- teamd options]        entrypoint: one wrapper per LAG config
   status [--json] [DIR]                  each LAG's records: role, epoch, age
   dump LAG...                            every LAG's teamd StateDump, as one JSON object
+  probe [--teamd PATH]                   what the real teamd can do (profile, version), as JSON
 
 Installed as "teamd", it takes teamd's command line and runs $TEAMDWARM_TEAMD
 (default /usr/bin/teamd.real) through "run". Installed as "teamdctl", it
@@ -80,6 +81,8 @@ func Main(argv0 string, args []string, stdout, stderr io.Writer) int {
 			err = status(args[1:], io)
 		case "dump":
 			err = dumpCmd(args[1:], io)
+		case "probe":
+			err = probeCmd(args[1:], io)
 		case "help", "-h", "--help":
 			fmt.Fprintf(stdout, "usage: %s\n", usage)
 		default:
@@ -185,11 +188,7 @@ func initCmd(args []string, io cli.IO) (int, error) {
 	if err := cli.Parse(fs, args); err != nil {
 		return 0, err
 	}
-	if *teamdPath == "" {
-		if *teamdPath = os.Getenv(EnvTeamd); *teamdPath == "" {
-			*teamdPath = DefaultRealTeamd
-		}
-	}
+	*teamdPath = realTeamd(*teamdPath)
 	self, err := os.Executable()
 	if err != nil {
 		return 1, err
@@ -205,6 +204,35 @@ func initCmd(args []string, io cli.IO) (int, error) {
 		code = 1
 	}
 	return code, err
+}
+
+// realTeamd is the teamd init runs: path, else $TEAMDWARM_TEAMD, else
+// the default.
+func realTeamd(path string) string {
+	if path == "" {
+		if path = os.Getenv(EnvTeamd); path == "" {
+			path = DefaultRealTeamd
+		}
+	}
+	return path
+}
+
+// probeCmd prints what init's teamd can do, as its shims would find it:
+// teamd-warm asks a new image this before the first upgrade onto it.
+func probeCmd(args []string, io cli.IO) error {
+	fs := cli.NewFlags("probe", io.Stderr, "teamd-shim probe [--teamd PATH]")
+	teamdPath := fs.String("teamd", "", "the real teamd (default $"+EnvTeamd+", else "+DefaultRealTeamd+")")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("probe: unexpected argument %q", fs.Arg(0))
+	}
+	info, err := teamd.Probe(context.Background(), realTeamd(*teamdPath))
+	if err != nil {
+		return err
+	}
+	return cli.JSON(io.Stdout, info)
 }
 
 // status is the record directory's table, as teamd-state show DIR prints

@@ -248,6 +248,8 @@ func writeStatus(w io.Writer, v statusView) error {
 		for _, l := range st.LAGs {
 			shim := "alive"
 			switch {
+			case l.NoShim != "":
+				shim = "none (" + l.NoShim + ")"
 			case l.LockUnknown:
 				shim = "unknown"
 			case !l.Alive:
