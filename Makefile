@@ -73,7 +73,7 @@ lint:
 # vSwitch; the supervisor's report and the peer's verdict. It removes what
 # it made.
 demo: deps build
-	$(BIN)/teamdwarm-demo -bin $(BIN)
+	$(BIN)/teamdwarm-demo -bin $(BIN) $(DEMO_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -2,9 +2,11 @@
 // dockerd it builds teamd images v1 and v2 from the static binaries in
 // bin/, a switch of N fast-mode LAGs facing Open vSwitch as the LACP peer,
 // starts the v1 teamd container, runs "teamd-warm upgrade" to v2, and
-// prints the supervisor's report and the peer's verdict. It removes
-// everything it made, also when interrupted, and exits 0 only if the
-// upgrade succeeded and the peer noticed nothing.
+// prints the supervisor's report and the peer's verdict. With -from sonic
+// the old container is SONiC-shaped instead (teammgrd's teamds, no shim:
+// what a switch runs before teamdwarm), and the upgrade is the first one.
+// It removes everything it made, also when interrupted, and exits 0 only
+// if the upgrade succeeded and the peer noticed nothing.
 package main
 
 import (
@@ -25,10 +27,15 @@ import (
 func main() {
 	lags := flag.Int("lags", 8, "LAGs")
 	members := flag.Int("members", 2, "members per LAG")
-	bin := flag.String("bin", "bin", "directory with teamd-shim, teamd-warm, teamdsim and pause")
+	bin := flag.String("bin", "bin", "directory with teamd-shim, teamd-warm, teamdsim, pause and teammgrd")
+	from := flag.String("from", "teamdwarm", "the old container: teamdwarm (an image of teamdwarm's, v1) or sonic (SONiC's teamd container, no shim: the first upgrade)")
 	flag.Parse()
+	if *from != "teamdwarm" && *from != "sonic" {
+		fmt.Fprintf(os.Stderr, "teamdwarm-demo: -from %q: want teamdwarm or sonic\n", *from)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := demo(ctx, *lags, *members, *bin)
+	err := demo(ctx, *lags, *members, *bin, *from == "sonic")
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "teamdwarm-demo: %v\n", err)
@@ -40,12 +47,12 @@ func step(n int, format string, args ...any) {
 	fmt.Printf("\n[%d/5] %s\n", n, fmt.Sprintf(format, args...))
 }
 
-func demo(ctx context.Context, lags, members int, bin string) (err error) {
+func demo(ctx context.Context, lags, members int, bin string, fromSONiC bool) (err error) {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: network namespaces and the Docker Engine")
 	}
 	abs := func(name string) string { p, _ := filepath.Abs(filepath.Join(bin, name)); return p }
-	bins := dut.Binaries{Shim: abs("teamd-shim"), Teamd: abs("teamdsim"), Pause: abs("pause")}
+	bins := dut.Binaries{Shim: abs("teamd-shim"), Teamd: abs("teamdsim"), Pause: abs("pause"), Teammgrd: abs("teammgrd")}
 	scratch, err := os.MkdirTemp("", "teamdwarm-demo-")
 	if err != nil {
 		return err
@@ -53,10 +60,16 @@ func demo(ctx context.Context, lags, members int, bin string) (err error) {
 	defer os.RemoveAll(scratch)
 	_ = dut.Sweep(ctx) // what an earlier, killed demo left
 
-	fmt.Printf("teamdwarm demo: a warm upgrade of the teamd container, %d fast-mode LAGs x %d members, Open vSwitch as the LACP peer\n", lags, members)
-	step(1, "building teamd images v1 and v2 from %s (docker import: no registry), the topology and the peer", bin)
+	old := dut.Version{Name: "v1"}
+	what := "a warm upgrade of the teamd container"
+	if fromSONiC {
+		old = dut.Version{Name: "sonic", SONiC: true}
+		what = "the first warm upgrade, from SONiC's teamd container (no shim) onto teamdwarm's"
+	}
+	fmt.Printf("teamdwarm demo: %s, %d fast-mode LAGs x %d members, Open vSwitch as the LACP peer\n", what, lags, members)
+	step(1, "building teamd images %s and v2 from %s (docker import: no registry), the topology and the peer", old.Name, bin)
 	box, err := dut.NewBox(ctx, dut.BoxOptions{LAGs: lags, Members: members, Bins: bins, Dir: scratch,
-		Versions: []dut.Version{{Name: "v1"}, {Name: "v2"}}})
+		Versions: []dut.Version{old, {Name: "v2"}}})
 	if err != nil {
 		return err
 	}
@@ -67,14 +80,18 @@ func demo(ctx context.Context, lags, members int, bin string) (err error) {
 		}
 	}()
 	fmt.Printf("      images %s, %s\n      DUT namespace %s (container %.12s) <- %d veth pairs -> PEER namespace %s (ovs-vswitchd)\n",
-		box.Images["v1"], box.Images["v2"], box.Bed.DUT, box.Holder.ID, lags*members, box.Bed.PEER)
+		box.Images[old.Name], box.Images["v2"], box.Bed.DUT, box.Holder.ID, lags*members, box.Bed.PEER)
 
-	step(2, "starting the v1 teamd container %s: one teamd-shim and teamd per LAG", box.Name)
-	id, err := box.RunTeamd(ctx, "v1")
+	if fromSONiC {
+		step(2, "starting the SONiC-shaped teamd container %s: teammgrd starts one teamd per LAG itself (daemonized, pid file, -L), no teamd-shim", box.Name)
+	} else {
+		step(2, "starting the v1 teamd container %s: one teamd-shim and teamd per LAG", box.Name)
+	}
+	id, err := box.RunTeamd(ctx, old.Name)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("      container %.12s running; every LAG active at epoch 1, every member collecting and distributing at the peer\n", id)
+	fmt.Printf("      container %.12s running; every member collecting and distributing at the peer\n", id)
 	w, err := box.Bed.Mark(ctx)
 	if err != nil {
 		return err
