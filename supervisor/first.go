@@ -8,18 +8,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
-	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 	"github.com/teamdwarm/teamdwarm/supervisor/shimless"
@@ -179,22 +176,13 @@ func (f *firstPlan) states(ctx context.Context, lags []string) (map[string]*team
 	return states, errs
 }
 
-// stateDump asks one old teamd, and checks that the socket is its own.
+// stateDump asks one old teamd.
 func (f *firstPlan) stateDump(ctx context.Context, lag string) (*teamd.State, error) {
 	t := f.teamds[lag]
 	if t == nil {
 		return nil, fmt.Errorf("no teamd runs %s", lag)
 	}
-	ctx, cancel := context.WithTimeout(ctx, teamd.DefaultTimeout)
-	defer cancel()
-	st, err := teamd.NewClient(filepath.Join(f.runDir, lag+".sock")).StateDump(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%s (%s in the container): %w", lag, teamd.SocketPath("", lag), err)
-	}
-	if st.Setup.PID != 0 && st.Setup.PID != t.NSPID {
-		return nil, fmt.Errorf("%s: its control socket is answered by pid %d, not by its teamd (pid %d in the container)", lag, st.Setup.PID, t.NSPID)
-	}
-	return st, nil
+	return t.StateDump(ctx, filepath.Join(f.runDir, lag+".sock"))
 }
 
 // firstActive stands in for the .active a shim would have written for an
@@ -367,77 +355,35 @@ func (r *run) stopFirst(ctx context.Context, p *plan, lags []string) {
 }
 
 // stopOldTeamd is one LAG's part of stopFirst: what its shim would do on
-// SIGUSR1 (handover.go), done from the host. The error says what went
-// wrong; the LAG is then taken over by its standby on the evidence rule.
+// SIGUSR1, done from the host (shimless.HandOver), and the snapshot
+// published. The error says what went wrong; the LAG is then taken over
+// by its standby on the evidence rule.
 func (r *run) stopOldTeamd(ctx context.Context, p *plan, lag string) (how string, _ error) {
 	f, l := p.first, p.lag(lag)
 	t := f.teamds[lag]
 	if t == nil || l == nil {
 		return "no old teamd", nil
 	}
-	proc, err := t.Open()
-	if errors.Is(err, shimless.ErrGone) {
+	dumpDir := ""
+	if t.DumpDir != "" {
+		dumpDir, _ = f.root.Path(t.DumpDir) // none readable: a snapshot without dump files
+	}
+	snap, how, err := t.HandOver(ctx, shimless.HandOver{
+		Socket: filepath.Join(f.runDir, lag+".sock"), DumpDir: dumpDir,
+		Epoch: firstEpoch, Digest: l.active.ConfigDigest, Teamd: l.active.Teamd,
+		Writer:      proto.Process{Hostname: hostname(), PID: os.Getpid()},
+		StopTimeout: r.s.opts.StopTimeout, Fallback: l.state, Log: r.s.opts.Logger,
+	})
+	switch {
+	case err != nil:
+		return how, fmt.Errorf("%s: the old teamd could not be stopped (%w): no snapshot, its standby takes over once it is silent", lag, err)
+	case snap == nil:
 		return "gone", nil // no speaker, no snapshot: the standby finds it silent
-	} else if err != nil {
-		return "", fmt.Errorf("%s: the old teamd could not be stopped: %w; its standby takes over once it is silent", lag, err)
-	}
-	defer proc.Close()
-	takenMono, taken := monoclock.Now(), time.Now()
-	st, dumpErr := f.stateDump(ctx, lag)
-	if dumpErr != nil {
-		st = l.state // preflight's
-	}
-	lastTxMono, lastTx := monoclock.Now(), time.Now()
-	how, gone := proc.Stop(ctx, syscall.SIGUSR1, r.s.opts.StopTimeout)
-	if !gone {
-		return how, fmt.Errorf("%s: the old teamd %s: no snapshot (its standby waits until it is silent)", lag, how)
-	}
-	if dumpErr != nil {
-		how += fmt.Sprintf("; its state is preflight's (%v)", dumpErr)
-	}
-	snap := &proto.Snapshot{Schema: proto.SchemaVersion, LAG: lag, Epoch: firstEpoch, ConfigDigest: l.active.ConfigDigest,
-		Writer:    proto.Process{Hostname: hostname(), PID: os.Getpid()},
-		TeamdStop: "teamd pid " + strconv.Itoa(t.PID) + " " + how, TakenMono: takenMono, Taken: taken, Teamd: l.active.Teamd}
-	if st != nil {
-		snap.TeamMAC, snap.Runner = teamd.SnapshotRunner(st)
-		snap.Members = teamd.SnapshotMembers(st, lastTxMono, lastTx,
-			func(port string) []byte { return f.dumpFile(t, port, true) },
-			func(port, field string, err error) {
-				r.s.opts.Logger.Warn(field+" info from teamd", "lag", lag, "port", port, "err", err)
-			})
-		snap.LAGDump = f.dumpFile(t, lag, false)
 	}
 	if _, err := r.dir.Publish(snap); err != nil {
 		return how, fmt.Errorf("%s: snapshot: %w; its standby takes over once it finds the old teamd silent", lag, err)
 	}
 	return "stopped", nil
-}
-
-// dumpFile is one of SONiC's dump files that t's warm stop wrote in its
-// -L directory, if it is there and well formed: a member's last received
-// PDU (port) or the LAG's carrier and ports. The files stay: a warm start
-// of the new teamd reads and deletes them.
-func (f *firstPlan) dumpFile(t *shimless.Teamd, name string, port bool) []byte {
-	if t.DumpDir == "" {
-		return nil
-	}
-	file, err := f.root.File(path.Join(t.DumpDir, name))
-	if err != nil {
-		return nil
-	}
-	b, err := statefile.ReadBounded(file)
-	if err != nil {
-		return nil
-	}
-	if port {
-		_, err = teamd.ParsePortDump(b)
-	} else {
-		_, err = teamd.ParseLAGDump(b)
-	}
-	if err != nil {
-		return nil
-	}
-	return b
 }
 
 // serving lists the LAGs whose old teamd still runs.

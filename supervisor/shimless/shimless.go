@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,7 +29,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
 	"github.com/teamdwarm/teamdwarm/teamd"
 	"golang.org/x/sys/unix"
 )
@@ -355,3 +359,111 @@ func (p *Process) Stop(ctx context.Context, sig syscall.Signal, d time.Duration)
 
 // killWait bounds the wait for a teamd's exit after SIGKILL.
 const killWait = 5 * time.Second
+
+// Lookup is the teamd of host PID pid, found by its PID rather than in a
+// container (a test's teamd, started on the host).
+func Lookup(pid int) (*Teamd, error) {
+	argv, err := cmdline(pid)
+	if err != nil {
+		return nil, err
+	}
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("pid %d: no command line", pid)
+	}
+	t, err := newTeamd(pid, argv)
+	if err == nil && t == nil {
+		err = fmt.Errorf("pid %d (%s) runs no team device", pid, strings.Join(argv, " "))
+	}
+	return t, err
+}
+
+// StateDump asks the teamd for its state over its control socket (a host
+// path), and checks that the socket is its own.
+func (t *Teamd) StateDump(ctx context.Context, socket string) (*teamd.State, error) {
+	ctx, cancel := context.WithTimeout(ctx, teamd.DefaultTimeout)
+	defer cancel()
+	st, err := teamd.NewClient(socket).StateDump(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s in the container): %w", t.LAG, teamd.SocketPath("", t.LAG), err)
+	}
+	if st.Setup.PID != 0 && st.Setup.PID != t.NSPID {
+		return nil, fmt.Errorf("%s: its control socket is answered by pid %d, not by its teamd (pid %d in the container)", t.LAG, st.Setup.PID, t.NSPID)
+	}
+	return st, nil
+}
+
+// HandOver says how to hand a shimless teamd's LAG over.
+type HandOver struct {
+	Socket  string // host path of its control socket
+	DumpDir string // host path of its -L directory, "" if it has none
+	// The snapshot's: the epoch (1 for a shimless teamd), the digest of
+	// its config, the teamd (nil if not known), the writer.
+	Epoch       uint64
+	Digest      string
+	Teamd       *proto.TeamdInfo
+	Writer      proto.Process
+	StopTimeout time.Duration // SIGKILL past it
+	// Fallback stands in for the StateDump if teamd does not answer.
+	Fallback *teamd.State
+	Log      *slog.Logger
+}
+
+// HandOver is what teamd-shim does on SIGUSR1, done for a teamd that runs
+// without one: its StateDump, SONiC's warm stop (SIGUSR1 to this process
+// alone), a bounded wait for its exit, SIGKILL past it, and the snapshot
+// from that StateDump and the dump files its warm stop wrote. The
+// snapshot is returned only once the teamd is gone (publishing it tells
+// the standby the old speaker is silent), nil if it had exited already.
+// how says how the teamd ended.
+func (t *Teamd) HandOver(ctx context.Context, h HandOver) (snap *proto.Snapshot, how string, _ error) {
+	p, err := t.Open()
+	if errors.Is(err, ErrGone) {
+		return nil, "had exited", nil
+	} else if err != nil {
+		return nil, "", err
+	}
+	defer p.Close()
+	takenMono, taken := monoclock.Now(), time.Now()
+	st, dumpErr := t.StateDump(ctx, h.Socket)
+	if dumpErr != nil {
+		st = h.Fallback
+	}
+	lastTxMono, lastTx := monoclock.Now(), time.Now()
+	how, gone := p.Stop(ctx, syscall.SIGUSR1, h.StopTimeout)
+	how = fmt.Sprintf("teamd pid %d %s", t.PID, how)
+	if !gone {
+		return nil, how, fmt.Errorf("%s: %s", t.LAG, how)
+	}
+	if dumpErr != nil {
+		how += fmt.Sprintf("; its state is the one known before (%v)", dumpErr)
+	}
+	snap = &proto.Snapshot{Schema: proto.SchemaVersion, LAG: t.LAG, Epoch: h.Epoch, ConfigDigest: h.Digest, Writer: h.Writer,
+		TeamdStop: how, TakenMono: takenMono, Taken: taken, Teamd: h.Teamd}
+	if st != nil {
+		read := func(name string, check func([]byte) error) []byte {
+			if h.DumpDir == "" {
+				return nil
+			}
+			b, err := statefile.ReadBounded(filepath.Join(h.DumpDir, name))
+			if err == nil {
+				err = check(b)
+			}
+			if err != nil {
+				return nil
+			}
+			return b
+		}
+		snap.TeamMAC, snap.Runner = teamd.SnapshotRunner(st)
+		snap.Members = teamd.SnapshotMembers(st, lastTxMono, lastTx,
+			func(port string) []byte {
+				return read(port, func(b []byte) error { _, err := teamd.ParsePortDump(b); return err })
+			},
+			func(port, field string, err error) {
+				if h.Log != nil {
+					h.Log.Warn(field+" info from teamd", "lag", t.LAG, "port", port, "err", err)
+				}
+			})
+		snap.LAGDump = read(t.LAG, func(b []byte) error { _, err := teamd.ParseLAGDump(b); return err })
+	}
+	return snap, how, nil
+}
