@@ -13,6 +13,9 @@ import (
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/supervisor/shimless"
+	"github.com/teamdwarm/teamdwarm/teamd"
+	"github.com/teamdwarm/teamdwarm/teamdshim"
 )
 
 // How a handoff ends the old speaker.
@@ -26,6 +29,10 @@ const (
 	// and its teamd is stopped warm all the same (as the shim would have
 	// begun to): the standby takes over on its deadline.
 	shimDies
+	// noShim: the old teamds run without shims (e.daemons, as SONiC's
+	// teammgrd starts them) and are stopped as teamd-warm stops them in
+	// a first upgrade: shimless.HandOver, then the snapshot published.
+	noShim
 )
 
 // handoffBounds bound a handoff's steps in the VM.
@@ -117,6 +124,11 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 		return news, h, err
 	}
 	var stopped []oldTeamd
+	if mode == noShim {
+		if err := e.stopShimless(ctx); err != nil {
+			return news, h, err
+		}
+	}
 	for i, old := range olds {
 		switch mode {
 		case byShim:
@@ -157,7 +169,7 @@ func (e *Env) handoff(ctx context.Context, olds []*Proc, epoch uint64, td Teamd,
 				lastTakeover = t
 			}
 		}
-		if want := map[stopMode]proto.Path{byShim: proto.PathSnapshot, shimDies: proto.PathDeadline}[mode]; a.Path != want {
+		if want := map[stopMode]proto.Path{byShim: proto.PathSnapshot, shimDies: proto.PathDeadline, noShim: proto.PathSnapshot}[mode]; a.Path != want {
 			errs = append(errs, fmt.Errorf("%s: taken over by path %s, want %s (%s)", l.Name, a.Path, want, a.Note))
 		}
 	}
@@ -339,6 +351,88 @@ func roundMS(ms []float64) []int {
 		out[i] = int(m + 0.5)
 	}
 	return out
+}
+
+// startSONiC starts l's teamd td as SONiC's teammgrd does, with no shim:
+// its config on the command line, daemonized (-d), its pid file and socket
+// in the compiled-in run directory, its dump files in -L. It returns once
+// teamd has daemonized.
+func (e *Env) startSONiC(l LAG, td Teamd) error {
+	conf, err := e.Topo.TeamdConfig(l)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		return err
+	}
+	p, err := e.start(l.Name+" "+td.Name+" (no shim)", "ip", "netns", "exec", DUT, td.Program, "-r", "-t", l.Name, "-c", string(b), "-L", e.DumpDir(), "-g", "-d")
+	if err != nil {
+		return err
+	}
+	if code, err := p.Wait(activeWithin); err != nil || code != 0 {
+		return fmt.Errorf("%s: teamd -d exited %d (%v): its log:\n%s", l.Name, code, err, tail(p.Log.String(), 20))
+	}
+	pid, err := TeamdPID(l.Name)
+	if err != nil {
+		return fmt.Errorf("%s: teamd's pid file: %w", l.Name, err)
+	}
+	t, err := shimless.Lookup(pid)
+	if err != nil {
+		return err
+	}
+	e.daemons = append(e.daemons, t)
+	return nil
+}
+
+// stopShimless is teamd-warm's b1 for teamds without shims: each stopped
+// warm by PID, its snapshot written once it is gone.
+func (e *Env) stopShimless(ctx context.Context) error {
+	d, err := statefile.OpenDir(e.Records())
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	for _, t := range e.daemons {
+		digest, err := teamdshim.ConfigDigest([]byte(t.Config))
+		if err != nil {
+			return err
+		}
+		snap, how, err := t.HandOver(ctx, shimless.HandOver{Socket: teamd.SocketPath("", t.LAG), DumpDir: t.DumpDir,
+			Epoch: 1, Digest: digest, Teamd: &proto.TeamdInfo{Program: t.Program, Profile: string(teamd.ProfileSONiC)},
+			Writer: proto.Process{Hostname: host, PID: os.Getpid()}, StopTimeout: 800 * time.Millisecond})
+		if err != nil {
+			return err
+		}
+		if snap == nil {
+			return fmt.Errorf("%s: the old teamd had exited before its warm stop", t.LAG)
+		}
+		if _, err := d.Publish(snap); err != nil {
+			return err
+		}
+		e.Figure("old_stop_"+t.LAG, how, "%s: %s", t.LAG, how)
+	}
+	return nil
+}
+
+// 7a. The first upgrade of a SONiC switch: SONiC's teamd, unchanged and
+// with no shim, started as teammgrd starts it, hands every LAG over to
+// teamdwarm's teamd under the shim, the old teamds stopped as teamd-warm
+// stops them (by PID, the snapshot written on their behalf).
+func firstUpgradeSONiC(ctx context.Context, e *Env) error {
+	start := time.Now()
+	for _, l := range e.Topo.LAGs {
+		if err := e.startSONiC(l, e.Teamds["sonic"]); err != nil {
+			return err
+		}
+	}
+	if err := e.settle(ctx, start); err != nil {
+		return err
+	}
+	_, h, err := e.handoff(ctx, nil, 1, e.Teamds["hld"], noShim)
+	h.From, h.To = "sonic (no shim)", "hld"
+	e.handoffFigures("sonic-no-shim->hld", h)
+	return err
 }
 
 // 7. The upgrade a SONiC switch needs: SONiC's teamd, unchanged, hands

@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/integration/testbed"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/supervisor/shimless"
 	"github.com/teamdwarm/teamdwarm/teamnl"
 )
 
@@ -47,6 +49,7 @@ type Env struct {
 	Traffic *Traffic
 	Dir     string // scratch of this scenario
 	procs   []*Proc
+	daemons []*shimless.Teamd // teamds started without a shim (startSONiC)
 	figures []Figure
 }
 
@@ -194,6 +197,12 @@ func (e *Env) teardown() {
 	}
 	for _, p := range e.procs {
 		p.Kill()
+	}
+	for _, t := range e.daemons {
+		if p, err := t.Open(); err == nil { // still the teamd started, never another process
+			_ = p.Signal(syscall.SIGKILL)
+			p.Close()
+		}
 	}
 	if e.Peer != nil {
 		e.Peer.Stop()

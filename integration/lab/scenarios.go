@@ -29,6 +29,7 @@ func Scenarios() []Scenario {
 		{Name: "kernel-reader", Needs: []string{"debian"}, Run: kernelReader},
 		{Name: "sonic-warm-stop", Needs: []string{"sonic"}, Run: sonicWarmStop},
 		{Name: "handoff-sonic-to-hld", Needs: []string{"sonic", "hld"}, Run: handoffSONiCToHLD},
+		{Name: "first-upgrade-sonic", Needs: []string{"sonic", "hld"}, Run: firstUpgradeSONiC},
 		{Name: "handoff-hld-5x", Needs: []string{"hld"}, Run: handoffHLDFiveTimes},
 		{Name: "handoff-deadline", Needs: []string{"hld"}, Run: handoffDeadline},
 	}
@@ -73,28 +74,34 @@ func (e *Env) bringUp(ctx context.Context, td Teamd, o ShimOpts) ([]*Proc, error
 		if a := rec.(*proto.Active); a.Teamd == nil || a.Teamd.Profile != profileOf(td) {
 			return nil, fmt.Errorf("%s: the shim took %s for %+v, want profile %s", l.Name, td.Program, a.Teamd, profileOf(td))
 		}
-		if err := e.Topo.Address(ctx, l); err != nil {
-			return nil, err
-		}
 	}
 	e.Figure("active", time.Since(start).Seconds(), "every .active with both members after %.1fs", time.Since(start).Seconds())
+	return shims, e.settle(ctx, start)
+}
+
+// settle addresses the team devices, waits until the bonding peer
+// aggregates every slave and the kernel carries every port, and starts
+// the traffic.
+func (e *Env) settle(ctx context.Context, start time.Time) error {
+	for _, l := range e.Topo.LAGs {
+		if err := e.Topo.Address(ctx, l); err != nil {
+			return err
+		}
+	}
 	if err := e.awaitAggregated(ctx, negotiatedWithin); err != nil {
-		return nil, err
+		return err
 	}
 	// The data plane is settled only once the kernel carries every port:
 	// a flow hashed to a port enabled later would move under the count.
 	if err := e.awaitEnabled(ctx, negotiatedWithin); err != nil {
-		return nil, err
+		return err
 	}
 	e.Figure("negotiated", time.Since(start).Seconds(), "the bonding peer aggregates every member after %.1fs", time.Since(start).Seconds())
 	var err error
 	if e.Traffic, err = StartTraffic(e.Topo.LAGs); err != nil {
-		return nil, err
+		return err
 	}
-	if err := e.Traffic.Flowing(ctx, flowingWithin); err != nil {
-		return nil, err
-	}
-	return shims, nil
+	return e.Traffic.Flowing(ctx, flowingWithin)
 }
 
 func profileOf(td Teamd) string {
