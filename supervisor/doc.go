@@ -47,8 +47,9 @@
 //
 // The flow's code follows its stages: run.go (a run's bookkeeping),
 // preflight.go, prepare.go (a1..a3 and the rollback), cutover.go (b1..c1),
-// report.go (the report and its gap arithmetic), journal.go and recover.go,
-// status.go.
+// first.go (the first upgrade, from a container whose teamds run without
+// teamd-shim), report.go (the report and its gap arithmetic), journal.go
+// and recover.go, status.go.
 //
 // # Testing
 //

@@ -372,7 +372,7 @@ func (r *run) stopOldTeamd(ctx context.Context, p *plan, lag string) (how string
 		Socket: filepath.Join(f.runDir, lag+".sock"), DumpDir: dumpDir,
 		Epoch: firstEpoch, Digest: l.active.ConfigDigest, Teamd: l.active.Teamd,
 		Writer:      proto.Process{Hostname: hostname(), PID: os.Getpid()},
-		StopTimeout: r.s.opts.StopTimeout, Fallback: l.state, Log: r.s.opts.Logger,
+		StopTimeout: teamdshim.DefaultStopTimeout, Fallback: l.state, Log: r.s.opts.Logger, // the bound a shim gives its teamd
 	})
 	switch {
 	case err != nil:

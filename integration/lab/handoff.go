@@ -400,7 +400,7 @@ func (e *Env) stopShimless(ctx context.Context) error {
 		}
 		snap, how, err := t.HandOver(ctx, shimless.HandOver{Socket: teamd.SocketPath("", t.LAG), DumpDir: t.DumpDir,
 			Epoch: 1, Digest: digest, Teamd: &proto.TeamdInfo{Program: t.Program, Profile: string(teamd.ProfileSONiC)},
-			Writer: proto.Process{Hostname: host, PID: os.Getpid()}, StopTimeout: 800 * time.Millisecond})
+			Writer: proto.Process{Hostname: host, PID: os.Getpid()}, StopTimeout: teamdshim.DefaultStopTimeout})
 		if err != nil {
 			return err
 		}
