@@ -374,7 +374,8 @@ func (bx *box) processOf(ctx context.Context, t *testing.T, id, lag string, shim
 				continue
 			}
 			isShim := strings.Contains(p[1], "teamd-shim run")
-			if isShim == shim && (isShim || strings.Contains(p[1], "teamd.real")) {
+			isTeamd := strings.Contains(p[1], "teamd.real") || strings.HasPrefix(p[1], "/usr/bin/teamd ") // under a shim, or SONiC's
+			if isShim == shim && (isShim || isTeamd) {
 				pid, _ := strconv.Atoi(strings.TrimSpace(p[0]))
 				return pid
 			}

@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/teamdwarm/teamdwarm/integration/dut"
 	"github.com/teamdwarm/teamdwarm/proto"
@@ -86,4 +88,39 @@ func TestIntegrationFirstUpgradeFromSONiC(t *testing.T) {
 	if v := judgeSettled(t, bx.Bed, w, "the upgrade after the first one"); !v.Clean() {
 		t.Fatal("the peer noticed the second upgrade")
 	}
+}
+
+// The fault matrix of the first upgrade, 2 LAGs x 2 members, each case
+// from a fresh SONiC-shaped container: kill -9 of teamd-warm at every
+// stage, of an old (shimless) teamd and of a new shim at a3 and right
+// after the cutover, and docker pause of either container at a3. After
+// the documented recovery every case is held to the crash-safe bound (no
+// expiry, no PDU without Sync, no two speakers, gaps within 2 s) and ends
+// with one container serving every LAG under its name. (docker stop of
+// the old container is left out: SONiC's teammgrd stops its teamds cold on
+// SIGTERM, and nothing of teamdwarm runs in that container to prevent it.)
+func TestIntegrationFirstUpgradeFaults(t *testing.T) {
+	bx := newBox(t, 2, 2, dut.Version{Name: "sonic", SONiC: true}, dut.Version{Name: "v1"})
+	bx.runTeamd(t, "sonic")
+	cases := []faultCase{}
+	for _, stage := range []string{"a2", "a3", "cutover", "b2", "c1"} {
+		cases = append(cases, faultCase{"teamd-warm", stage})
+	}
+	for _, stage := range []string{"a3", "cutover"} {
+		cases = append(cases, faultCase{"old teamd", stage}, faultCase{"new shim", stage})
+	}
+	cases = append(cases, faultCase{"docker pause old", "a3"}, faultCase{"docker pause new", "a3"})
+	var table strings.Builder
+	for i, fc := range cases {
+		if i > 0 {
+			bx.resetTeamd(t, "sonic")
+		}
+		var res faultResult
+		t.Run(strings.ReplaceAll(fc.String(), " ", "_"), func(t *testing.T) {
+			res = bx.faultCase(t, fc, bx.Images["v1"], 1)
+		})
+		fmt.Fprintf(&table, "%-24s %5d %-12s %-12s %5d %8v  %s\n", fc, res.Exit, res.Result, orNone(res.Recovered), res.Epoch,
+			res.MaxGap.Round(time.Millisecond), strings.Join(res.Problems, "; "))
+	}
+	t.Logf("first-upgrade fault matrix:\n%-24s %5s %-12s %-12s %5s %8s  %s\n%s", "CASE", "EXIT", "RESULT", "RECOVER", "EPOCH", "MAX GAP", "PROBLEMS", table.String())
 }

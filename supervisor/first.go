@@ -90,13 +90,20 @@ func (r *run) findShimless(p *plan) (*firstPlan, error) {
 	case len(c.Teamds) == 0:
 		return nil, fmt.Errorf("no .active record in %s and no teamd runs in container %s: there is nothing to hand over", o.Dir, o.Container)
 	}
+	return openFirst(c)
+}
+
+// openFirst opens the root of container c and checks each of its teamds
+// against SONiC's layout.
+func openFirst(c *shimless.Container) (*firstPlan, error) {
 	f := &firstPlan{init: c.Init, teamds: map[string]*shimless.Teamd{}}
+	var err error
 	if f.root, err = shimless.OpenRoot(c.Init); err != nil {
 		return nil, err
 	}
 	if f.runDir, err = f.root.Path(teamd.DefaultRunDir); err != nil {
 		f.close()
-		return nil, fmt.Errorf("container %s: teamd's run directory: %w", o.Container, err)
+		return nil, fmt.Errorf("teamd's run directory: %w", err)
 	}
 	var errs []error
 	for i := range c.Teamds {
@@ -329,7 +336,7 @@ func (r *run) stopFirst(ctx context.Context, p *plan, lags []string) {
 		lags = p.lagNames()
 	}
 	r.progress("cutover written (deadline %v); stopping the %d old teamds of %s warm, by PID: no way back now", r.s.opts.Deadline, len(lags), r.s.opts.Backup)
-	tl := r.newTally("stopped warm", len(lags))
+	tl := r.newTally("done with its old teamd", len(lags))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, maxParallelDump)
@@ -339,7 +346,7 @@ func (r *run) stopFirst(ctx context.Context, p *plan, lags []string) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			how, err := r.stopOldTeamd(ctx, p, lag)
+			way, err := r.stopOldTeamd(ctx, p, lag)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -348,7 +355,7 @@ func (r *run) stopFirst(ctx context.Context, p *plan, lags []string) {
 				r.rep.Warnings = append(r.rep.Warnings, err.Error())
 				r.s.opts.Logger.Warn(err.Error(), "stage", r.stage)
 			}
-			tl.add(lag, how)
+			tl.add(lag, way)
 		}()
 	}
 	wg.Wait()
@@ -356,13 +363,14 @@ func (r *run) stopFirst(ctx context.Context, p *plan, lags []string) {
 
 // stopOldTeamd is one LAG's part of stopFirst: what its shim would do on
 // SIGUSR1, done from the host (shimless.HandOver), and the snapshot
-// published. The error says what went wrong; the LAG is then taken over
-// by its standby on the evidence rule.
-func (r *run) stopOldTeamd(ctx context.Context, p *plan, lag string) (how string, _ error) {
+// published. It says which way it went (for the tally); the error says
+// what went wrong, and the LAG is then taken over by its standby on the
+// evidence rule.
+func (r *run) stopOldTeamd(ctx context.Context, p *plan, lag string) (way string, _ error) {
 	f, l := p.first, p.lag(lag)
 	t := f.teamds[lag]
 	if t == nil || l == nil {
-		return "no old teamd", nil
+		return "had no teamd", nil
 	}
 	dumpDir := ""
 	if t.DumpDir != "" {
@@ -376,14 +384,14 @@ func (r *run) stopOldTeamd(ctx context.Context, p *plan, lag string) (how string
 	})
 	switch {
 	case err != nil:
-		return how, fmt.Errorf("%s: the old teamd could not be stopped (%w): no snapshot, its standby takes over once it is silent", lag, err)
+		return "not stopped", fmt.Errorf("%s: the old teamd could not be stopped (%w): no snapshot, its standby takes over once it is silent", lag, err)
 	case snap == nil:
-		return "gone", nil // no speaker, no snapshot: the standby finds it silent
+		return "had exited", nil // no speaker, no snapshot: the standby finds it silent
 	}
 	if _, err := r.dir.Publish(snap); err != nil {
-		return how, fmt.Errorf("%s: snapshot: %w; its standby takes over once it finds the old teamd silent", lag, err)
+		return "no snapshot", fmt.Errorf("%s: the old teamd %s, but its snapshot: %w; its standby takes over once it finds the old teamd silent", lag, how, err)
 	}
-	return "stopped", nil
+	return "stopped warm", nil
 }
 
 // serving lists the LAGs whose old teamd still runs.

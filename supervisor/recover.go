@@ -155,9 +155,14 @@ func (r *run) recoverPlan(ctx context.Context) (*plan, string, error) {
 func (r *run) recoverFirst(p *plan, entries []statefile.Entry) error {
 	r.rep.FirstUpgrade = true
 	if p.old.State != nil && p.old.State.Running {
-		f, err := r.findShimless(p)
+		// Those b1 stopped are gone: what runs is left to stop.
+		c, err := shimless.Find(p.old.State.Pid)
 		if err != nil {
-			return err
+			return fmt.Errorf("the old container %s: %w", shortID(p.old.ID), err)
+		}
+		f, err := openFirst(c)
+		if err != nil {
+			return fmt.Errorf("the old container %s: %w", shortID(p.old.ID), err)
 		}
 		p.first = f
 		for lag, t := range f.teamds {

@@ -11,6 +11,8 @@ import (
 	"github.com/teamdwarm/teamdwarm/integration/testbed"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/supervisor/shimless"
+	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
 // Version is a teamd image to build: its tag's suffix, and environment
@@ -109,15 +111,80 @@ func (b *Box) RunTeamd(ctx context.Context, v string) (string, error) {
 	// a process started through the storage driver).
 	n := time.Duration(len(b.Bed.LAGs))
 	if b.sonic[v] {
-		if err := b.Bed.WaitNegotiated(ctx, 30*time.Second+n*500*time.Millisecond); err != nil {
+		// No record tells: its teamds are asked, as teamd-warm asks them.
+		// The peer's view alone may still be the previous container's.
+		if err := b.awaitSONiC(ctx, id, 30*time.Second+n*500*time.Millisecond); err != nil {
 			return id, fmt.Errorf("%w; the container's log ends:\n%s", err, b.Lab.LogTail(ctx, id, 30))
 		}
-		return id, nil
+		return id, b.Bed.WaitNegotiated(ctx, 20*time.Second+n*250*time.Millisecond)
 	}
 	if err := AwaitActive(ctx, b.Dir, b.Bed.LAGs, 1, 30*time.Second+n*500*time.Millisecond); err != nil {
 		return id, fmt.Errorf("%w; the container's log ends:\n%s", err, b.Lab.LogTail(ctx, id, 30))
 	}
 	return id, b.Bed.WaitNegotiated(ctx, 20*time.Second+n*250*time.Millisecond)
+}
+
+// awaitSONiC waits until every LAG's teamd in the SONiC-shaped container
+// id runs and says every member is current and in sync with the partner
+// (its StateDump, through the container's root). There is no event for
+// it: it asks every 100 ms.
+func (b *Box) awaitSONiC(ctx context.Context, id string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := b.Lab.Docker.ContainerInspect(ctx, id)
+	if err != nil {
+		return err
+	}
+	root, err := shimless.OpenRoot(c.State.Pid)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	last := errors.New("not asked yet")
+	for {
+		if last = sonicReady(ctx, c.State.Pid, root, b.Bed.LAGs); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the SONiC-shaped container's teamds not ready within %v: %w", timeout, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func sonicReady(ctx context.Context, init int, root *shimless.Root, lags []testbed.LAG) error {
+	found, err := shimless.Find(init)
+	if err != nil {
+		return err
+	}
+	run, err := root.Path(teamd.DefaultRunDir)
+	if err != nil {
+		return err
+	}
+	byLAG := map[string]*shimless.Teamd{}
+	for i := range found.Teamds {
+		byLAG[found.Teamds[i].LAG] = &found.Teamds[i]
+	}
+	for _, l := range lags {
+		t := byLAG[l.Name]
+		if t == nil {
+			return fmt.Errorf("no teamd runs %s", l.Name)
+		}
+		st, err := t.StateDump(ctx, filepath.Join(run, l.Name+".sock"))
+		if err != nil {
+			return err
+		}
+		if len(st.Ports) != len(l.Members) {
+			return fmt.Errorf("%s: %d ports", l.Name, len(st.Ports))
+		}
+		for name, p := range st.Ports {
+			if p.Runner.State != "current" || !proto.State(p.Runner.ActorLACPDUInfo.State).Has(proto.InService) {
+				return fmt.Errorf("%s %s: %s, actor state %#x", l.Name, name, p.Runner.State, p.Runner.ActorLACPDUInfo.State)
+			}
+		}
+	}
+	return nil
 }
 
 // AwaitActive waits until every LAG has a .active record of epoch.

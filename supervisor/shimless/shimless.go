@@ -408,6 +408,10 @@ type HandOver struct {
 	Log      *slog.Logger
 }
 
+// handOverDump bounds the StateDump before the warm stop (teamd answers in
+// milliseconds; one that does not is stopped with the state known before).
+const handOverDump = time.Second
+
 // HandOver is what teamd-shim does on SIGUSR1, done for a teamd that runs
 // without one: its StateDump, SONiC's warm stop (SIGUSR1 to this process
 // alone), a bounded wait for its exit, SIGKILL past it, and the snapshot
@@ -424,7 +428,10 @@ func (t *Teamd) HandOver(ctx context.Context, h HandOver) (snap *proto.Snapshot,
 	}
 	defer p.Close()
 	takenMono, taken := monoclock.Now(), time.Now()
-	st, dumpErr := t.StateDump(ctx, h.Socket)
+	// Bounded as a shim bounds it: the cutover's deadline runs meanwhile.
+	dctx, cancel := context.WithTimeout(ctx, handOverDump)
+	st, dumpErr := t.StateDump(dctx, h.Socket)
+	cancel()
 	if dumpErr != nil {
 		st = h.Fallback
 	}
