@@ -127,7 +127,7 @@ func openFirst(c *shimless.Container) (*firstPlan, error) {
 func (f *firstPlan) checkLayout(t *shimless.Teamd) error {
 	pf, err := f.root.File(t.PIDFile)
 	if err != nil {
-		return fmt.Errorf("pid file: %w", err)
+		return fmt.Errorf("pid file %s: %w", t.PIDFile, err)
 	}
 	b, err := statefile.ReadBounded(pf)
 	if err != nil {

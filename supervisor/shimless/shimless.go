@@ -216,9 +216,15 @@ type Root struct {
 
 // OpenRoot opens the root of process init's mount namespace.
 func OpenRoot(init int) (*Root, error) {
-	fd, err := unix.Open(fmt.Sprintf("/proc/%d/root", init), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	return OpenRootDir(fmt.Sprintf("/proc/%d/root", init))
+}
+
+// OpenRootDir opens dir as a container's root file system (a container's
+// merged directory, or a test's).
+func OpenRootDir(dir string) (*Root, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("the container's root (pid %d): %w", init, err)
+		return nil, fmt.Errorf("the container's root (%s): %w", dir, err)
 	}
 	return &Root{fd: fd, dirs: map[string]int{}}, nil
 }

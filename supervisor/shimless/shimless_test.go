@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestParseStat(t *testing.T) {
@@ -50,11 +48,10 @@ func TestRootResolvesSymlinksInside(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "run/teamd/PortChannel1.pid"), []byte("42\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	r, err := OpenRootDir(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Root{fd: fd, dirs: map[string]int{}}
 	defer r.Close()
 	f, err := r.File("/var/run/teamd/PortChannel1.pid")
 	if err != nil {
