@@ -140,9 +140,9 @@ func (b *Box) awaitSONiC(ctx context.Context, id string, timeout time.Duration) 
 		return err
 	}
 	defer root.Close()
-	last := errors.New("not asked yet")
 	for {
-		if last = sonicReady(ctx, c.State.Pid, root, b.Bed.LAGs); last == nil {
+		last := sonicReady(ctx, c.State.Pid, root, b.Bed.LAGs)
+		if last == nil {
 			return nil
 		}
 		select {
