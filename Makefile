@@ -43,15 +43,10 @@ teamd:
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
-# Every fuzz target, one after the other, for FUZZTIME each.
+# Every fuzz target, one after the other, for FUZZTIME each (scripts/fuzz.sh
+# says how it treats a failure).
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
-	      { $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 1x $$pkg; exit 1; }; \
-	  done; \
-	done
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 # Package benchmarks by time; on the OVS bed, by count, the shim's handoff
 # (each iteration starts a fresh set of standbys, outside the timer) and
