@@ -3,7 +3,6 @@ package proto
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 )
 
@@ -88,12 +87,22 @@ func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
-// lagName matches what SONiC and the kernel accept as a team device name
-// (IFNAMSIZ-1 at most), and keeps record file names safe.
-var lagName = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,15}$`)
-
-// ValidLAGName reports whether s can name a LAG and thus a record file.
-func ValidLAGName(s string) bool { return lagName.MatchString(s) && s != "." && s != ".." }
+// ValidLAGName reports whether s can name a LAG and thus a record file:
+// 1 to 15 (IFNAMSIZ-1) of A-Z a-z 0-9 _ . -, what SONiC and the kernel
+// accept as a team device name, and never "." or "..".
+func ValidLAGName(s string) bool {
+	if len(s) == 0 || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Process identifies the process that wrote a record.
 type Process struct {
@@ -147,7 +156,7 @@ type Snapshot struct {
 	TeamdStop string    `msgpack:"teamd_stop" json:"teamd_stop"`
 	TakenMono int64     `msgpack:"taken_mono" json:"taken_mono"`
 	Taken     time.Time `msgpack:"taken" json:"taken"`
-	Members   []Member  `msgpack:"members" json:"members"`
+	Members   Members   `msgpack:"members" json:"members"`
 	// LAGDump is teamd's per-LAG dump file (carrier and port list), if it
 	// wrote one.
 	LAGDump []byte `msgpack:"lag_dump" json:"lag_dump"`
@@ -354,16 +363,14 @@ func (r *Snapshot) Validate() error {
 	if r.TakenMono <= 0 {
 		return fieldErr("taken_mono", "missing")
 	}
-	seen := make(map[string]bool, len(r.Members))
 	at := func(i int, field string) string { return fmt.Sprintf("members[%d].%s", i, field) }
+	if i, ok := r.Members.duplicate(); ok {
+		return fieldErr(at(i, "name"), "%q listed twice", r.Members[i].Name)
+	}
 	for i, m := range r.Members {
 		if m.Name == "" {
 			return fieldErr(at(i, "name"), "missing")
 		}
-		if seen[m.Name] {
-			return fieldErr(at(i, "name"), "%q listed twice", m.Name)
-		}
-		seen[m.Name] = true
 		if !portStates[m.State] {
 			return fieldErr(at(i, "state"), "%q, want current, expired, defaulted or disabled", m.State)
 		}

@@ -64,7 +64,7 @@ func Encode(rec proto.Record) ([]byte, error) {
 	var buf bytes.Buffer
 	size := 512
 	if s, ok := rec.(*proto.Snapshot); ok {
-		size += 320 * len(s.Members) // a member encodes to about 300 bytes
+		size += 330 * len(s.Members) // a member with its last PDU encodes to 323 bytes
 	}
 	buf.Grow(size)
 	buf.Write(make([]byte, headerLen))
@@ -127,7 +127,7 @@ func Decode(b []byte) (proto.Record, error) {
 	if err := checkBody(body, rec); err != nil {
 		return nil, err
 	}
-	dec := msgpack.NewDecoder(bytes.NewReader(body))
+	dec := msgpack.NewDecoder(proto.NewBodyReader(body))
 	dec.DisallowUnknownFields(true)
 	if err := dec.Decode(rec); err != nil {
 		return nil, &CorruptError{Offset: headerLen, Reason: kind.String() + " body", Err: err}

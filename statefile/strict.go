@@ -1,6 +1,7 @@
 package statefile
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"reflect"
@@ -25,7 +26,7 @@ import (
 func checkBody(body []byte, rec proto.Record) error {
 	w := walker{b: body, path: make([]string, 0, maxDepth+2)}
 	w.push(rec.Kind().String())
-	if err := w.value(reflect.TypeOf(rec).Elem(), 0); err != nil {
+	if err := w.value(shapes[rec.Kind()], 0); err != nil {
 		return err
 	}
 	if w.off != len(body) {
@@ -168,13 +169,10 @@ func (w *walker) header() (mpKind, uint64, error) {
 	return k, payload, nil
 }
 
-// value checks one value meant for a Go value of type t (nil t: anything).
-func (w *walker) value(t reflect.Type, depth int) error {
+// value checks one value meant for a Go value of shape sh (nil: anything).
+func (w *walker) value(sh *shape, depth int) error {
 	if depth > maxDepth {
 		return w.fail("nested deeper than %d", maxDepth)
-	}
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem() // an optional struct is checked as the struct
 	}
 	start := w.off
 	k, n, err := w.header()
@@ -187,9 +185,9 @@ func (w *walker) value(t reflect.Type, depth int) error {
 		if err := w.need(n, "array"); err != nil {
 			return err
 		}
-		var elem reflect.Type
-		if t != nil && t.Kind() == reflect.Slice {
-			elem = t.Elem()
+		var elem *shape
+		if sh != nil {
+			elem = sh.elem
 		}
 		w.push("[]")
 		defer w.pop()
@@ -203,16 +201,28 @@ func (w *walker) value(t reflect.Type, depth int) error {
 		if err := w.need(2*n, "map"); err != nil {
 			return err
 		}
-		if fields := schemas[t]; fields != nil {
-			return w.structFields(fields, n, depth)
+		if sh != nil && sh.fields != nil {
+			return w.structFields(sh.fields, n, depth)
 		}
 		return w.anyEntries(n, depth)
 	}
-	if schemas[t] != nil && k != mpNil && !reflect.PointerTo(t).Implements(customDecoder) {
+	if sh != nil && sh.fields != nil && k != mpNil && !sh.custom {
 		w.off = start
 		return w.fail("want a map, got msgpack type %#02x", w.b[start])
 	}
 	return nil
+}
+
+// scalar skips a value that is neither an array nor a map, and reports
+// whether it did; anything else (or trouble) is left to value.
+func (w *walker) scalar() bool {
+	start := w.off
+	k, _, err := w.header()
+	if err != nil || k == mpArray || k == mpMap {
+		w.off = start
+		return false
+	}
+	return true
 }
 
 func (w *walker) anyEntries(n uint64, depth int) error {
@@ -228,7 +238,26 @@ func (w *walker) anyEntries(n uint64, depth int) error {
 
 func (w *walker) structFields(fields *fieldSet, n uint64, depth int) error {
 	var seen uint64 // bit i: fields.names[i] was given; no record struct has more than 64 fields
+	next := 0
 	for i := uint64(0); i < n; i++ {
+		if next < len(fields.keys) && bytes.HasPrefix(w.b[w.off:], fields.keys[next]) && seen&(1<<next) == 0 {
+			// The next field in order, as an encoder writes them: its
+			// key's bytes compared whole.
+			idx := next
+			w.off += len(fields.keys[idx])
+			seen |= 1 << idx
+			next++
+			if fields.shapes[idx] == nil && w.scalar() {
+				continue
+			}
+			w.push(fields.names[idx])
+			err := w.value(fields.shapes[idx], depth+1)
+			w.pop()
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		keyStart := w.off
 		k, kn, err := w.header()
 		if err != nil {
@@ -239,7 +268,11 @@ func (w *walker) structFields(fields *fieldSet, n uint64, depth int) error {
 			return w.fail("map key is not a string")
 		}
 		key := w.b[w.off-int(kn) : w.off]
-		idx := fields.lookup(key)
+		idx := next // an encoder writes the fields in order
+		if idx >= len(fields.names) || fields.names[idx] != string(key) {
+			idx = fields.lookup(key)
+		}
+		next = idx + 1
 		if idx < 0 {
 			w.off = keyStart
 			return w.fail("unknown field %q", key)
@@ -249,8 +282,11 @@ func (w *walker) structFields(fields *fieldSet, n uint64, depth int) error {
 			return w.fail("field %q given twice", key)
 		}
 		seen |= 1 << idx
+		if fields.shapes[idx] == nil && w.scalar() {
+			continue // most fields: one header, nothing below it to check
+		}
 		w.push(fields.names[idx])
-		err = w.value(fields.types[idx], depth+1)
+		err = w.value(fields.shapes[idx], depth+1)
 		w.pop()
 		if err != nil {
 			return err
@@ -268,9 +304,20 @@ func (w *walker) structFields(fields *fieldSet, n uint64, depth int) error {
 	return nil
 }
 
+// shape is what the walk expects of a value, from the Go type it is for:
+// a struct's fields (encoded as a map), a slice's element. A nil shape
+// takes any value. Shapes are built once, so that the walk makes no
+// reflection call and no map lookup per value.
+type shape struct {
+	fields *fieldSet // a struct (not time.Time), encoded as a map
+	elem   *shape    // a slice's or array's element
+	custom bool      // the type decodes itself, maybe from something other than a map
+}
+
 type fieldSet struct {
 	names    []string
-	types    []reflect.Type
+	keys     [][]byte // the names as msgpack fixstr, as an encoder writes them
+	shapes   []*shape
 	optional []bool // tagged omitempty: a record of an earlier version may lack it
 }
 
@@ -285,25 +332,36 @@ func (fs *fieldSet) lookup(key []byte) int {
 	return -1
 }
 
-// schemas holds the field set of every struct reachable from a record type.
-// It is computed once at start and only read afterwards.
-var schemas = func() map[reflect.Type]*fieldSet {
-	m := map[reflect.Type]*fieldSet{}
+// shapes holds every record kind's shape. It is computed once at start
+// and only read afterwards.
+var shapes = func() map[proto.Kind]*shape {
+	m, memo := map[proto.Kind]*shape{}, map[reflect.Type]*shape{}
 	for k := proto.KindSnapshot; k.Valid(); k++ {
-		addSchema(m, reflect.TypeOf(proto.NewRecord(k)).Elem())
+		m[k] = shapeOf(reflect.TypeOf(proto.NewRecord(k)).Elem(), memo)
 	}
 	return m
 }()
 
-func addSchema(m map[reflect.Type]*fieldSet, t reflect.Type) {
-	for t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Pointer {
-		t = t.Elem()
+func shapeOf(t reflect.Type, memo map[reflect.Type]*shape) *shape {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem() // an optional struct is checked as the struct
 	}
-	if t.Kind() != reflect.Struct || t == timeType || m[t] != nil {
-		return
+	if sh, ok := memo[t]; ok {
+		return sh
 	}
-	fs := &fieldSet{}
-	m[t] = fs
+	switch {
+	case t.Kind() == reflect.Slice || t.Kind() == reflect.Array:
+		elem := shapeOf(t.Elem(), memo)
+		if elem == nil {
+			return nil // []byte, [6]byte: anything goes for the decoder to judge
+		}
+		return &shape{elem: elem}
+	case t.Kind() != reflect.Struct || t == timeType:
+		return nil
+	}
+	sh := &shape{fields: &fieldSet{}, custom: reflect.PointerTo(t).Implements(customDecoder)}
+	memo[t] = sh
+	fs := sh.fields
 	for f := range t.Fields() {
 		if !f.IsExported() {
 			continue
@@ -317,7 +375,8 @@ func addSchema(m map[reflect.Type]*fieldSet, t reflect.Type) {
 			name = f.Name
 		}
 		fs.names = append(fs.names, name)
-		fs.types = append(fs.types, f.Type)
-		addSchema(m, f.Type)
+		fs.keys = append(fs.keys, append([]byte{0xa0 | byte(len(name))}, name...)) // every name is under 32 bytes
+		fs.shapes = append(fs.shapes, shapeOf(f.Type, memo))
 	}
+	return sh
 }
