@@ -417,84 +417,84 @@ func (m *Member) decodeFast(b []byte) (n int, ok bool) {
 	entries, off := int(b[0]&0x0f), 1
 	var out Member
 	for i := range entries {
-		var key []byte
+		idx := i // in order, as the encoder writes them: the key's bytes compared whole
 		if i < len(memberKeys) && bytes.HasPrefix(b[off:], memberKeys[i]) {
-			key, off = memberKeys[i][1:], off+len(memberKeys[i]) // in order, as the encoder writes them
+			off += len(memberKeys[i])
 		} else {
 			k, o, ok := fixstr(b, off)
 			if !ok {
 				return 0, false
 			}
-			key, off = k, o
+			if idx = fieldIndex(memberFields[:], k); idx < 0 {
+				return 0, false
+			}
+			off = o
 		}
 		var v int64
-		switch string(key) {
-		case "name":
+		switch idx {
+		case 0: // name
 			s, o, ok := fixstr(b, off)
 			if !ok {
 				return 0, false
 			}
 			out.Name, off = string(s), o
-		case "state":
-			s, o, ok := fixstr(b, off)
-			if !ok {
-				return 0, false
-			}
-			out.State, off = internState(s), o
-		case "ifindex":
+		case 1: // ifindex
 			if v, off, ok = compactInt(b, off); !ok {
 				return 0, false
 			}
 			out.Ifindex = int(v)
-		case "aggregator_id":
-			if v, off, ok = compactInt(b, off); !ok {
-				return 0, false
-			}
-			out.AggregatorID = int(v)
-		case "last_tx_mono":
-			if out.LastTxMono, off, ok = compactInt(b, off); !ok {
-				return 0, false
-			}
-		case "mac":
+		case 2: // mac
 			p, o, ok := bin8(b, off, len(out.MAC))
 			if !ok {
 				return 0, false
 			}
 			copy(out.MAC[:], p)
 			off = o
-		case "actor", "partner":
+		case 3, 4: // actor, partner
 			p, o, ok := bin8(b, off, infoWireLen)
 			if !ok {
 				return 0, false
 			}
-			if key[0] == 'a' {
+			if idx == 3 {
 				out.Actor = getInfo(p)
 			} else {
 				out.Partner = getInfo(p)
 			}
 			off = o
-		case "selected":
+		case 5: // state
+			s, o, ok := fixstr(b, off)
+			if !ok {
+				return 0, false
+			}
+			out.State, off = internState(s), o
+		case 6: // selected
 			if off >= len(b) || (b[off] != 0xc2 && b[off] != 0xc3) {
 				return 0, false
 			}
 			out.Selected, off = b[off] == 0xc3, off+1
-		case "last_tx":
+		case 7: // aggregator_id
+			if v, off, ok = compactInt(b, off); !ok {
+				return 0, false
+			}
+			out.AggregatorID = int(v)
+		case 8: // last_tx_mono
+			if out.LastTxMono, off, ok = compactInt(b, off); !ok {
+				return 0, false
+			}
+		case 9: // last_tx
 			if out.LastTx, off, ok = timestamp(b, off); !ok {
 				return 0, false
 			}
-		case "last_rx":
-			switch {
-			case off < len(b) && b[off] == 0xc0: // nil
+		case 10: // last_rx
+			if off < len(b) && b[off] == 0xc0 { // nil
 				off++
-			default:
-				p, o, ok := bin8(b, off, -1)
-				if !ok {
-					return 0, false
-				}
-				out.LastRx, off = append(make([]byte, 0, len(p)), p...), o
+				break
 			}
-		default:
-			return 0, false
+			p, o, ok := bin8(b, off, -1)
+			if !ok {
+				return 0, false
+			}
+			out.LastRx, off = append(make([]byte, 0, len(p)), p...), o
 		}
 	}
 	*m = out
