@@ -330,6 +330,15 @@ func (ms Members) EncodeMsgpack(enc *msgpack.Encoder) error {
 // DecodeMsgpack implements msgpack.CustomDecoder (the package decodes a
 // msgpack nil as a nil Members itself).
 func (ms *Members) DecodeMsgpack(dec *msgpack.Decoder) error {
+	if r, ok := dec.Buffered().(*BodyReader); ok {
+		for i, p := range r.pre {
+			if p.start == r.off {
+				*ms, r.off = p.ms, p.end
+				r.pre = append(r.pre[:i], r.pre[i+1:]...)
+				return nil
+			}
+		}
+	}
 	n, err := dec.DecodeArrayLen()
 	if err != nil {
 		return err
@@ -350,6 +359,30 @@ func (ms *Members) DecodeMsgpack(dec *msgpack.Decoder) error {
 	return nil
 }
 
+// DecodeMember decodes one member from the start of b if it is exactly as
+// the encoder writes members (see decodeFast), and says how many bytes it
+// took; ok is false for anything else, and b is then for the general
+// decoder and the strict checks to judge. Package statefile's strict walk
+// decodes the members this way as it checks them, and hands them to the
+// decoder through the BodyReader (Predecoded), so that they are parsed
+// once.
+func DecodeMember(b []byte) (m Member, n int, ok bool) {
+	n, ok = m.decodeFast(b)
+	return m, n, ok
+}
+
+// Predecoded hands the decoder the members of the array whose msgpack
+// header starts at body offset start and which ends at end: the Members
+// decoder that meets that array takes them instead of parsing it again.
+func (r *BodyReader) Predecoded(start, end int, ms Members) {
+	r.pre = append(r.pre, predecoded{start, end, ms})
+}
+
+type predecoded struct {
+	start, end int
+	ms         Members
+}
+
 // BodyReader is a record body being decoded (msgpack.NewDecoder reads it
 // byte by byte, through no buffer of its own, since it is an
 // io.ByteScanner). Member's decoder finds it behind the msgpack.Decoder
@@ -359,6 +392,7 @@ func (ms *Members) DecodeMsgpack(dec *msgpack.Decoder) error {
 type BodyReader struct {
 	b   []byte
 	off int
+	pre []predecoded
 }
 
 // NewBodyReader reads b.
@@ -407,15 +441,20 @@ func internState(s []byte) string {
 }
 
 // decodeFast decodes a member from b as the encoder writes it (a map of
-// fixstr keys; compact ints, bin, fixstr, bool, timestamp values; any key
-// order) and returns how many bytes it took; ok is false for anything
-// else, which is then left to DecodeMsgpack's general path.
+// its eleven fields, each once, fixstr keys in any order; compact ints,
+// bin, fixstr, bool, timestamp values) and returns how many bytes it
+// took; ok is false for anything else, which is then left to
+// DecodeMsgpack's general path.
 func (m *Member) decodeFast(b []byte) (n int, ok bool) {
 	if len(b) == 0 || b[0]&0xf0 != 0x80 {
 		return 0, false
 	}
 	entries, off := int(b[0]&0x0f), 1
+	if entries != len(memberFields) {
+		return 0, false // a field missing (or unknown): the general path, and the strict walk, say which
+	}
 	var out Member
+	var seen uint16
 	for i := range entries {
 		idx := i // in order, as the encoder writes them: the key's bytes compared whole
 		if i < len(memberKeys) && bytes.HasPrefix(b[off:], memberKeys[i]) {
@@ -430,6 +469,10 @@ func (m *Member) decodeFast(b []byte) (n int, ok bool) {
 			}
 			off = o
 		}
+		if seen&(1<<idx) != 0 {
+			return 0, false // given twice
+		}
+		seen |= 1 << idx
 		var v int64
 		switch idx {
 		case 0: // name

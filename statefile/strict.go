@@ -23,8 +23,8 @@ import (
 // a codec of their own (proto.Member as a map, proto.Info and proto.MAC as
 // fixed binary) are checked here too, and their decoders only decode. Type
 // mismatches of scalars are left to the msgpack decoder.
-func checkBody(body []byte, rec proto.Record) error {
-	w := walker{b: body, path: make([]string, 0, maxDepth+2)}
+func checkBody(body []byte, rec proto.Record, pre *proto.BodyReader) error {
+	w := walker{b: body, pre: pre, path: make([]string, 0, maxDepth+2)}
 	w.push(rec.Kind().String())
 	if err := w.value(shapes[rec.Kind()], 0); err != nil {
 		return err
@@ -39,12 +39,15 @@ const maxDepth = 16
 
 var (
 	timeType      = reflect.TypeFor[time.Time]()
+	membersType   = reflect.TypeFor[proto.Members]()
 	customDecoder = reflect.TypeFor[msgpack.CustomDecoder]()
 )
 
 type walker struct {
 	b   []byte
 	off int
+	// pre, if set, gets the members the walk decoded (membersFast).
+	pre *proto.BodyReader
 	// path is where the walk is, e.g. [snapshot members [] actor]; it is
 	// turned into a string only for an error message.
 	path []string
@@ -185,6 +188,9 @@ func (w *walker) value(sh *shape, depth int) error {
 		if err := w.need(n, "array"); err != nil {
 			return err
 		}
+		if sh != nil && sh.members && w.membersFast(start, n) {
+			return nil
+		}
 		var elem *shape
 		if sh != nil {
 			elem = sh.elem
@@ -211,6 +217,31 @@ func (w *walker) value(sh *shape, depth int) error {
 		return w.fail("want a map, got msgpack type %#02x", w.b[start])
 	}
 	return nil
+}
+
+// membersFast checks a snapshot's members (n of them, the array's header
+// at start) by decoding each as the encoder writes it, exactly (every
+// field once, nothing else: proto.DecodeMember), and hands them to the
+// decoder, which then does not parse them again. Anything else, one
+// member off, leaves the whole array to the field-by-field walk, which
+// says what is wrong.
+func (w *walker) membersFast(start int, n uint64) bool {
+	if w.pre == nil {
+		return false
+	}
+	first := w.off
+	ms := make(proto.Members, 0, min(n, 64)) // grown by what decodes, not by what the header claims
+	for range n {
+		m, used, ok := proto.DecodeMember(w.b[w.off:])
+		if !ok {
+			w.off = first
+			return false
+		}
+		w.off += used
+		ms = append(ms, m)
+	}
+	w.pre.Predecoded(start, w.off, ms)
+	return true
 }
 
 // scalar skips a value that is neither an array nor a map, and reports
@@ -309,8 +340,9 @@ func (w *walker) structFields(fields *fieldSet, n uint64, depth int) error {
 // takes any value. Shapes are built once, so that the walk makes no
 // reflection call and no map lookup per value.
 type shape struct {
-	fields *fieldSet // a struct (not time.Time), encoded as a map
-	elem   *shape    // a slice's or array's element
+	fields  *fieldSet // a struct (not time.Time), encoded as a map
+	elem    *shape    // a slice's or array's element
+	members bool      // proto.Members: see membersFast
 	custom bool      // the type decodes itself, maybe from something other than a map
 }
 
@@ -355,7 +387,7 @@ func shapeOf(t reflect.Type, memo map[reflect.Type]*shape) *shape {
 		if elem == nil {
 			return nil // []byte, [6]byte: anything goes for the decoder to judge
 		}
-		return &shape{elem: elem}
+		return &shape{elem: elem, members: t == membersType}
 	case t.Kind() != reflect.Struct || t == timeType:
 		return nil
 	}
