@@ -343,7 +343,7 @@ type shape struct {
 	fields  *fieldSet // a struct (not time.Time), encoded as a map
 	elem    *shape    // a slice's or array's element
 	members bool      // proto.Members: see membersFast
-	custom bool      // the type decodes itself, maybe from something other than a map
+	custom  bool      // the type decodes itself, maybe from something other than a map
 }
 
 type fieldSet struct {
