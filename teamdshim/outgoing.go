@@ -3,6 +3,7 @@ package teamdshim
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -10,13 +11,17 @@ import (
 	"github.com/teamdwarm/teamdwarm/proto"
 )
 
-// outgoing watches the LACPDUs this host sends on a LAG's members, to
-// confirm that teamd transmits after the takeover signal. The sockets are
-// opened when the standby is ready, before the signal, so that teamd's
-// first PDU cannot slip past.
+// outgoing watches the LACPDUs on a LAG's members: those this host sends,
+// to confirm that teamd transmits after the takeover signal, and those the
+// partner sends, which a waiting standby's teamd may have become ready on
+// (heard). The sockets are opened when the shim starts waiting for its
+// teamd to be ready, so that by the takeover signal teamd's first PDU
+// cannot slip past.
 type outgoing struct {
-	conns  []*lacpsock.Conn
-	notify chan struct{} // a frame went out; capacity 1
+	members []string
+	conns   []*lacpsock.Conn
+	notify  chan struct{} // a frame went out; capacity 1
+	heard   chan struct{} // a partner's LACPDU came in; capacity 1
 
 	mu   sync.Mutex
 	last map[string]time.Time // guarded by mu: latest outgoing LACPDU per member
@@ -25,7 +30,7 @@ type outgoing struct {
 // watchOutgoing opens a socket per member. A member whose socket cannot be
 // opened (no CAP_NET_RAW, say) is logged and left out of the confirmation.
 func watchOutgoing(members []string, log *slog.Logger) *outgoing {
-	o := &outgoing{notify: make(chan struct{}, 1), last: map[string]time.Time{}}
+	o := &outgoing{members: members, notify: make(chan struct{}, 1), heard: make(chan struct{}, 1), last: map[string]time.Time{}}
 	for _, m := range members {
 		c, err := lacpsock.Watch(m)
 		if err != nil {
@@ -45,10 +50,14 @@ func (o *outgoing) read(c *lacpsock.Conn) {
 		if err != nil {
 			return
 		}
-		if !fr.Outgoing {
+		if _, err := proto.ParseLACPDU(fr.Data); err != nil {
 			continue
 		}
-		if _, err := proto.ParseLACPDU(fr.Data); err != nil {
+		if !fr.Outgoing {
+			select {
+			case o.heard <- struct{}{}:
+			default:
+			}
 			continue
 		}
 		o.mu.Lock()
@@ -109,6 +118,11 @@ func (o *outgoing) latest() time.Time {
 		}
 	}
 	return t
+}
+
+// covers reports whether o watches exactly these members, each of them.
+func (o *outgoing) covers(members []string) bool {
+	return o != nil && len(o.conns) == len(members) && slices.Equal(o.members, members)
 }
 
 func (o *outgoing) close() {

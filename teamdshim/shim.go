@@ -33,17 +33,20 @@ var ErrAlreadyRunning = errors.New("another teamd-shim runs this LAG")
 // the LAG than this shim's: another container has taken it over.
 var ErrFenced = errors.New("fenced by a newer epoch")
 
-// teamd has no change notification, so the shim polls its control socket:
+// teamd has no change notification, so the shim asks its control socket:
 // every answerPoll until it answers at all (teammgrd waits on that) and has
-// the ports its config lists, then, for a standby, every readyPoll until
-// every member hears the partner, which takes a fast period or more anyway
-// (a StateDump is a JSON render in teamd, and 64 standbys polling it fast
-// would starve the running LAGs of CPU), and, once active, every
-// memberPoll, for the ports teammgrd adds and removes.
+// the ports its config lists; then, for a standby, heardSettle after each
+// LACPDU the partner sends on a member (what makes teamd's port current),
+// with readyFallback between (or readyPoll if the members cannot be
+// watched: a StateDump is a JSON render in teamd, and 128 standbys asking
+// it often starve the running LAGs of CPU); once active, every memberPoll,
+// for the ports teammgrd adds and removes.
 const (
-	answerPoll = 20 * time.Millisecond
-	readyPoll  = 250 * time.Millisecond
-	memberPoll = 2 * time.Second
+	answerPoll    = 20 * time.Millisecond
+	heardSettle   = 20 * time.Millisecond
+	readyPoll     = 250 * time.Millisecond
+	readyFallback = 2 * time.Second
+	memberPoll    = 2 * time.Second
 )
 
 // Bounds of starting. teamd opens its control socket before it has any
@@ -86,6 +89,7 @@ type Shim struct {
 	members []string      // teamd's ports when it last answered
 	active  *proto.Active // the .active this shim wrote last
 	sb      *standbyWait  // while waiting-ready, standby and taking over
+	hearing *outgoing     // waiting-ready: the members' LACPDUs (see readyPeriod)
 	live    *ofdlock.Lock // the LAG's liveness lock at this epoch
 	fence   fileVersion   // the .active this shim last saw, for the fence check
 
@@ -292,6 +296,10 @@ func (s *Shim) run(ctx context.Context) (int, error) {
 		if s.stopFence != nil {
 			s.stopFence()
 		}
+		if s.hearing != nil {
+			s.hearing.close()
+			s.hearing = nil
+		}
 	}()
 	if err := s.enter(StateStarting, EventStart); err != nil {
 		return s.finish(EventStart, err)
@@ -319,6 +327,10 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 		}
 		var events, fence <-chan statefile.Event
 		var deadline, look <-chan time.Time
+		var heard <-chan struct{}
+		if s.state == StateWaitingReady && s.hearing != nil {
+			heard = s.hearing.heard
+		}
 		if s.sb != nil && s.sb.tick != nil {
 			events, deadline, look = s.sb.events, s.sb.deadline, s.sb.tick.C
 		}
@@ -376,6 +388,10 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 				}
 			}
 
+		case <-heard:
+			// teamd gets the same PDU: ask it once it has taken it in.
+			poll.Reset(heardSettle)
+
 		case <-poll.C:
 			dump, err := s.teamd.stateDump(ctx, callTimeout)
 			if err == nil {
@@ -409,7 +425,13 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 					if err := s.announce(ctx, dump); err != nil {
 						return s.finish(EventReady, err)
 					}
+					continue
 				}
+				if err == nil && !slices.Equal(dump.PortNames(), s.members) {
+					s.members = dump.PortNames() // teamd has its ports now: watch them
+					s.listen()
+				}
+				poll.Reset(s.readyPeriod())
 			case StateActive:
 				if s.fenced() {
 					return s.stepDown()
@@ -560,7 +582,8 @@ func (s *Shim) starting(st *starting, dump *teamd.State, err error) (next time.D
 	}
 	if s.role == proto.RoleStandby || s.restartPassive {
 		s.log.Info("passive: waiting for teamd to hear the partner on every member", "role", s.role, "path", s.path)
-		return readyPoll, s.enter(StateWaitingReady, EventAnswered)
+		s.listen()
+		return s.readyPeriod(), s.enter(StateWaitingReady, EventAnswered)
 	}
 	if missing := s.missingPorts(dump); len(missing) > 0 {
 		if time.Since(st.answered) < portWait {
@@ -708,6 +731,41 @@ func (s *Shim) relay(sig syscall.Signal) {
 	}
 }
 
+// listen watches the members' LACPDUs while teamd is not ready, so that
+// each partner PDU prompts a look (the loop's heard case).
+func (s *Shim) listen() {
+	if s.hearing.covers(s.members) {
+		return
+	}
+	if s.hearing != nil {
+		s.hearing.close()
+	}
+	s.hearing = watchOutgoing(s.members, s.log)
+}
+
+// readyPeriod is the look at a waiting teamd between partner PDUs: rare
+// when every member's PDUs prompt a look, else readyPoll.
+func (s *Shim) readyPeriod() time.Duration {
+	if len(s.members) > 0 && s.hearing.covers(s.members) {
+		return readyFallback
+	}
+	return readyPoll
+}
+
+// takeHearing hands the members' watch over to the takeover's
+// confirmation (opened anew if teamd's members are not those watched).
+func (s *Shim) takeHearing() *outgoing {
+	o := s.hearing
+	s.hearing = nil
+	if !o.covers(s.members) {
+		if o != nil {
+			o.close()
+		}
+		o = watchOutgoing(s.members, s.log)
+	}
+	return o
+}
+
 // myActive keeps the LAG's .active, for the fence watch.
 func (s *Shim) myActive(lag string, k proto.Kind) bool { return lag == s.lag && k == proto.KindActive }
 
@@ -715,7 +773,7 @@ func (s *Shim) myActive(lag string, k proto.Kind) bool { return lag == s.lag && 
 // member, so it takes over at once, its first PDU in sync.
 func (s *Shim) restartTakeOver(st *teamd.State) error {
 	s.members = st.PortNames()
-	s.sb = &standbyWait{confirm: watchOutgoing(s.members, s.log)}
+	s.sb = &standbyWait{confirm: s.takeHearing()}
 	s.log.Info("restart: teamd hears the partner; taking over")
 	return s.takeOver(EventReady, proto.PathRestart, 0, "restarted: teamd started passive and took over once it heard the partner")
 }
@@ -728,7 +786,7 @@ func (s *Shim) becomeActive() error {
 	if s.path == proto.PathRestart && s.teamd.adopted && len(s.members) > 0 {
 		// The adopted teamd speaks already: the record says so once its
 		// PDUs are seen leaving every member.
-		o := watchOutgoing(s.members, s.log)
+		o := s.takeHearing()
 		since := time.Now()
 		if at, err := o.wait(since, s.opts.ConfirmTimeout, s.teamd.done); err == nil {
 			t.Confirmed = monoclock.Now() - int64(time.Since(at))

@@ -92,7 +92,7 @@ func (s *Shim) ready(st *teamd.State) bool {
 // slip past), .standby is written, and this LAG's records are watched.
 func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 	s.members = st.PortNames()
-	w := &standbyWait{confirm: watchOutgoing(s.members, s.log), watchSince: time.Now(), ifindexes: map[int]bool{},
+	w := &standbyWait{confirm: s.takeHearing(), watchSince: time.Now(), ifindexes: map[int]bool{},
 		proof: silenceProof(st), tick: time.NewTicker(standbyCheck)}
 	for _, p := range st.Ports {
 		w.ifindexes[p.IfInfo.Ifindex] = true
