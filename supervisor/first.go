@@ -161,25 +161,16 @@ func (f *firstPlan) checkLayout(t *shimless.Teamd) error {
 func (f *firstPlan) states(ctx context.Context, lags []string) (map[string]*teamd.State, map[string]error) {
 	states, errs := map[string]*teamd.State{}, map[string]error{}
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxParallelDump)
-	for _, lag := range lags {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			st, err := f.stateDump(ctx, lag)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs[lag] = err
-			} else {
-				states[lag] = st
-			}
-		}()
-	}
-	wg.Wait()
+	eachLAG(lags, maxParallelDump, func(lag string) {
+		st, err := f.stateDump(ctx, lag)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs[lag] = err
+		} else {
+			states[lag] = st
+		}
+	})
 	return states, errs
 }
 
@@ -338,27 +329,18 @@ func (r *run) stopFirst(ctx context.Context, p *plan, lags []string) {
 	r.progress("cutover written (deadline %v); stopping the %d old teamds of %s warm, by PID: no way back now", r.s.opts.Deadline, len(lags), r.s.opts.Backup)
 	tl := r.newTally("done with its old teamd", len(lags))
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxParallelDump)
-	for _, lag := range lags {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			way, err := r.stopOldTeamd(ctx, p, lag)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				// Not r.warn: this runs beside other goroutines of the
-				// flow, which holds mu for the report.
-				r.rep.Warnings = append(r.rep.Warnings, err.Error())
-				r.s.opts.Logger.Warn(err.Error(), "stage", r.stage)
-			}
-			tl.add(lag, way)
-		}()
-	}
-	wg.Wait()
+	eachLAG(lags, maxParallelDump, func(lag string) {
+		way, err := r.stopOldTeamd(ctx, p, lag)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			// Not r.warn: this runs beside other goroutines of the
+			// flow, which holds mu for the report.
+			r.rep.Warnings = append(r.rep.Warnings, err.Error())
+			r.s.opts.Logger.Warn(err.Error(), "stage", r.stage)
+		}
+		tl.add(lag, way)
+	})
 }
 
 // stopOldTeamd is one LAG's part of stopFirst: what its shim would do on

@@ -390,26 +390,34 @@ func (r *run) teamdStates(ctx context.Context, p *plan) (map[string]*teamd.State
 		r.s.opts.Logger.Info("teamd-shim dump failed; asking teamdctl LAG by LAG", "err", err)
 	}
 	var mu sync.Mutex
+	eachLAG(p.lagNames(), maxParallelExec, func(lag string) {
+		st, err := r.s.teamdState(ctx, p.old.ID, lag)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs[lag] = err
+		} else {
+			states[lag] = st
+		}
+	})
+	return states, errs
+}
+
+// eachLAG runs fn for every LAG, at most limit at once, and returns when
+// every call has.
+func eachLAG(lags []string, limit int, fn func(lag string)) {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxParallelExec)
-	for _, l := range p.lags {
+	sem := make(chan struct{}, limit)
+	for _, lag := range lags {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			st, err := r.s.teamdState(ctx, p.old.ID, l.name)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs[l.name] = err
-			} else {
-				states[l.name] = st
-			}
+			fn(lag)
 		}()
 	}
 	wg.Wait()
-	return states, errs
 }
 
 // lagReport is a LAG's line of the report before the handoff.
