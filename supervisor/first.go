@@ -156,24 +156,6 @@ func (f *firstPlan) checkLayout(t *shimless.Teamd) error {
 	return nil
 }
 
-// states asks every old teamd for its StateDump over its control socket,
-// a few at once.
-func (f *firstPlan) states(ctx context.Context, lags []string) (map[string]*teamd.State, map[string]error) {
-	states, errs := map[string]*teamd.State{}, map[string]error{}
-	var mu sync.Mutex
-	eachLAG(lags, maxParallelDump, func(lag string) {
-		st, err := f.stateDump(ctx, lag)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			errs[lag] = err
-		} else {
-			states[lag] = st
-		}
-	})
-	return states, errs
-}
-
 // stateDump asks one old teamd.
 func (f *firstPlan) stateDump(ctx context.Context, lag string) (*teamd.State, error) {
 	t := f.teamds[lag]

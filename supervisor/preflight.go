@@ -371,8 +371,8 @@ func (r *run) askTeamds(ctx context.Context, p *plan) error {
 // (an exec costs tens of milliseconds of dockerd's time), else with one
 // teamdctl per LAG, a few at once.
 func (r *run) teamdStates(ctx context.Context, p *plan) (map[string]*teamd.State, map[string]error) {
-	if p.first != nil {
-		return p.first.states(ctx, p.lagNames())
+	if p.first != nil { // over each old teamd's control socket
+		return askEach(p.lagNames(), maxParallelDump, func(lag string) (*teamd.State, error) { return p.first.stateDump(ctx, lag) })
 	}
 	states, errs := map[string]*teamd.State{}, map[string]error{}
 	if filepath.Base(p.old.Path) == "teamd-shim" {
@@ -389,9 +389,16 @@ func (r *run) teamdStates(ctx context.Context, p *plan) (map[string]*teamd.State
 		}
 		r.s.opts.Logger.Info("teamd-shim dump failed; asking teamdctl LAG by LAG", "err", err)
 	}
+	return askEach(p.lagNames(), maxParallelExec, func(lag string) (*teamd.State, error) { return r.s.teamdState(ctx, p.old.ID, lag) })
+}
+
+// askEach asks every LAG's teamd for its state with ask, at most limit at
+// once: the states of those that answered, and why the others did not.
+func askEach(lags []string, limit int, ask func(lag string) (*teamd.State, error)) (map[string]*teamd.State, map[string]error) {
+	states, errs := map[string]*teamd.State{}, map[string]error{}
 	var mu sync.Mutex
-	eachLAG(p.lagNames(), maxParallelExec, func(lag string) {
-		st, err := r.s.teamdState(ctx, p.old.ID, lag)
+	eachLAG(lags, limit, func(lag string) {
+		st, err := ask(lag)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
