@@ -55,9 +55,6 @@ const (
 	FaultDeaf          Fault = "deaf"           // drops every received frame: never hears the partner
 )
 
-// tickEvery is the state goroutine's timer resolution.
-const tickEvery = 20 * time.Millisecond
-
 // Daemon is one running stand-in. One goroutine (Run) owns all LACP state;
 // socket readers and the control socket talk to it over channels.
 type Daemon struct {
@@ -154,8 +151,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	addPorts := time.After(portsDelay)
 
-	tick := time.NewTicker(tickEvery)
-	defer tick.Stop()
+	// One timer, set to the runner's next deadline, as teamd's timerfds
+	// are: a ticker would wake every stand-in dozens of times a second,
+	// and with 256 of them on the bed that is most of a core.
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -180,10 +180,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case r := <-d.ctl:
 			reply := d.control(r.method, r.args)
 			r.reply <- reply
-		case now := <-tick.C:
+		case now := <-timer.C:
 			d.lag.tick(now)
 		}
-		d.transmit(time.Now())
+		now := time.Now()
+		d.transmit(now)
+		next := d.lag.next(now, !d.silent)
+		if next.IsZero() {
+			next = now.Add(time.Hour)
+		}
+		timer.Reset(next.Sub(now))
 	}
 }
 

@@ -151,6 +151,37 @@ func (l *lag) tick(now time.Time) bool {
 	return changed
 }
 
+// next is when the runner has work again after now: a receive timer to
+// run or, if it transmits, a PDU due (a pending one held back by the rate
+// limit is due when the oldest send leaves the window). Zero: none.
+func (l *lag) next(now time.Time, transmits bool) time.Time {
+	var at time.Time
+	earlier := func(t time.Time) {
+		if at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
+	for _, p := range l.ports {
+		if p.state == stateCurrent || p.state == stateExpired {
+			earlier(p.rxExpires)
+		}
+		if !transmits || p.state == stateDisabled {
+			continue
+		}
+		tx := p.nextTx
+		if p.ntt {
+			tx = now
+		}
+		if len(p.txTimes) >= maxTxPerSec {
+			if free := p.txTimes[0].Add(time.Second); free.After(tx) {
+				tx = free
+			}
+		}
+		earlier(tx)
+	}
+	return at
+}
+
 // reselect picks the aggregator: ports that hear a partner, grouped by the
 // partner's system and key; the largest group (then the lowest lead
 // ifindex) is selected, if it has min_ports.

@@ -145,6 +145,39 @@ func TestRunner(t *testing.T) {
 	}
 }
 
+// The run loop sleeps until the runner's next deadline: the next PDU, a
+// PDU the rate limit holds back, or the receive timeout.
+func TestRunnerNextDeadline(t *testing.T) {
+	l, p, now := newLag(t)
+	pdu := partnerPDU(proto.Info{})
+	frame, _ := pdu.MarshalBinary()
+	l.receive(p, pdu, frame, now)
+	if got := l.next(now, true); !got.Equal(now) {
+		t.Fatalf("a PDU to send now: next %v after now", got.Sub(now))
+	}
+	l.due(now)
+	if got, want := l.next(now, true), now.Add(time.Second); !got.Equal(want) {
+		t.Fatalf("after a send: next in %v, want the 1 s period", got.Sub(now))
+	}
+	if got, want := l.next(now, false), now.Add(3*time.Second); !got.Equal(want) {
+		t.Fatalf("silent: next in %v, want the 3 s receive timeout", got.Sub(now))
+	}
+	for i := range maxTxPerSec - 1 {
+		p.ntt = true
+		l.due(now.Add(time.Duration(i+1) * 10 * time.Millisecond))
+	}
+	p.ntt = true
+	if got, want := l.next(now.Add(50*time.Millisecond), true), now.Add(time.Second); !got.Equal(want) {
+		t.Fatalf("rate-limited: next in %v, want when the first send leaves the window", got.Sub(now))
+	}
+	l.tick(now.Add(3 * time.Second))
+	l.tick(now.Add(6 * time.Second))
+	p.ntt, p.nextTx, p.state = false, time.Time{}, stateDisabled
+	if got := l.next(now, true); !got.IsZero() {
+		t.Fatalf("a disabled port has no deadline: next %v", got)
+	}
+}
+
 // StateDump carries exactly the keys of reference §4.
 func TestStateDumpShape(t *testing.T) {
 	l, p, now := newLag(t)
