@@ -85,7 +85,13 @@ func epochIs(e uint64) func(proto.Record) bool {
 }
 
 // writeCutover is the supervisor's b1 record: from epoch from to from+1.
-func writeCutover(t testing.TB, dir string, from uint64, lags []testbed.LAG) {
+func writeCutover(t testing.TB, dir string, from uint64, lags []testbed.LAG) *proto.Cutover {
+	t.Helper()
+	return writeCutoverInWaves(t, dir, from, lags, 0)
+}
+
+// writeCutoverInWaves is writeCutover asking for waves of window LAGs.
+func writeCutoverInWaves(t testing.TB, dir string, from uint64, lags []testbed.LAG, window int) *proto.Cutover {
 	t.Helper()
 	d, err := statefile.OpenDir(dir)
 	if err != nil {
@@ -93,13 +99,14 @@ func writeCutover(t testing.TB, dir string, from uint64, lags []testbed.LAG) {
 	}
 	now := monoclock.Now()
 	c := &proto.Cutover{Schema: proto.SchemaVersion, FromEpoch: from, ToEpoch: from + 1, StartedMono: now,
-		Started: time.Now(), DeadlineMono: now + int64(2500*time.Millisecond)}
+		Started: time.Now(), DeadlineMono: now + int64(2500*time.Millisecond), Window: window}
 	for _, l := range lags {
 		c.LAGs = append(c.LAGs, l.Name)
 	}
 	if _, err := d.Write(c); err != nil {
 		t.Fatal(err)
 	}
+	return c
 }
 
 // recordDir is a record directory as the shims expect it: private to root.
@@ -156,6 +163,57 @@ func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
 		}
 	}
 	if v := judge(t, b, w, "8 LAGs handed over by the shims"); !v.Clean() {
+		t.Fatal("the peer noticed the handoff")
+	}
+}
+
+// A switch's LAGs hand over in waves, a window per fast period, each
+// right after its old teamd's periodic PDU: SIGUSR1 reaches every old shim
+// at once, a LAG of wave w stops its teamd no sooner than w periods after
+// the cutover, and each waits for its teamd's next PDU, so that the peer's
+// gap is the handoff's time, not a period plus it.
+func TestIntegrationShimHandsOverInWaves(t *testing.T) {
+	const window = 2
+	b := newBed(t, 6, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	var olds []*sim
+	for _, l := range b.LAGs {
+		olds = append(olds, startShim(t, b, l, shimOpts{dir: dir, dumpDir: dump}))
+	}
+	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
+	negotiated(t, b)
+	for _, l := range b.LAGs {
+		startShim(t, b, l, shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump, takeover: "SIGRTMIN+1"})
+	}
+	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
+
+	w := mark(t, b)
+	cut := writeCutoverInWaves(t, dir, 1, b.LAGs, window)
+	for _, o := range olds {
+		o.signal(syscall.SIGUSR1)
+	}
+	actives := awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(2))
+	snaps := awaitRecords(t, dir, proto.KindSnapshot, b.LAGs, time.Second, epochIs(1))
+	for i, l := range b.LAGs {
+		wave := i / window
+		if got := cut.Wave(l.Name); got != wave {
+			t.Fatalf("%s: wave %d, want %d", l.Name, got, wave)
+		}
+		if a := actives[l.Name].(*proto.Active); a.Path != proto.PathSnapshot {
+			t.Errorf("%s: path %s, want snapshot (%s)", l.Name, a.Path, a.Note)
+		}
+		if after := time.Duration(snaps[l.Name].(*proto.Snapshot).TakenMono - cut.StartedMono); after < time.Duration(wave)*time.Second {
+			t.Errorf("%s of wave %d handed over %v after the cutover, before its wave", l.Name, wave, after)
+		}
+		olds[i].waitExit(t, 5*time.Second)
+		if log := olds[i].log.String(); !strings.Contains(log, "handing over right after it") {
+			t.Errorf("%s: the old shim did not wait for its teamd's periodic PDU:\n%s", l.Name, log)
+		}
+	}
+	time.Sleep(3500 * time.Millisecond) // three fast periods: any expiry it caused shows
+	v := judge(t, b, w, "6 LAGs handed over in waves of 2")
+	t.Logf("the peer's largest gap: %v", v.MaxGap())
+	if !v.Clean() {
 		t.Fatal("the peer noticed the handoff")
 	}
 }

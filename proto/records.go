@@ -259,6 +259,27 @@ type Cutover struct {
 	Started      time.Time `msgpack:"started" json:"started"`
 	DeadlineMono int64     `msgpack:"deadline_mono" json:"deadline_mono"`
 	LAGs         []string  `msgpack:"lags" json:"lags"`
+	// Window, if not 0, is how many LAGs hand over per fast period, in
+	// the order of LAGs: the LAG at place i waits i/Window periods (its
+	// Wave), then hands over right after its teamd's next periodic PDU.
+	// A switch's every handoff at once on two cores took each past its
+	// budget. Absent in records of earlier versions: all at once.
+	Window int `msgpack:"window,omitempty" json:"window,omitempty"`
+}
+
+// Wave is how many periods lag waits before it hands over: its place in
+// LAGs divided by Window; 0 without waves, and for a LAG the list does not
+// name.
+func (r *Cutover) Wave(lag string) int {
+	if r.Window <= 0 {
+		return 0
+	}
+	for i, l := range r.LAGs {
+		if l == lag {
+			return i / r.Window
+		}
+	}
+	return 0
 }
 
 // Journal is the supervisor's account of a run, rewritten durably before
@@ -438,6 +459,12 @@ func (r *Cutover) Validate() error {
 	}
 	if r.DeadlineMono <= r.StartedMono {
 		return fieldErr("deadline_mono", "not after started_mono")
+	}
+	if r.Window < 0 {
+		return fieldErr("window", "%d is negative", r.Window)
+	}
+	if r.Window > 0 && len(r.LAGs) == 0 {
+		return fieldErr("window", "waves of %d need the LAGs' order, and lags is empty", r.Window)
 	}
 	for i, l := range r.LAGs {
 		if !ValidLAGName(l) {

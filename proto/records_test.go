@@ -54,6 +54,9 @@ func TestValidate(t *testing.T) {
 		{"active from", func() proto.Record { a := prototest.Active("PortChannel1", 4, 2, c); a.FromEpoch = 0; return a }, "from_epoch"},
 		{"cutover epochs", func() proto.Record { x := prototest.Cutover(3, nil, c); x.ToEpoch = 5; return x }, "to_epoch"},
 		{"cutover deadline", func() proto.Record { x := prototest.Cutover(3, nil, c); x.DeadlineMono = x.StartedMono; return x }, "deadline_mono"},
+		{"cutover in waves", func() proto.Record { x := prototest.Cutover(3, []string{"PortChannel1"}, c); x.Window = 16; return x }, ""},
+		{"cutover window", func() proto.Record { x := prototest.Cutover(3, []string{"PortChannel1"}, c); x.Window = -1; return x }, "window"},
+		{"cutover waves unordered", func() proto.Record { x := prototest.Cutover(3, nil, c); x.Window = 16; return x }, "window"},
 		{"journal operation", func() proto.Record { j := prototest.Journal(3, "a3", c); j.Operation = "dry-run"; return j }, "operation"},
 		{"journal names", func() proto.Record { j := prototest.Journal(3, "a3", c); j.Backup = j.Container; return j }, "backup"},
 		{"journal old", func() proto.Record { j := prototest.Journal(3, "a3", c); j.OldID = ""; return j }, "old_id"},
@@ -139,5 +142,29 @@ func TestKernelLAGDiff(t *testing.T) {
 				t.Errorf("Diff (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// A LAG's wave is its place in the cutover's order, a window at a time.
+func TestCutoverWave(t *testing.T) {
+	lags := []string{"PortChannel1", "PortChannel2", "PortChannel3", "PortChannel4", "PortChannel5"}
+	c := prototest.Cutover(3, lags, prototest.DefaultClock)
+	for _, tc := range []struct {
+		window int
+		lag    string
+		want   int
+	}{
+		{0, "PortChannel5", 0},
+		{2, "PortChannel1", 0},
+		{2, "PortChannel2", 0},
+		{2, "PortChannel3", 1},
+		{2, "PortChannel5", 2},
+		{2, "PortChannel9", 0}, // not listed: not held back
+		{16, "PortChannel5", 0},
+	} {
+		c.Window = tc.window
+		if got := c.Wave(tc.lag); got != tc.want {
+			t.Errorf("window %d: Wave(%s) = %d, want %d", tc.window, tc.lag, got, tc.want)
+		}
 	}
 }

@@ -50,7 +50,7 @@ func (r *run) afterCutover(ctx context.Context, p *plan, newID string, cut *prot
 	if err := r.journal(string(StageTakeover)); err != nil {
 		r.note("%v", err)
 	}
-	actives := r.waitActive(ctx, p, newID)
+	actives := r.waitActive(ctx, p, newID, waveSlack(cut))
 	if len(actives) == 0 {
 		if why := r.oldServesAll(ctx, p); why == "" {
 			// Its shims refused to hand over to a new container that is
@@ -151,10 +151,28 @@ func (r *run) stillServed(ctx context.Context, p *plan, actives map[string]*prot
 func (r *run) newCutover(p *plan) *proto.Cutover {
 	now := monoclock.Now()
 	host, _ := os.Hostname()
-	return &proto.Cutover{Schema: proto.SchemaVersion, FromEpoch: p.epoch, ToEpoch: p.epoch + 1,
+	c := &proto.Cutover{Schema: proto.SchemaVersion, FromEpoch: p.epoch, ToEpoch: p.epoch + 1,
 		Writer:      proto.Process{Hostname: host, PID: os.Getpid()},
 		StartedMono: now, Started: time.Now(), DeadlineMono: now + int64(r.s.opts.Deadline), LAGs: p.lagNames()}
+	if len(p.lags) > r.s.opts.HandoverWindow {
+		c.Window = r.s.opts.HandoverWindow
+	}
+	return c
 }
+
+// waveSlack is how much later than the first LAG the last may hand over:
+// a fast period per wave (proto.Cutover.Wave), and one for the wait for
+// its teamd's next PDU, as the standbys' deadlines move.
+func waveSlack(c *proto.Cutover) time.Duration {
+	last := 0
+	if len(c.LAGs) > 0 {
+		last = c.Wave(c.LAGs[len(c.LAGs)-1])
+	}
+	return time.Duration(last+1) * fastPeriod
+}
+
+// fastPeriod is LACP's fast periodic time: a PDU a second.
+const fastPeriod = time.Second
 
 // stopOld is b1's signal: SIGUSR1 to the old container, whose shims hand
 // over. Two speakers must never be: if the signal cannot be sent, the old
@@ -185,9 +203,9 @@ func (r *run) stopOld(ctx context.Context, id string) {
 // standbys could not take over), and once the deadline has passed with
 // LAGs missing while the old container still runs, it sends SIGUSR1 again:
 // a shim restarted after the first one has not had it.
-func (r *run) waitActive(ctx context.Context, p *plan, newID string) map[string]*proto.Active {
+func (r *run) waitActive(ctx context.Context, p *plan, newID string, slack time.Duration) map[string]*proto.Active {
 	e, o := r.s.engine, r.s.opts
-	ctx, cancel := context.WithTimeout(ctx, o.TakeoverTimeout)
+	ctx, cancel := context.WithTimeout(ctx, o.TakeoverTimeout+slack)
 	defer cancel()
 	got := map[string]*proto.Active{}
 	events, err := statefile.WatchOnly(ctx, o.Dir, func(_ string, k proto.Kind) bool { return k == proto.KindActive })
@@ -197,7 +215,8 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string) map[string]
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	resendAt, resent := time.Now().Add(o.Deadline+time.Second), false
+	resendAfter := o.Deadline + time.Second + slack
+	resendAt, resent := time.Now().Add(resendAfter), false
 	tl := r.newTally("taken over", len(p.lags))
 	for len(got) < len(p.lags) {
 		select {
@@ -230,7 +249,7 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string) map[string]
 						}
 						return m
 					}())
-					r.note("%s not taken over %v after the cutover while %s still runs: SIGUSR1 sent again", someNames(left, tallyNames), o.Deadline+time.Second, o.Backup)
+					r.note("%s not taken over %v after the cutover while %s still runs: SIGUSR1 sent again", someNames(left, tallyNames), resendAfter, o.Backup)
 					_ = e.ContainerKill(ctx, p.old.ID, "SIGUSR1")
 				}
 			}

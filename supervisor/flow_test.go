@@ -674,3 +674,36 @@ func TestPreflightRefusesTeamdWithoutWarmStop(t *testing.T) {
 		t.Errorf("preflight changed something: %q", calls)
 	}
 }
+
+// The cutover asks the old container for waves when it has more LAGs than
+// the handover window, in the LAGs' order; with no more, all at once.
+func TestCutoverAsksForWaves(t *testing.T) {
+	for _, tc := range []struct {
+		window, want int
+	}{{2, 2}, {3, 0}, {0, 0}} { // 0: the default window, larger than 3
+		t.Run(fmt.Sprint(tc.window), func(t *testing.T) {
+			lags := []string{"PortChannel1", "PortChannel2", "PortChannel10"}
+			fs := newSwitch(t, lags)
+			var cut *proto.Cutover
+			fs.onUSR1 = func() {
+				rec, err := fs.dir.Read("", proto.KindCutover)
+				if err != nil {
+					t.Errorf("no cutover when SIGUSR1 reached the old container: %v", err)
+					return
+				}
+				cut = rec.(*proto.Cutover)
+			}
+			o := fs.options()
+			o.HandoverWindow = tc.window
+			if rep, err := fs.upgrade(context.Background(), o); err != nil {
+				t.Fatalf("result %s: %v", rep.Result, err)
+			}
+			if cut == nil || cut.Window != tc.want {
+				t.Fatalf("cutover %+v, want window %d", cut, tc.want)
+			}
+			if want := []string{"PortChannel1", "PortChannel2", "PortChannel10"}; !slices.Equal(cut.LAGs, want) {
+				t.Errorf("the waves' order %q, want %q", cut.LAGs, want)
+			}
+		})
+	}
+}

@@ -30,6 +30,11 @@ const (
 	// DefaultExitTimeout bounds the backup's exit after b1 (c1); its shims
 	// kill their teamd after 800 ms and exit once the snapshot is written.
 	DefaultExitTimeout = 10 * time.Second
+	// DefaultHandoverWindow is how many LAGs hand over per fast period
+	// (the cutover's Window): 128 LAGs in four waves. Every LAG at once on
+	// a switch's two cores took each handoff past its budget (at 96 LAGs,
+	// 92 took the deadline path).
+	DefaultHandoverWindow = 32
 	// DefaultStopTimeout is how long a rolled-back new container gets to
 	// stop (its standbys remove their records) before it is killed.
 	DefaultStopTimeout = 5 * time.Second
@@ -63,6 +68,10 @@ type Options struct {
 	TakeoverTimeout time.Duration
 	ExitTimeout     time.Duration
 	StopTimeout     time.Duration
+	// HandoverWindow is how many LAGs hand over per fast period at b1
+	// (DefaultHandoverWindow if 0); a run with no more LAGs than that
+	// hands every one over in the first.
+	HandoverWindow int
 	// Progress, if set, gets every step of the flow as it happens.
 	Progress func(Step)
 	Logger   *slog.Logger
@@ -103,6 +112,12 @@ func (o *Options) defaults() error {
 		if *d.to < 0 {
 			return fmt.Errorf("negative timeout %v", *d.to)
 		}
+	}
+	if o.HandoverWindow == 0 {
+		o.HandoverWindow = DefaultHandoverWindow
+	}
+	if o.HandoverWindow < 0 {
+		return fmt.Errorf("negative handover window %d", o.HandoverWindow)
 	}
 	if o.Deadline >= o.TakeoverTimeout {
 		return fmt.Errorf("deadline %v is not shorter than the takeover timeout %v", o.Deadline, o.TakeoverTimeout)

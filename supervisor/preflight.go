@@ -410,16 +410,16 @@ func askEach(lags []string, limit int, ask func(lag string) (*teamd.State, error
 	return states, errs
 }
 
-// eachLAG runs fn for every LAG, at most limit at once, and returns when
-// every call has.
+// eachLAG runs fn for every LAG, in order, at most limit at once, and
+// returns when every call has.
 func eachLAG(lags []string, limit int, fn func(lag string)) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, limit)
 	for _, lag := range lags {
+		sem <- struct{}{} // in order: b1's waves are the cutover's
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
 			defer func() { <-sem }()
 			fn(lag)
 		}()

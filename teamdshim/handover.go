@@ -58,6 +58,56 @@ func (s *Shim) handOver(ctx context.Context, ev Event) error {
 	return s.enter(StateDone, EventHandedOver)
 }
 
+// alignSlack is what awaitRound allows beyond the period: a busy switch
+// delays a PDU a little.
+const alignSlack = 100 * time.Millisecond
+
+// awaitRound waits for the LAG's turn in a handoff to the next epoch: its
+// wave's periods (proto.Cutover.Wave), then, up to a period more, until
+// teamd has sent its next periodic LACPDU on every member, so that the
+// handoff starts right after it. The peer then sees the old teamd's last
+// PDU and the new one's first closer together than a period however long
+// the handoff takes under a switch's load (hundreds of milliseconds), not
+// a period plus it; and the waves keep a switch's handoffs from all
+// competing for the CPU at once (their teamds may well all transmit in
+// step). Only a fast-rate LAG waits (alignPeriod); without teamd's state or
+// sockets on its members, the shim does not wait for the PDU.
+func (s *Shim) awaitRound() {
+	st := s.lastDump
+	if st == nil || len(st.Ports) == 0 {
+		return
+	}
+	period := alignPeriod(silenceProof(st))
+	if period == 0 {
+		return
+	}
+	o := watchOutgoing(st.PortNames(), s.log)
+	// Closing a packet socket waits for an RCU grace period: not on the
+	// handoff's path.
+	defer func() { go o.close() }()
+	start := time.Now()
+	if rec, err := s.dir.Read("", proto.KindCutover); err == nil {
+		if wave := rec.(*proto.Cutover).Wave(s.lag); wave > 0 {
+			s.log.Info("handing over in a later wave", "wave", wave, "in", time.Duration(wave)*period)
+			select {
+			case <-time.After(time.Duration(wave) * period):
+			case <-s.teamd.done:
+				return
+			}
+		}
+	}
+	if len(o.conns) != len(st.Ports) {
+		return
+	}
+	since := time.Now()
+	at, err := o.wait(since, period+alignSlack, s.teamd.done)
+	if err != nil {
+		s.log.Warn("handing over without waiting for teamd's next PDU", "err", err)
+		return
+	}
+	s.log.Info("teamd sent its periodic PDU: handing over right after it", "waited", at.Sub(start).Round(time.Millisecond))
+}
+
 // After a handoff to the next epoch the shim stays until that epoch speaks
 // for the LAG, up to successorWait. If the next epoch's liveness lock
 // stays free for successorGone (init restarts a killed shim within

@@ -488,6 +488,9 @@ func (s *Shim) handOverRequested(ctx context.Context) (done bool, err error) {
 			"epoch", s.epoch, "next", s.epoch+1)
 		return false, nil
 	}
+	if toNext {
+		s.awaitRound()
+	}
 	if err := s.handOver(ctx, EventHandOver); err != nil {
 		return true, err
 	}

@@ -49,6 +49,17 @@ func silenceProof(st *teamd.State) time.Duration {
 	return 45 * time.Second
 }
 
+// alignPeriod is the period an old shim aligns its handoff on (see
+// awaitRound), the partner's fast period; 0 for a slow-rate LAG, whose
+// 30 s period and 90 s budget make waiting for its next PDU pointless.
+// A standby's deadline allows for it.
+func alignPeriod(proof time.Duration) time.Duration {
+	if period := proof * 2 / 3; period <= time.Second {
+		return period
+	}
+	return 0
+}
+
 // failoverProof is the proof a failover before any cutover needs while the
 // old teamd still holds its sockets (frozen, or only slow): two periods,
 // not one and a half. Nothing has told that teamd to stop, and a busy

@@ -161,9 +161,13 @@ func (s *Shim) record(ev statefile.Event) error {
 			return nil
 		}
 		w.cut, w.timings.CutoverSeen = c, monoclock.Now()
-		at := min(c.DeadlineMono, c.StartedMono+int64(s.opts.Budget))
+		// The old shim waits for its wave and then up to a period for its
+		// teamd's next PDU before it stops it (awaitRound): the budget
+		// starts that much later.
+		wave := c.Wave(s.lag)
+		at := min(c.DeadlineMono, c.StartedMono+int64(s.opts.Budget)) + int64(wave+1)*int64(alignPeriod(w.proof))
 		wait := time.Duration(at - w.timings.CutoverSeen)
-		s.log.Info("cutover", "from_epoch", c.FromEpoch, "deadline_in", wait)
+		s.log.Info("cutover", "from_epoch", c.FromEpoch, "wave", wave, "deadline_in", wait)
 		w.deadline = time.After(wait)
 		if w.pending == nil {
 			return nil
@@ -236,9 +240,13 @@ func (s *Shim) look() error {
 	}
 	if w.cut != nil {
 		// Told to stop, the old speaker may freeze instead (its container
-		// paused): once the wire has been quiet for the proof, waiting for
-		// the rest of the budget only spends the peer's 3 s.
-		if ev := s.gather(w.proof); ev.watched && ev.quiet >= w.proof { // the wire alone
+		// paused), or its shim die after its teamd: once the wire has been
+		// quiet for the proof, or for a period with the old teamd's
+		// sockets gone (its shim would have written the snapshot by
+		// then), waiting for the rest of the budget only spends the
+		// peer's 3 s.
+		period := w.proof * 2 / 3
+		if ev := s.gather(period); ev.watched && (ev.quiet >= w.proof || ev.quiet >= period && ev.sockets && ev.foreign == 0) {
 			return s.deadline()
 		}
 		return nil

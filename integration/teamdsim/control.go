@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/internal/sys/lacpsock"
 	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
@@ -81,7 +82,7 @@ func (d *Daemon) control(method string, args []string) []byte {
 		if !want(1) {
 			return errArgs
 		}
-		if _, err := net.InterfaceByName(args[0]); err != nil {
+		if _, err := lacpsock.Interface(args[0]); err != nil {
 			return teamd.Failure("NoSuchDev", "No such device.")
 		}
 		cfg, ok := d.opts.Config.Ports[args[0]]
@@ -105,7 +106,7 @@ func (d *Daemon) control(method string, args []string) []byte {
 		if !want(2) {
 			return errArgs
 		}
-		if _, err := net.InterfaceByName(args[0]); err != nil {
+		if _, err := lacpsock.Interface(args[0]); err != nil {
 			return teamd.Failure("NoSuchDev", "No such device.")
 		}
 		pc, err := ParsePortConfig([]byte(args[1]))
@@ -167,8 +168,8 @@ func (d *Daemon) state() teamd.State {
 	}
 	for _, p := range d.lag.sortedPorts() {
 		up := false
-		if ifi, err := net.InterfaceByName(p.name); err == nil {
-			up = ifi.Flags&net.FlagUp != 0
+		if ifi, err := lacpsock.Interface(p.name); err == nil {
+			up = ifi.Up
 		}
 		st.Ports[p.name] = teamd.Port{
 			IfInfo: teamd.IfInfo{DevAddr: p.mac.String(), DevAddrLen: 6, Ifindex: p.ifindex, Ifname: p.name},

@@ -53,6 +53,18 @@ func (o *OVS) output(ctx context.Context, name string, args ...string) (string, 
 	return string(out), nil
 }
 
+// PIDs are the daemons' process IDs by name (ovsdb-server, ovs-vswitchd):
+// "ip netns exec" execs them in place, so the commands' PIDs are theirs.
+func (o *OVS) PIDs() map[string]int {
+	out := map[string]int{}
+	for _, c := range o.procs {
+		if c.Process != nil && len(c.Args) > 4 {
+			out[c.Args[4]] = c.Process.Pid
+		}
+	}
+	return out
+}
+
 // LogPath is ovs-vswitchd's log file.
 func (o *OVS) LogPath() string { return filepath.Join(o.dir, "vswitchd.log") }
 

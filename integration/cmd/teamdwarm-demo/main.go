@@ -96,6 +96,15 @@ func demo(ctx context.Context, lags, members int, bin string, fromSONiC bool) (e
 	if err != nil {
 		return err
 	}
+	cpu, err := startCost(ctx, box, id)
+	if err != nil {
+		return fmt.Errorf("measuring CPU: %w", err)
+	}
+	rest, err := cpu.atRest(ctx, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("      %s\n", rest)
 
 	args := []string{"upgrade", "--container", box.Name, "--image", box.Images["v2"], "--dir", box.Dir}
 	step(3, "teamd-warm %s", strings.Join(args, " "))
@@ -118,6 +127,7 @@ func demo(ctx context.Context, lags, members int, bin string, fromSONiC bool) (e
 	if err := v.WriteTable(os.Stdout); err != nil {
 		return err
 	}
+	fmt.Printf("\n%s\n", cpu.handoff(box.Dir, lags))
 	switch {
 	case upgradeErr != nil:
 		return fmt.Errorf("teamd-warm upgrade failed: %w", upgradeErr)

@@ -79,6 +79,7 @@ func upgrade(ctx context.Context, op supervisor.Operation, args []string, io cli
 	fs.DurationVar(&o.Deadline, "deadline", supervisor.DefaultDeadline, "b1: standbys without a valid snapshot take over by then")
 	fs.DurationVar(&o.TakeoverTimeout, "takeover-timeout", supervisor.DefaultTakeoverTimeout, "b2: a LAG not taken over by then has failed")
 	fs.DurationVar(&o.ExitTimeout, "exit-timeout", supervisor.DefaultExitTimeout, "c1: kill the old container if it has not exited by then")
+	fs.IntVar(&o.HandoverWindow, "handover-window", supervisor.DefaultHandoverWindow, "b1: how many LAGs hand over per fast period (in waves, in the LAGs' order)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}

@@ -18,7 +18,6 @@ package lacpsock
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
@@ -59,10 +58,47 @@ var slowOnly = []unix.SockFilter{
 	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
 }
 
-func listen(ifname string, ethertype uint16) (*Conn, error) {
-	ifi, err := net.InterfaceByName(ifname)
+// Iface is what this package needs of an interface.
+type Iface struct {
+	Index int
+	MAC   proto.MAC
+	Up    bool
+}
+
+// Interface looks the interface named name up in the calling thread's
+// network namespace, by ioctl: net.InterfaceByName dumps every link of the
+// namespace to find one, which on a switch's hundreds of ports made a
+// socket's open and a StateDump cost milliseconds each.
+func Interface(name string) (Iface, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("lacpsock: %s: %w", ifname, err)
+		return Iface{}, fmt.Errorf("lacpsock: %s: %w", name, err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return Iface{}, fmt.Errorf("lacpsock: %s: %w", name, err)
+	}
+	var ifi Iface
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return Iface{}, fmt.Errorf("lacpsock: %s: %w", name, err)
+	}
+	ifi.Index = int(ifr.Uint32())
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return Iface{}, fmt.Errorf("lacpsock: %s: flags: %w", name, err)
+	}
+	ifi.Up = ifr.Uint16()&unix.IFF_UP != 0
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFHWADDR, ifr); err != nil {
+		return Iface{}, fmt.Errorf("lacpsock: %s: hardware address: %w", name, err)
+	}
+	ifi.MAC = ifreqHWAddr(ifr)
+	return ifi, nil
+}
+
+func listen(ifname string, ethertype uint16) (*Conn, error) {
+	ifi, err := Interface(ifname)
+	if err != nil {
+		return nil, err
 	}
 	// Protocol 0: nothing is delivered until bind, after the filter is on.
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
@@ -88,8 +124,7 @@ func listen(ifname string, ethertype uint16) (*Conn, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 		return fail("SO_TIMESTAMPNS", err)
 	}
-	c := &Conn{f: os.NewFile(uintptr(fd), "lacp:"+ifname), ifindex: ifi.Index, ifname: ifname}
-	copy(c.mac[:], ifi.HardwareAddr)
+	c := &Conn{f: os.NewFile(uintptr(fd), "lacp:"+ifname), ifindex: ifi.Index, ifname: ifname, mac: ifi.MAC}
 	return c, nil
 }
 

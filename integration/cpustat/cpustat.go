@@ -1,0 +1,202 @@
+// Package cpustat reads the CPU time of processes and cgroups, and samples
+// them over a run, so that the test bed's figures can tell the product's
+// cost from the bed's own (Open vSwitch, the teamd stand-ins, the
+// observer).
+package cpustat
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// userHZ is the unit of /proc/PID/stat's times: USER_HZ, 100 on Linux
+// whatever the kernel's own tick.
+const userHZ = 100
+
+// Process is the CPU time (user and system) process pid has used.
+func Process(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStat(b)
+}
+
+// parseStat reads utime and stime from a /proc/PID/stat line. The process
+// name may hold spaces and parentheses, so the fields are counted from the
+// last ')'.
+func parseStat(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc stat: no ')' in %q", b)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// After the name: state(0) ppid ... utime is field 14 of the line,
+	// index 11 here; stime 12.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc stat: %d fields after the name, want 13 or more", len(f))
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc stat: utime %q, stime %q are not counts", f[11], f[12])
+	}
+	return time.Duration(u+s) * time.Second / userHZ, nil
+}
+
+// CgroupOf is the directory of process pid's CPU accounting cgroup:
+// cpuacct's under cgroup v1, the unified one under v2.
+func CgroupOf(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", err
+	}
+	return parseCgroup(b, "/sys/fs/cgroup")
+}
+
+// parseCgroup finds the CPU accounting cgroup in a /proc/PID/cgroup file
+// under root: a v1 line naming cpuacct wins over the v2 "0::" line.
+func parseCgroup(b []byte, root string) (string, error) {
+	var v2 string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		id, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		ctrls, path, ok := strings.Cut(rest, ":")
+		if !ok {
+			continue
+		}
+		for _, c := range strings.Split(ctrls, ",") {
+			if c == "cpuacct" {
+				return filepath.Join(root, ctrls, path), nil
+			}
+		}
+		if id == "0" && ctrls == "" {
+			v2 = filepath.Join(root, path)
+		}
+	}
+	if v2 == "" {
+		return "", fmt.Errorf("/proc cgroup: no cpuacct (v1) or unified (v2) line")
+	}
+	return v2, nil
+}
+
+// Cgroup is the CPU time the processes of cgroup dir (and of the cgroups
+// below it) have used, those that exited included.
+func Cgroup(dir string) (time.Duration, error) {
+	if b, err := os.ReadFile(filepath.Join(dir, "cpuacct.usage")); err == nil { // v1, in ns
+		ns, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s/cpuacct.usage: %q is not a count", dir, b)
+		}
+		return time.Duration(ns), nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "cpu.stat")) // v2
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			us, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s/cpu.stat: usage_usec %q is not a count", dir, v)
+			}
+			return time.Duration(us) * time.Microsecond, nil
+		}
+	}
+	return 0, fmt.Errorf("%s/cpu.stat: no usage_usec", dir)
+}
+
+// Counter reads one cumulative CPU time.
+type Counter func() (time.Duration, error)
+
+// Sample is every counter's value at one moment; a counter that could not
+// be read is absent.
+type Sample struct {
+	At     time.Time
+	Values map[string]time.Duration
+}
+
+// Sampler reads named counters every interval, from Start until its
+// context ends.
+type Sampler struct {
+	mu      sync.Mutex
+	samples []Sample // guarded by mu
+	done    chan struct{}
+}
+
+// Start samples counters every interval until ctx is done.
+func Start(ctx context.Context, interval time.Duration, counters map[string]Counter) *Sampler {
+	s := &Sampler{done: make(chan struct{})}
+	take := func() {
+		smp := Sample{At: time.Now(), Values: map[string]time.Duration{}}
+		for name, c := range counters {
+			if v, err := c(); err == nil {
+				smp.Values[name] = v
+			}
+		}
+		s.mu.Lock()
+		s.samples = append(s.samples, smp)
+		s.mu.Unlock()
+	}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		take()
+		for {
+			select {
+			case <-ctx.Done():
+				take()
+				return
+			case <-tick.C:
+				take()
+			}
+		}
+	}()
+	return s
+}
+
+// Wait waits for the sampler to stop (its context ended).
+func (s *Sampler) Wait() { <-s.done }
+
+// Used is how much CPU counter name used from the sample nearest from to
+// the one nearest to, and the span between those two samples; ok is false
+// if the counter has no value at either.
+func (s *Sampler) Used(name string, from, to time.Time) (used, span time.Duration, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, b := s.nearest(from), s.nearest(to)
+	if a < 0 || b < 0 {
+		return 0, 0, false
+	}
+	va, oka := s.samples[a].Values[name]
+	vb, okb := s.samples[b].Values[name]
+	if !oka || !okb || vb < va {
+		return 0, 0, false
+	}
+	return vb - va, s.samples[b].At.Sub(s.samples[a].At), true
+}
+
+// nearest is the index of the sample nearest to t, -1 if none; s.mu held.
+func (s *Sampler) nearest(t time.Time) int {
+	best := -1
+	var bestD time.Duration
+	for i, smp := range s.samples {
+		d := smp.At.Sub(t).Abs()
+		if best < 0 || d < bestD {
+			best, bestD = i, d
+		}
+	}
+	return best
+}

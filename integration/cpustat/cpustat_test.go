@@ -1,0 +1,82 @@
+package cpustat
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseStat(t *testing.T) {
+	for _, tc := range []struct {
+		name, line string
+		want       time.Duration
+		err        string
+	}{
+		{"plain", "42 (ovs-vswitchd) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 3 0 100 0 0", 2800 * time.Millisecond, ""},
+		{"name with spaces and parens", "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 5 0 0", 30 * time.Millisecond, ""},
+		{"short", "7 (x) R 1 7", 0, "fields after the name"},
+		{"no name", "7 x R 1", 0, "no ')'"},
+		{"not a count", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 a 2 0", 0, "are not counts"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseStat([]byte(tc.line))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseCgroup(t *testing.T) {
+	v1 := "12:pids:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/system.slice/docker.service\n"
+	if got, err := parseCgroup([]byte(v1), "/sys/fs/cgroup"); err != nil || got != "/sys/fs/cgroup/cpu,cpuacct/docker/abc" {
+		t.Errorf("v1: %q, %v", got, err)
+	}
+	v2 := "0::/system.slice/docker-abc.scope\n"
+	if got, err := parseCgroup([]byte(v2), "/sys/fs/cgroup"); err != nil || got != "/sys/fs/cgroup/system.slice/docker-abc.scope" {
+		t.Errorf("v2: %q, %v", got, err)
+	}
+	if _, err := parseCgroup([]byte("3:memory:/x\n"), "/sys/fs/cgroup"); err == nil {
+		t.Error("no CPU accounting line: no error")
+	}
+}
+
+// This process's own CPU time grows as it works, and the sampler sees it.
+func TestSamplerSeesWork(t *testing.T) {
+	self := os.Getpid()
+	if _, err := Process(self); err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := Start(ctx, 10*time.Millisecond, map[string]Counter{"self": func() (time.Duration, error) { return Process(self) }})
+	from := time.Now()
+	before, _ := Process(self)
+	for { // spin until the kernel has counted 50 ms of it
+		if now, _ := Process(self); now-before >= 50*time.Millisecond {
+			break
+		}
+	}
+	to := time.Now()
+	cancel()
+	s.Wait()
+	used, span, ok := s.Used("self", from, to)
+	if !ok || used < 40*time.Millisecond || span <= 0 {
+		t.Fatalf("used %v over %v (ok %v), want 50 ms or so", used, span, ok)
+	}
+	if _, _, ok := s.Used("nothing", from, to); ok {
+		t.Error("a counter never sampled has a value")
+	}
+	if cg, err := CgroupOf(self); err == nil {
+		if _, err := Cgroup(cg); err != nil {
+			t.Logf("this process's cgroup %s has no CPU accounting: %v", cg, err)
+		}
+	}
+}
