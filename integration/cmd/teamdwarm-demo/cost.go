@@ -131,14 +131,34 @@ func (c *cost) handoff(dir string, lags int) string {
 	}
 	var last time.Time
 	n := 0
+	taken := map[string]int64{} // LAG -> its old shim began the handoff
+	signalled := map[string]int64{}
 	for _, e := range es {
-		if a, ok := e.Record.(*proto.Active); ok && a.Epoch == cut.ToEpoch {
+		switch r := e.Record.(type) {
+		case *proto.Active:
+			if r.Epoch != cut.ToEpoch {
+				continue
+			}
 			n++
-			if a.Since.After(last) {
-				last = a.Since
+			if r.Since.After(last) {
+				last = r.Since
+			}
+			signalled[r.LAG] = r.Timings.SignalSent
+		case *proto.Snapshot:
+			if r.Epoch == cut.FromEpoch {
+				taken[r.LAG] = r.TakenMono
 			}
 		}
 	}
+	// The critical path: the old shim's start of the handoff (right after
+	// its teamd's PDU) to the new teamd's takeover signal.
+	var paths []time.Duration
+	for lag, at := range taken {
+		if sent := signalled[lag]; sent > at {
+			paths = append(paths, time.Duration(sent-at))
+		}
+	}
+	slices.Sort(paths)
 	if n == 0 || !last.After(cut.Started) {
 		return "CPU of the handoff: not measured (no takeover after the cutover)"
 	}
@@ -154,6 +174,10 @@ func (c *cost) handoff(dir string, lags int) string {
 	line := fmt.Sprintf("CPU of the handoff: %d LAGs taken over in %v; the containers used %v in it, %v more than at rest (old %.0f%%, new %.0f%% of a core): %v per handoff",
 		n, window.Round(time.Millisecond), during.Round(time.Millisecond), extra.Round(time.Millisecond),
 		100*c.oldAtRest, 100*newAtRest, (extra / time.Duration(max(lags, 1))).Round(100*time.Microsecond))
+	if len(paths) > 0 {
+		q := func(p float64) time.Duration { return paths[int(p*float64(len(paths)-1))].Round(100 * time.Microsecond) }
+		line += fmt.Sprintf("; critical path (old shim's handoff to the new teamd's signal) p50 %v, p99 %v, max %v", q(0.5), q(0.99), q(1))
+	}
 	if ovs, ovsSpan, ok := c.sampler.Used("ovs-vswitchd", cut.Started, last); ok && ovsSpan > 0 {
 		line += fmt.Sprintf("; ovs-vswitchd %.0f%% of a core meanwhile", 100*ovs.Seconds()/ovsSpan.Seconds())
 	}
