@@ -21,13 +21,59 @@ import (
 // whatever the kernel's own tick.
 const userHZ = 100
 
-// Process is the CPU time (user and system) process pid has used.
+// Process is the CPU time (user and system) process pid has used: the sum
+// of its threads' scheduler run time (nanoseconds), or, where the kernel
+// does not keep that, /proc/PID/stat's, in USER_HZ ticks (a stand-in uses
+// less than a tick in a second).
 func Process(pid int) (time.Duration, error) {
+	if d, err := threads(pid); err == nil {
+		return d, nil
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
 	return parseStat(b)
+}
+
+// threads sums the first field of /proc/PID/task/*/schedstat: each
+// thread's time on a CPU, in ns.
+func threads(pid int) (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread exited
+		}
+		ns, err := parseSchedstat(b)
+		if err != nil {
+			return 0, err
+		}
+		sum += ns
+	}
+	if sum == 0 {
+		return 0, fmt.Errorf("%s: no thread has run time in schedstat", dir)
+	}
+	return sum, nil
+}
+
+// parseSchedstat reads a schedstat line: run time (ns), wait time (ns),
+// timeslices.
+func parseSchedstat(b []byte) (time.Duration, error) {
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		return 0, fmt.Errorf("schedstat: %d fields in %q, want 3", len(f), b)
+	}
+	ns, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("schedstat: run time %q is not a count", f[0])
+	}
+	return time.Duration(ns), nil
 }
 
 // parseStat reads utime and stime from a /proc/PID/stat line. The process

@@ -35,6 +35,17 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
+func TestParseSchedstat(t *testing.T) {
+	if got, err := parseSchedstat([]byte("33815065 1753607 124\n")); err != nil || got != 33815065 {
+		t.Errorf("got %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "1 2", "x 2 3"} {
+		if _, err := parseSchedstat([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
 func TestParseCgroup(t *testing.T) {
 	v1 := "12:pids:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/system.slice/docker.service\n"
 	if got, err := parseCgroup([]byte(v1), "/sys/fs/cgroup"); err != nil || got != "/sys/fs/cgroup/cpu,cpuacct/docker/abc" {
