@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultRunDir is teamd's run directory in SONiC's build.
@@ -17,8 +20,7 @@ const DefaultRunDir = "/var/run/teamd"
 // waits 5 s for a reply that teamd may never send.
 const DefaultTimeout = 5 * time.Second
 
-// maxMessage is the receive buffer: a StateDump of 64 ports is ~60 KiB, and
-// a SOCK_SEQPACKET read with a short buffer truncates the record.
+// maxMessage bounds a reply: a StateDump of 64 ports is ~60 KiB.
 const maxMessage = 1 << 20
 
 // SocketPath is where teamd for team device team listens.
@@ -61,12 +63,44 @@ func (c *Client) Call(ctx context.Context, method string, args ...string) (strin
 	if _, err := conn.Write(EncodeRequest(method, args...)); err != nil {
 		return "", fmt.Errorf("teamd %s: %w", method, ctxErr(ctx, err))
 	}
-	buf := make([]byte, maxMessage)
+	// A SOCK_SEQPACKET read with a short buffer truncates the record, and
+	// one of maxMessage for every call (a shim asks every 2 s) made the
+	// allocation and its zeroing most of a call's cost: the reply's
+	// length is peeked first.
+	size, err := replyLen(conn.(*net.UnixConn))
+	if err != nil {
+		return "", fmt.Errorf("teamd %s: no reply: %w", method, ctxErr(ctx, err))
+	}
+	if size > maxMessage {
+		return "", fmt.Errorf("teamd %s: a reply of %d bytes, more than the %d a teamd sends", method, size, maxMessage)
+	}
+	buf := make([]byte, max(size, 1))
 	n, err := conn.Read(buf)
 	if err != nil {
 		return "", fmt.Errorf("teamd %s: no reply: %w", method, ctxErr(ctx, err))
 	}
 	return ParseReply(method, buf[:n])
+}
+
+// replyLen waits for the next record on c and returns its length, leaving
+// it to be read (MSG_PEEK|MSG_TRUNC: the whole record's length, whatever
+// the buffer). The connection's deadline applies.
+func replyLen(c *net.UnixConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var one [1]byte
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_TRUNC)
+		return !errors.Is(rerr, unix.EAGAIN)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, rerr
 }
 
 func ctxErr(ctx context.Context, err error) error {
