@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/integration/cpustat"
 	"github.com/teamdwarm/teamdwarm/integration/testbed"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
@@ -19,8 +20,10 @@ import (
 // to the next, b.N times, against Open vSwitch, and reports per LAG the
 // critical path (old shim receives SIGUSR1 -> new teamd is sent the takeover
 // signal: snapshot.taken_mono to active.timings.signal_sent), its p50 and
-// p99, the largest gap the peer saw between two PDUs, and the resident
-// memory of one idle shim.
+// p99, the largest gap the peer saw between two PDUs, the resident memory
+// of one idle shim, and the CPU one handoff costs: the old shim's and
+// teamd's from the cutover to their exit, the new ones' to the last
+// takeover (each side in a CPU accounting cgroup of its own).
 func BenchmarkShimHandoff(b *testing.B) {
 	for _, n := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("LAGs=%d", n), func(b *testing.B) { benchHandoff(b, n) })
@@ -43,6 +46,9 @@ func benchHandoff(b *testing.B, lags int) {
 		w         testbed.Window
 		deadlines int
 		stops     []time.Duration // SIGUSR1 to the old teamd -> snapshot seen
+		cpuOld    time.Duration   // the old shims' and teamds' CPU in the handoffs
+		cpuNew    time.Duration   // the new ones'
+		lastCut   time.Time
 	)
 	b.ResetTimer()
 	for i := range b.N {
@@ -59,6 +65,14 @@ func benchHandoff(b *testing.B, lags int) {
 			// the handoff's (the tests judge the whole run).
 			w = mark(b, bed)
 		}
+		// Handoffs seven periods apart: each adds the new teamd's first
+		// PDU and its change PDU right after the old one's last (up to
+		// a period after the cutover), and the peer's two-speakers
+		// judge counts PDUs over five periods (a switch is not
+		// upgraded every two seconds).
+		time.Sleep(time.Until(lastCut.Add(7 * time.Second)))
+		oldGroup, newGroup := cpuGroup(b, fmt.Sprintf("old%d", i), olds), cpuGroup(b, fmt.Sprintf("new%d", i), news)
+		lastCut = time.Now()
 		b.StartTimer()
 		writeCutover(b, dir, epoch, bed.LAGs)
 		for _, o := range olds {
@@ -66,6 +80,7 @@ func benchHandoff(b *testing.B, lags int) {
 		}
 		actives := awaitRecords(b, dir, proto.KindActive, bed.LAGs, 30*time.Second, epochIs(epoch+1))
 		b.StopTimer()
+		cpuNew += groupUsed(b, newGroup)
 		for lag, r := range actives {
 			a := r.(*proto.Active)
 			if a.Path != proto.PathSnapshot {
@@ -87,8 +102,9 @@ func benchHandoff(b *testing.B, lags int) {
 			}
 		}
 		for _, o := range olds {
-			o.waitExit(b, 5*time.Second)
+			o.waitExit(b, 15*time.Second)
 		}
+		cpuOld += groupUsed(b, oldGroup)
 		olds = news
 		b.StartTimer()
 	}
@@ -106,6 +122,10 @@ func benchHandoff(b *testing.B, lags int) {
 	b.ReportMetric(float64(pct(stops, 99).Microseconds())/1000, "stop-p99-ms")
 	b.ReportMetric(float64(rss)/1024, "idle-shim-MiB")
 	b.ReportMetric(float64(deadlines), "deadline-takeovers")
+	perHandoff := func(d time.Duration) float64 { return float64((d / time.Duration(lags*b.N)).Microseconds()) / 1000 }
+	b.ReportMetric(perHandoff(cpuOld+cpuNew), "cpu-ms/handoff")
+	b.ReportMetric(perHandoff(cpuOld), "cpu-old-ms/handoff")
+	b.ReportMetric(perHandoff(cpuNew), "cpu-new-ms/handoff")
 	b.ReportMetric(0, "ns/op") // a handoff's wall time is the figures above, not this
 }
 
@@ -134,4 +154,43 @@ func residentKiB(b *testing.B, pid int) int {
 	}
 	b.Fatalf("no VmRSS for pid %d", pid)
 	return 0
+}
+
+// cpuGroup moves the shims of sims and their teamds into a CPU
+// accounting cgroup of their own, removed at cleanup.
+func cpuGroup(b *testing.B, name string, sims []*sim) *cpustat.Group {
+	g, err := cpustat.NewGroup(fmt.Sprintf("teamdwarm-bench-%d-%s", os.Getpid(), name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = g.Close() })
+	for _, s := range sims {
+		for _, pid := range []int{s.cmd.Process.Pid, readPIDFile(b, filepath.Join(s.runDir, s.lag.Name+".pid"))} {
+			if err := g.Add(pid); err != nil {
+				b.Fatalf("%s: %v", s.lag.Name, err)
+			}
+		}
+	}
+	return g
+}
+
+func groupUsed(b *testing.B, g *cpustat.Group) time.Duration {
+	used, err := g.Used()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return used
+}
+
+// readPIDFile is the pid a pid file names.
+func readPIDFile(b *testing.B, path string) int {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(raw), &pid); err != nil {
+		b.Fatalf("%s: %v", path, err)
+	}
+	return pid
 }

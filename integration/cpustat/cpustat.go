@@ -246,3 +246,48 @@ func (s *Sampler) nearest(t time.Time) int {
 	}
 	return best
 }
+
+// Group is a CPU accounting cgroup of its own, for the processes a
+// benchmark moves into it: it counts their CPU from the move on, their
+// exit included, and nothing before it.
+type Group struct {
+	dir    string
+	parent string
+}
+
+// NewGroup makes a CPU accounting cgroup named name beside the calling
+// process's own (cgroup v1's cpuacct, or v2's unified hierarchy).
+func NewGroup(name string) (*Group, error) {
+	own, err := CgroupOf(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(own, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cpustat: make cgroup %s: %w", dir, err)
+	}
+	return &Group{dir: dir, parent: own}, nil
+}
+
+// Add moves process pid (every thread of it) into the group; its children
+// are born there.
+func (g *Group) Add(pid int) error {
+	if err := os.WriteFile(filepath.Join(g.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("cpustat: move pid %d into %s: %w", pid, g.dir, err)
+	}
+	return nil
+}
+
+// Used is the CPU the group's processes have used since they were added.
+func (g *Group) Used() (time.Duration, error) { return Cgroup(g.dir) }
+
+// Close moves the processes left in the group back to the parent and
+// removes the group.
+func (g *Group) Close() error {
+	if b, err := os.ReadFile(filepath.Join(g.dir, "cgroup.procs")); err == nil {
+		for _, f := range strings.Fields(string(b)) {
+			_ = os.WriteFile(filepath.Join(g.parent, "cgroup.procs"), []byte(f), 0o644)
+		}
+	}
+	return os.Remove(g.dir)
+}

@@ -2,7 +2,9 @@ package cpustat
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +91,49 @@ func TestSamplerSeesWork(t *testing.T) {
 		if _, err := Cgroup(cg); err != nil {
 			t.Logf("this process's cgroup %s has no CPU accounting: %v", cg, err)
 		}
+	}
+}
+
+// A group counts its processes' CPU from their move on, and nothing of
+// what they used before.
+func TestGroupCountsFromTheMove(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: cgroups")
+	}
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; read x")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	g, err := NewGroup(fmt.Sprintf("cpustat-test-%d", os.Getpid()))
+	if err != nil {
+		t.Skipf("no cgroup of our own here: %v", err)
+	}
+	defer g.Close()
+	if err := g.Add(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	// The loop runs on in the group for a while; count it by its own time.
+	before, _ := Process(cmd.Process.Pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now, err := Process(cmd.Process.Pid)
+		if err != nil || now-before >= 20*time.Millisecond || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	used, err := g.Used()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, _ := Process(cmd.Process.Pid)
+	if used <= 0 || used > total {
+		t.Fatalf("the group counted %v of a process that used %v in all", used, total)
 	}
 }
