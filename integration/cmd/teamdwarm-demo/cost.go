@@ -175,7 +175,9 @@ func (c *cost) handoff(dir string, lags int) string {
 		n, window.Round(time.Millisecond), during.Round(time.Millisecond), extra.Round(time.Millisecond),
 		100*c.oldAtRest, 100*newAtRest, (extra / time.Duration(max(lags, 1))).Round(100*time.Microsecond))
 	if len(paths) > 0 {
-		q := func(p float64) time.Duration { return paths[int(p*float64(len(paths)-1))].Round(100 * time.Microsecond) }
+		q := func(p float64) time.Duration {
+			return paths[int(p*float64(len(paths)-1))].Round(100 * time.Microsecond)
+		}
 		line += fmt.Sprintf("; critical path (old shim's handoff to the new teamd's signal) p50 %v, p99 %v, max %v", q(0.5), q(0.99), q(1))
 	}
 	if ovs, ovsSpan, ok := c.sampler.Used("ovs-vswitchd", cut.Started, last); ok && ovsSpan > 0 {
