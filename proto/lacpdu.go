@@ -145,11 +145,6 @@ func (p *LACPDU) UnmarshalBinary(b []byte) error {
 // first field that is wrong.
 func ParseLACPDU(b []byte) (LACPDU, error) {
 	var p LACPDU
-	type check struct {
-		field string
-		off   int
-		want  byte
-	}
 	if len(b) < FrameLen {
 		// Name the first field the input does not fully hold.
 		return p, truncated(len(b))
@@ -160,17 +155,7 @@ func ParseLACPDU(b []byte) (LACPDU, error) {
 	if b[offVersion] == 0 {
 		return p, &FrameError{"version_number", offVersion, "got 0, want 1 or later"}
 	}
-	for _, c := range [...]check{
-		{"subtype", offSubtype, SubtypeLACP},
-		{"actor_tlv_type", offActorTLV, tlvActor},
-		{"actor_info_len", offActorTLV + 1, infoLen},
-		{"partner_tlv_type", offPartnerTLV, tlvPartner},
-		{"partner_info_len", offPartnerTLV + 1, infoLen},
-		{"collector_tlv_type", offCollectorTLV, tlvCollector},
-		{"collector_info_len", offCollectorTLV + 1, collectorLen},
-		{"terminator_tlv_type", offTerminatorTLV, tlvTerminator},
-		{"terminator_info_len", offTerminatorTLV + 1, terminatorLen},
-	} {
+	for _, c := range &frameChecks {
 		if got := b[c.off]; got != c.want {
 			return p, &FrameError{c.field, c.off, fmt.Sprintf("got %#02x, want %#02x", got, c.want)}
 		}
@@ -181,6 +166,23 @@ func ParseLACPDU(b []byte) (LACPDU, error) {
 	p.Partner = getInfo(b[offPartner:])
 	p.CollectorMaxDelay = binary.BigEndian.Uint16(b[offCollectorDly:])
 	return p, nil
+}
+
+// frameChecks are the bytes of a LACPDU that have one right value.
+var frameChecks = [...]struct {
+	field string
+	off   int
+	want  byte
+}{
+	{"subtype", offSubtype, SubtypeLACP},
+	{"actor_tlv_type", offActorTLV, tlvActor},
+	{"actor_info_len", offActorTLV + 1, infoLen},
+	{"partner_tlv_type", offPartnerTLV, tlvPartner},
+	{"partner_info_len", offPartnerTLV + 1, infoLen},
+	{"collector_tlv_type", offCollectorTLV, tlvCollector},
+	{"collector_info_len", offCollectorTLV + 1, collectorLen},
+	{"terminator_tlv_type", offTerminatorTLV, tlvTerminator},
+	{"terminator_info_len", offTerminatorTLV + 1, terminatorLen},
 }
 
 // fields in frame order, for naming where a short input ends.

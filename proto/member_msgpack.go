@@ -371,6 +371,40 @@ func DecodeMember(b []byte) (m Member, n int, ok bool) {
 	return m, n, ok
 }
 
+// DecodeMembers is DecodeMember for n members in a row; used is how many
+// bytes they took. The members' names share one string and their last
+// PDUs one buffer (each capped to its own bytes), instead of two
+// allocations a member: for a 64-member snapshot those were a fifth of
+// the decode.
+func DecodeMembers(b []byte, n uint64) (ms Members, used int, ok bool) {
+	if n > uint64(len(b)) { // a member takes a byte at least
+		return nil, 0, false
+	}
+	ms = make(Members, 0, n)
+	a := &memberArena{rx: make([]byte, 0, min(len(b), int(n)*128)), names: make([]byte, 0, int(n)*16), nameAt: make([][2]int, 0, n)}
+	for range n {
+		var m Member
+		k, ok := m.decode(b[used:], a)
+		if !ok {
+			return nil, 0, false
+		}
+		used += k
+		ms = append(ms, m)
+	}
+	names := string(a.names)
+	for i, at := range a.nameAt {
+		ms[i].Name = names[at[0]:at[1]]
+	}
+	return ms, used, true
+}
+
+// memberArena is where DecodeMembers puts what its members' fields share.
+type memberArena struct {
+	rx     []byte   // every last_rx, back to back
+	names  []byte   // every name, back to back
+	nameAt [][2]int // each member's name in names
+}
+
 // Predecoded hands the decoder the members of the array whose msgpack
 // header starts at body offset start and which ends at end: the Members
 // decoder that meets that array takes them instead of parsing it again.
@@ -445,7 +479,11 @@ func internState(s []byte) string {
 // bin, fixstr, bool, timestamp values) and returns how many bytes it
 // took; ok is false for anything else, which is then left to
 // DecodeMsgpack's general path.
-func (m *Member) decodeFast(b []byte) (n int, ok bool) {
+func (m *Member) decodeFast(b []byte) (n int, ok bool) { return m.decode(b, nil) }
+
+// decode is decodeFast, with the name and last_rx in a if it is not nil
+// (the name is then left for DecodeMembers to set).
+func (m *Member) decode(b []byte, a *memberArena) (n int, ok bool) {
 	if len(b) == 0 || b[0]&0xf0 != 0x80 {
 		return 0, false
 	}
@@ -480,7 +518,13 @@ func (m *Member) decodeFast(b []byte) (n int, ok bool) {
 			if !ok {
 				return 0, false
 			}
-			out.Name, off = string(s), o
+			if a != nil {
+				a.nameAt = append(a.nameAt, [2]int{len(a.names), len(a.names) + len(s)})
+				a.names = append(a.names, s...)
+			} else {
+				out.Name = string(s)
+			}
+			off = o
 		case 1: // ifindex
 			if v, off, ok = compactInt(b, off); !ok {
 				return 0, false
@@ -537,7 +581,14 @@ func (m *Member) decodeFast(b []byte) (n int, ok bool) {
 			if !ok {
 				return 0, false
 			}
-			out.LastRx, off = append(make([]byte, 0, len(p)), p...), o
+			if a != nil {
+				start := len(a.rx)
+				a.rx = append(a.rx, p...)
+				out.LastRx = a.rx[start:len(a.rx):len(a.rx)]
+			} else {
+				out.LastRx = append(make([]byte, 0, len(p)), p...)
+			}
+			off = o
 		}
 	}
 	*m = out

@@ -93,6 +93,45 @@ func FuzzMemberDecodeFast(f *testing.F) {
 	})
 }
 
+// DecodeMembers reads a row of members as DecodeMember reads each, and
+// the buffers they share cannot leak into each other.
+func TestDecodeMembersSharesBuffersSafely(t *testing.T) {
+	var ms []Member
+	var b []byte
+	for _, m := range members() {
+		if _, _, ok := DecodeMember(m.appendMsgpack(nil)); ok { // a 40-byte name is a str8: the general path's
+			ms = append(ms, m)
+			b = m.appendMsgpack(b)
+		}
+	}
+	if len(ms) < 2 {
+		t.Fatalf("%d members for the fast path", len(ms))
+	}
+	got, used, ok := DecodeMembers(b, uint64(len(ms)))
+	if !ok || used != len(b) {
+		t.Fatalf("ok %v, used %d of %d", ok, used, len(b))
+	}
+	off := 0
+	for i := range ms {
+		one, n, ok := DecodeMember(b[off:])
+		if !ok || !reflect.DeepEqual(one, got[i]) {
+			t.Fatalf("member %d: one by one %+v, in a row %+v", i, one, got[i])
+		}
+		off += n
+	}
+	for i := range got {
+		if got[i].LastRx != nil && cap(got[i].LastRx) != len(got[i].LastRx) {
+			t.Errorf("member %d: last_rx has room for %d more bytes: an append would overwrite the next member's", i, cap(got[i].LastRx)-len(got[i].LastRx))
+		}
+	}
+	if _, _, ok := DecodeMembers(b, uint64(len(ms)+1)); ok {
+		t.Error("one member more than the bytes hold: decoded")
+	}
+	if _, _, ok := DecodeMembers(b[:4], 1<<40); ok {
+		t.Error("a count larger than the input: decoded")
+	}
+}
+
 func TestMembersDuplicate(t *testing.T) {
 	for _, tc := range []struct {
 		names []string

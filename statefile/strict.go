@@ -229,17 +229,11 @@ func (w *walker) membersFast(start int, n uint64) bool {
 	if w.pre == nil {
 		return false
 	}
-	first := w.off
-	ms := make(proto.Members, 0, min(n, 64)) // grown by what decodes, not by what the header claims
-	for range n {
-		m, used, ok := proto.DecodeMember(w.b[w.off:])
-		if !ok {
-			w.off = first
-			return false
-		}
-		w.off += used
-		ms = append(ms, m)
+	ms, used, ok := proto.DecodeMembers(w.b[w.off:], n)
+	if !ok {
+		return false
 	}
+	w.off += used
 	w.pre.Predecoded(start, w.off, ms)
 	return true
 }
