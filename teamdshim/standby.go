@@ -336,11 +336,13 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 		return fmt.Errorf("taking over: %w", err)
 	} else if err != nil {
 		s.log.Error("takeover not confirmed", "err", err)
+		// Why not, if teamd can say: a PDU on every member proves it
+		// transmits, so only an unconfirmed takeover asks.
+		if dump, err := s.teamd.stateDump(context.Background(), callTimeout); err == nil && dump.Setup.Passive != nil && *dump.Setup.Passive {
+			s.log.Error("teamd is still passive after the takeover signal", "signal", s.opts.TakeoverSignal)
+		}
 	} else {
 		t.Confirmed = t.SignalSent + int64(at.Sub(sent))
-	}
-	if dump, err := s.teamd.stateDump(context.Background(), callTimeout); err == nil && dump.Setup.Passive != nil && *dump.Setup.Passive {
-		s.log.Error("teamd is still passive after the takeover signal", "signal", s.opts.TakeoverSignal)
 	}
 	if err := s.writeActive(path, from, *t, note, before); err != nil {
 		return err
