@@ -17,6 +17,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/teamdwarm/teamdwarm/internal/sys/lacpsock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 	"github.com/teamdwarm/teamdwarm/supervisor/shimless"
@@ -71,7 +72,7 @@ func (f *firstPlan) close() {
 	}
 }
 
-// maxParallelDump bounds the StateDumps preflight and b1 ask at once.
+// maxParallelDump bounds the StateDumps preflight asks at once.
 const maxParallelDump = 16
 
 // findShimless is preflight's look for a first upgrade, when the record
@@ -301,17 +302,24 @@ func containerOutput(ctx context.Context, e Engine, id string) ([]byte, error) {
 }
 
 // stopFirst is b1's signal for a shimless old side: each old teamd
-// stopped warm by PID and its snapshot written once it is gone, a few
-// LAGs at once (each waits mostly for its teamd's exit). lags limits it
-// to those LAGs (recover's), all if nil.
+// stopped warm by PID, in its wave and right after its periodic PDU (as
+// a shim stops its teamd), and its snapshot written once it is gone. lags
+// limits it to those LAGs (recover's), all if nil.
 func (r *run) stopFirst(ctx context.Context, p *plan, lags []string) {
 	if lags == nil {
 		lags = p.lagNames()
 	}
 	r.progress("cutover written (deadline %v); stopping the %d old teamds of %s warm, by PID: no way back now", r.s.opts.Deadline, len(lags), r.s.opts.Backup)
 	tl := r.newTally("done with its old teamd", len(lags))
+	var cut *proto.Cutover
+	if rec, err := r.dir.Read("", proto.KindCutover); err == nil {
+		cut = rec.(*proto.Cutover)
+	}
 	var mu sync.Mutex
-	eachLAG(lags, maxParallelDump, func(lag string) {
+	// Every LAG at once: each waits for its wave and its teamd's PDU, so
+	// that a wave's handoffs are what run together, as with shims.
+	eachLAG(lags, len(lags), func(lag string) {
+		r.awaitRound(ctx, p, cut, lag)
 		way, err := r.stopOldTeamd(ctx, p, lag)
 		mu.Lock()
 		defer mu.Unlock()
@@ -323,6 +331,67 @@ func (r *run) stopFirst(ctx context.Context, p *plan, lags []string) {
 		}
 		tl.add(lag, way)
 	})
+}
+
+// awaitRound is what an old shim does before it stops its teamd
+// (teamdshim's awaitRound), done from the host: it waits for the LAG's
+// wave of the cutover, then, up to a period more, until the old teamd has
+// sent its next periodic LACPDU on every member, watched from inside its
+// network namespace, so that the handoff starts right after it and the
+// peer's gap is the handoff's time, not a period plus it. A slow-rate LAG,
+// or one whose members cannot be watched, does not wait.
+func (r *run) awaitRound(ctx context.Context, p *plan, cut *proto.Cutover, lag string) {
+	t, l := p.first.teamds[lag], p.lag(lag)
+	if t == nil || l == nil || l.state == nil || !fastPartner(l.state) {
+		return
+	}
+	if cut != nil {
+		if wave := cut.Wave(lag); wave > 0 {
+			select {
+			case <-time.After(time.Duration(wave) * fastPeriod):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+	var conns []*lacpsock.Conn
+	defer func() {
+		// Closing a packet socket waits for an RCU grace period: not on
+		// the handoff's path.
+		go func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+	}()
+	for _, m := range l.state.PortNames() {
+		c, err := lacpsock.WatchIn(fmt.Sprintf("/proc/%d/ns/net", t.PID), m)
+		if err != nil {
+			r.s.opts.Logger.Warn("stopping the old teamd without waiting for its next PDU", "lag", lag, "err", err)
+			return
+		}
+		conns = append(conns, c)
+	}
+	wctx, cancel := context.WithTimeout(ctx, fastPeriod+alignSlack)
+	defer cancel()
+	if _, err := lacpsock.NextRound(wctx, conns); err != nil {
+		r.s.opts.Logger.Warn("stopping the old teamd without its next PDU", "lag", lag, "err", err)
+	}
+}
+
+// alignSlack is what awaitRound allows beyond the period: a busy switch
+// delays a PDU a little.
+const alignSlack = 100 * time.Millisecond
+
+// fastPartner reports whether the partner asks for fast PDUs on any of
+// st's ports: teamd then sends one a second.
+func fastPartner(st *teamd.State) bool {
+	for _, port := range st.Ports {
+		if proto.State(port.Runner.PartnerLACPDUInfo.State)&proto.StateTimeout != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // stopOldTeamd is one LAG's part of stopFirst: what its shim would do on

@@ -2,10 +2,15 @@ package lacpsock
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"testing"
+	"time"
 
+	"github.com/teamdwarm/teamdwarm/proto"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,5 +36,71 @@ func TestInterfaceAgreesWithNet(t *testing.T) {
 	}
 	if _, err := Interface("nosuch0"); !errors.Is(err, unix.ENODEV) {
 		t.Errorf("a missing interface: %v, want ENODEV", err)
+	}
+}
+
+// WatchIn opens its socket in the namespace named, and NextRound returns
+// once a LACPDU has left after it was called: here on loopback, in this
+// process's own namespace, reached by its path.
+func TestWatchInAndNextRound(t *testing.T) {
+	w, err := WatchIn(fmt.Sprintf("/proc/%d/ns/net", os.Getpid()), "lo")
+	if errors.Is(err, unix.EPERM) {
+		t.Skip("needs CAP_NET_RAW and CAP_SYS_ADMIN")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	tx, err := Listen("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	pdu := proto.LACPDU{Dst: proto.SlowProtocolsMAC}
+	frame, err := pdu.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	sending, stop := context.WithCancel(ctx)
+	sent := make(chan error, 1)
+	go func() { // a PDU every 10 ms, as a speaker's train, until the round is seen
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if err := tx.Write(frame); err != nil {
+				sent <- err
+				return
+			}
+			select {
+			case <-sending.Done():
+				sent <- nil
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	at, err := NextRound(ctx, []*Conn{w})
+	stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if at.Before(start) {
+		t.Errorf("the round's PDU left at %v, before NextRound was called at %v", at, start)
+	}
+
+	// None at all: the context's end, naming the interface.
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if _, err := NextRound(short, []*Conn{w}); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("no PDU: %v, want the deadline", err)
+	}
+	if _, err := WatchIn("/nonexistent/ns", "lo"); err == nil {
+		t.Error("a namespace that does not exist: no error")
 	}
 }

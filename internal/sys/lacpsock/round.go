@@ -1,0 +1,116 @@
+package lacpsock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/proto"
+	"golang.org/x/sys/unix"
+)
+
+// WatchIn is Watch in the network namespace at nsPath (e.g.
+// /proc/PID/ns/net), opened from a thread of its own that goes back to
+// this process's namespace afterwards (or, if it cannot, ends with the
+// goroutine).
+func WatchIn(nsPath, ifname string) (*Conn, error) {
+	type result struct {
+		c   *Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		restored := false
+		defer func() {
+			if restored {
+				runtime.UnlockOSThread()
+			}
+		}()
+		own, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
+		if err != nil {
+			done <- result{nil, fmt.Errorf("lacpsock: this thread's network namespace: %w", err)}
+			restored = true
+			return
+		}
+		defer own.Close()
+		target, err := os.Open(nsPath)
+		if err != nil {
+			done <- result{nil, fmt.Errorf("lacpsock: %w", err)}
+			restored = true
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- result{nil, fmt.Errorf("lacpsock: enter %s: %w", nsPath, err)}
+			restored = true
+			return
+		}
+		c, err := Watch(ifname)
+		restored = unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil
+		done <- result{c, err}
+	}()
+	r := <-done
+	return r.c, r.err
+}
+
+// NextRound waits until a LACPDU has left on every one of conns (opened
+// with Watch) after it was called, and returns when the last of those did:
+// the moment right after a speaker's periodic PDUs, when the longest time
+// until its next one is ahead. It reads the conns until it returns; the
+// caller closes them.
+func NextRound(ctx context.Context, conns []*Conn) (time.Time, error) {
+	if len(conns) == 0 {
+		return time.Time{}, errors.New("lacpsock: no interface to watch")
+	}
+	since := time.Now()
+	type sent struct {
+		i  int
+		at time.Time
+	}
+	ch := make(chan sent, len(conns))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i, c := range conns {
+		go func() {
+			buf := make([]byte, 1600)
+			for ctx.Err() == nil {
+				fr, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				if _, err := proto.ParseLACPDU(fr.Data); err != nil || !fr.Outgoing || fr.At.Before(since) {
+					continue
+				}
+				select {
+				case ch <- sent{i, fr.At}:
+				case <-ctx.Done():
+				}
+				return
+			}
+		}()
+	}
+	var last time.Time
+	seen := make([]bool, len(conns))
+	for n := 0; n < len(conns); {
+		select {
+		case s := <-ch:
+			if !seen[s.i] {
+				seen[s.i], n = true, n+1
+				if s.at.After(last) {
+					last = s.at
+				}
+			}
+		case <-ctx.Done():
+			for i, ok := range seen {
+				if !ok {
+					return time.Time{}, fmt.Errorf("lacpsock: no LACPDU left %s: %w", conns[i].Name(), ctx.Err())
+				}
+			}
+		}
+	}
+	return last, nil
+}
