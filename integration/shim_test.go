@@ -119,13 +119,12 @@ func recordDir(t testing.TB) string {
 	return d
 }
 
-// The main case: eight fast-mode LAGs of two members under shims,
-// all handed over by SIGUSR1 to the old shims, as the supervisor does. The
-// peer must not notice, and every LAG must take the snapshot path.
-func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
-	b := newBed(t, 8, 2)
+// shimsReadyToHandOver starts an active shim (epoch 1) for every LAG of
+// the bed, then a standby (epoch 2) beside each, and returns the record
+// directory and the old shims once every standby is ready.
+func shimsReadyToHandOver(t *testing.T, b *testbed.Bed) (dir string, olds []*sim) {
+	t.Helper()
 	dir, dump := recordDir(t), t.TempDir()
-	var olds []*sim
 	for _, l := range b.LAGs {
 		olds = append(olds, startShim(t, b, l, shimOpts{dir: dir, dumpDir: dump}))
 	}
@@ -135,6 +134,15 @@ func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
 		startShim(t, b, l, shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump, takeover: "SIGRTMIN+1"})
 	}
 	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
+	return dir, olds
+}
+
+// The main case: eight fast-mode LAGs of two members under shims,
+// all handed over by SIGUSR1 to the old shims, as the supervisor does. The
+// peer must not notice, and every LAG must take the snapshot path.
+func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
+	b := newBed(t, 8, 2)
+	dir, olds := shimsReadyToHandOver(t, b)
 
 	w := mark(t, b)
 	writeCutover(t, dir, 1, b.LAGs)
@@ -175,17 +183,7 @@ func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
 func TestIntegrationShimHandsOverInWaves(t *testing.T) {
 	const window = 2
 	b := newBed(t, 6, 2)
-	dir, dump := recordDir(t), t.TempDir()
-	var olds []*sim
-	for _, l := range b.LAGs {
-		olds = append(olds, startShim(t, b, l, shimOpts{dir: dir, dumpDir: dump}))
-	}
-	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
-	negotiated(t, b)
-	for _, l := range b.LAGs {
-		startShim(t, b, l, shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump, takeover: "SIGRTMIN+1"})
-	}
-	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
+	dir, olds := shimsReadyToHandOver(t, b)
 
 	w := mark(t, b)
 	cut := writeCutoverInWaves(t, dir, 1, b.LAGs, window)
