@@ -372,16 +372,12 @@ func (r *run) awaitRound(ctx context.Context, p *plan, cut *proto.Cutover, lag s
 		}
 		conns = append(conns, c)
 	}
-	wctx, cancel := context.WithTimeout(ctx, fastPeriod+alignSlack)
+	wctx, cancel := context.WithTimeout(ctx, fastPeriod+lacpsock.RoundSlack)
 	defer cancel()
 	if _, err := lacpsock.NextRound(wctx, conns); err != nil {
 		r.s.opts.Logger.Warn("stopping the old teamd without its next PDU", "lag", lag, "err", err)
 	}
 }
-
-// alignSlack is what awaitRound allows beyond the period: a busy switch
-// delays a PDU a little.
-const alignSlack = 100 * time.Millisecond
 
 // fastPartner reports whether the partner asks for fast PDUs on any of
 // st's ports: teamd then sends one a second.

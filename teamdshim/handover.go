@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/internal/sys/lacpsock"
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
@@ -58,10 +59,6 @@ func (s *Shim) handOver(ctx context.Context, ev Event) error {
 	return s.enter(StateDone, EventHandedOver)
 }
 
-// alignSlack is what awaitRound allows beyond the period: a busy switch
-// delays a PDU a little.
-const alignSlack = 100 * time.Millisecond
-
 // awaitRound waits for the LAG's turn in a handoff to the next epoch: its
 // wave's periods (proto.Cutover.Wave), then, up to a period more, until
 // teamd has sent its next periodic LACPDU on every member, so that the
@@ -81,10 +78,6 @@ func (s *Shim) awaitRound() {
 	if period == 0 {
 		return
 	}
-	o := watchOutgoing(st.PortNames(), s.log)
-	// Closing a packet socket waits for an RCU grace period: not on the
-	// handoff's path.
-	defer func() { go o.close() }()
 	start := time.Now()
 	if rec, err := s.dir.Read("", proto.KindCutover); err == nil {
 		if wave := rec.(*proto.Cutover).Wave(s.lag); wave > 0 {
@@ -96,16 +89,38 @@ func (s *Shim) awaitRound() {
 			}
 		}
 	}
-	if len(o.conns) != len(st.Ports) {
-		return
+	var conns []*lacpsock.Conn
+	// Closing a packet socket waits for an RCU grace period: not on the
+	// handoff's path.
+	defer func() {
+		go func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+	}()
+	for _, m := range st.PortNames() {
+		c, err := lacpsock.Watch(m)
+		if err != nil {
+			s.log.Warn("handing over without waiting for teamd's next PDU", "member", m, "err", err)
+			return
+		}
+		conns = append(conns, c)
 	}
-	since := time.Now()
-	at, err := o.wait(since, period+alignSlack, s.teamd.done)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), period+lacpsock.RoundSlack)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.teamd.done: // nobody to wait for
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if _, err := lacpsock.NextRound(ctx, conns); err != nil {
 		s.log.Warn("handing over without waiting for teamd's next PDU", "err", err)
 		return
 	}
-	s.log.Info("teamd sent its periodic PDU: handing over right after it", "waited", at.Sub(start).Round(time.Millisecond))
+	s.log.Info("teamd sent its periodic PDU: handing over right after it", "waited", time.Since(start).Round(time.Millisecond))
 }
 
 // After a handoff to the next epoch the shim stays until that epoch speaks

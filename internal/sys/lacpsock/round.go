@@ -57,6 +57,10 @@ func WatchIn(nsPath, ifname string) (*Conn, error) {
 	return r.c, r.err
 }
 
+// RoundSlack is what a wait for a speaker's next round allows beyond its
+// period: a busy switch delays a PDU a little.
+const RoundSlack = 100 * time.Millisecond
+
 // NextRound waits until a LACPDU has left on every one of conns (opened
 // with Watch) after it was called, and returns when the last of those did:
 // the moment right after a speaker's periodic PDUs, when the longest time
