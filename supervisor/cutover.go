@@ -34,6 +34,10 @@ func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, err
 		return r.rollback(fmt.Errorf("write the cutover record: %w", err), p)
 	}
 	r.undo = nil // the point of no return
+	if cut.Window > 0 {
+		r.progress("%d LAGs hand over in %d waves of %d, a fast period apart, each right after its old teamd's PDU",
+			len(cut.LAGs), cut.Wave(cut.LAGs[len(cut.LAGs)-1])+1, cut.Window)
+	}
 	if p.first != nil {
 		r.stopFirst(ctx, p, nil)
 	} else {
@@ -88,8 +92,13 @@ func (r *run) afterCutover(ctx context.Context, p *plan, newID string, cut *prot
 // uninterrupted is ctx without its cancellation, which is shown and
 // ignored: past the point of no return every LAG is followed to its new
 // speaker.
-func (r *run) uninterrupted(ctx context.Context) (context.Context, func() bool) {
+//
+// The returned stop ends the watch; if the interrupt came, it returns once
+// that was shown, so that nothing is printed after the run's result.
+func (r *run) uninterrupted(ctx context.Context) (context.Context, func()) {
+	shown := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(shown)
 		// Not r.progress: this runs beside the flow's goroutine.
 		msg := "interrupt ignored: past the point of no return, every LAG is being handed over"
 		r.s.opts.Logger.Warn(msg)
@@ -97,7 +106,11 @@ func (r *run) uninterrupted(ctx context.Context) (context.Context, func() bool) 
 			r.s.opts.Progress(Step{Stage: "interrupt", Message: msg, At: time.Now()})
 		}
 	})
-	return context.WithoutCancel(ctx), stop
+	return context.WithoutCancel(ctx), func() {
+		if !stop() { // it started
+			<-shown
+		}
+	}
 }
 
 // oldServesAll says why the old container does not serve every LAG as
