@@ -23,7 +23,8 @@ import (
 // p99, the largest gap the peer saw between two PDUs, the resident memory
 // of one idle shim, and the CPU one handoff costs: the old shim's and
 // teamd's from the cutover to their exit, the new ones' to the last
-// takeover (each side in a CPU accounting cgroup of its own).
+// takeover, and the shims' alone (each side's shims and teamds in CPU
+// accounting cgroups of their own).
 func BenchmarkShimHandoff(b *testing.B) {
 	for _, n := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("LAGs=%d", n), func(b *testing.B) { benchHandoff(b, n) })
@@ -48,6 +49,7 @@ func benchHandoff(b *testing.B, lags int) {
 		stops     []time.Duration // SIGUSR1 to the old teamd -> snapshot seen
 		cpuOld    time.Duration   // the old shims' and teamds' CPU in the handoffs
 		cpuNew    time.Duration   // the new ones'
+		cpuShims  time.Duration   // the shims' alone, old and new
 		lastCut   time.Time
 	)
 	b.ResetTimer()
@@ -71,7 +73,8 @@ func benchHandoff(b *testing.B, lags int) {
 		// judge counts PDUs over five periods (a switch is not
 		// upgraded every two seconds).
 		time.Sleep(time.Until(lastCut.Add(7 * time.Second)))
-		oldGroup, newGroup := cpuGroup(b, fmt.Sprintf("old%d", i), olds), cpuGroup(b, fmt.Sprintf("new%d", i), news)
+		oldShims, oldTeamds := cpuGroups(b, fmt.Sprintf("old%d", i), olds)
+		newShims, newTeamds := cpuGroups(b, fmt.Sprintf("new%d", i), news)
 		lastCut = time.Now()
 		b.StartTimer()
 		writeCutover(b, dir, epoch, bed.LAGs)
@@ -80,7 +83,9 @@ func benchHandoff(b *testing.B, lags int) {
 		}
 		actives := awaitRecords(b, dir, proto.KindActive, bed.LAGs, 30*time.Second, epochIs(epoch+1))
 		b.StopTimer()
-		cpuNew += groupUsed(b, newGroup)
+		shims := groupUsed(b, newShims)
+		cpuNew += shims + groupUsed(b, newTeamds)
+		cpuShims += shims
 		for lag, r := range actives {
 			a := r.(*proto.Active)
 			if a.Path != proto.PathSnapshot {
@@ -104,7 +109,9 @@ func benchHandoff(b *testing.B, lags int) {
 		for _, o := range olds {
 			o.waitExit(b, 15*time.Second)
 		}
-		cpuOld += groupUsed(b, oldGroup)
+		shims = groupUsed(b, oldShims)
+		cpuOld += shims + groupUsed(b, oldTeamds)
+		cpuShims += shims
 		olds = news
 		b.StartTimer()
 	}
@@ -126,6 +133,7 @@ func benchHandoff(b *testing.B, lags int) {
 	b.ReportMetric(perHandoff(cpuOld+cpuNew), "cpu-ms/handoff")
 	b.ReportMetric(perHandoff(cpuOld), "cpu-old-ms/handoff")
 	b.ReportMetric(perHandoff(cpuNew), "cpu-new-ms/handoff")
+	b.ReportMetric(perHandoff(cpuShims), "cpu-shims-ms/handoff")
 	b.ReportMetric(0, "ns/op") // a handoff's wall time is the figures above, not this
 }
 
@@ -156,22 +164,28 @@ func residentKiB(b *testing.B, pid int) int {
 	return 0
 }
 
-// cpuGroup moves the shims of sims and their teamds into a CPU
-// accounting cgroup of their own, removed at cleanup.
-func cpuGroup(b *testing.B, name string, sims []*sim) *cpustat.Group {
-	g, err := cpustat.NewGroup(fmt.Sprintf("teamdwarm-bench-%d-%s", os.Getpid(), name))
-	if err != nil {
-		b.Fatal(err)
+// cpuGroups moves the shims of sims into a CPU accounting cgroup of
+// their own and their teamds into another (the stand-in's cost is the
+// bed's, not the product's), removed at cleanup.
+func cpuGroups(b *testing.B, name string, sims []*sim) (shims, teamds *cpustat.Group) {
+	group := func(what string) *cpustat.Group {
+		g, err := cpustat.NewGroup(fmt.Sprintf("teamdwarm-bench-%d-%s-%s", os.Getpid(), name, what))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = g.Close() })
+		return g
 	}
-	b.Cleanup(func() { _ = g.Close() })
+	shims, teamds = group("shims"), group("teamds")
 	for _, s := range sims {
-		for _, pid := range []int{s.cmd.Process.Pid, readPIDFile(b, filepath.Join(s.runDir, s.lag.Name+".pid"))} {
-			if err := g.Add(pid); err != nil {
-				b.Fatalf("%s: %v", s.lag.Name, err)
-			}
+		if err := shims.Add(s.cmd.Process.Pid); err != nil {
+			b.Fatalf("%s: %v", s.lag.Name, err)
+		}
+		if err := teamds.Add(readPIDFile(b, filepath.Join(s.runDir, s.lag.Name+".pid"))); err != nil {
+			b.Fatalf("%s: %v", s.lag.Name, err)
 		}
 	}
-	return g
+	return shims, teamds
 }
 
 func groupUsed(b *testing.B, g *cpustat.Group) time.Duration {
