@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -69,9 +70,9 @@ func parseSchedstat(b []byte) (time.Duration, error) {
 	if len(f) != 3 {
 		return 0, fmt.Errorf("schedstat: %d fields in %q, want 3", len(f), b)
 	}
-	ns, err := strconv.ParseUint(f[0], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("schedstat: run time %q is not a count", f[0])
+	ns, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || ns < 0 {
+		return 0, fmt.Errorf("schedstat: run time %q is not a count of nanoseconds", f[0])
 	}
 	return time.Duration(ns), nil
 }
@@ -95,8 +96,14 @@ func parseStat(b []byte) (time.Duration, error) {
 	if err1 != nil || err2 != nil {
 		return 0, fmt.Errorf("/proc stat: utime %q, stime %q are not counts", f[11], f[12])
 	}
+	if u > maxTicks || s > maxTicks-u {
+		return 0, fmt.Errorf("/proc stat: utime %d + stime %d ticks is more than a Duration holds", u, s)
+	}
 	return time.Duration(u+s) * time.Second / userHZ, nil
 }
+
+// maxTicks is the most USER_HZ ticks a Duration holds.
+const maxTicks = uint64(math.MaxInt64 / int64(time.Second) * userHZ)
 
 // CgroupOf is the directory of process pid's CPU accounting cgroup:
 // cpuacct's under cgroup v1, the unified one under v2.
@@ -124,17 +131,26 @@ func parseCgroup(b []byte, root string) (string, error) {
 		}
 		for _, c := range strings.Split(ctrls, ",") {
 			if c == "cpuacct" {
-				return filepath.Join(root, ctrls, path), nil
+				return under(root, filepath.Join(ctrls, path))
 			}
 		}
 		if id == "0" && ctrls == "" {
-			v2 = filepath.Join(root, path)
+			v2 = path
 		}
 	}
 	if v2 == "" {
 		return "", fmt.Errorf("/proc cgroup: no cpuacct (v1) or unified (v2) line")
 	}
-	return v2, nil
+	return under(root, v2)
+}
+
+// under joins rel to root, refusing a rel that leads out of it.
+func under(root, rel string) (string, error) {
+	dir := filepath.Join(root, rel)
+	if dir != root && !strings.HasPrefix(dir, root+"/") {
+		return "", fmt.Errorf("/proc cgroup: %q leads out of %s", rel, root)
+	}
+	return dir, nil
 }
 
 // Cgroup is the CPU time the processes of cgroup dir (and of the cgroups

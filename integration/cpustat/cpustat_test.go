@@ -21,6 +21,7 @@ func TestParseStat(t *testing.T) {
 		{"short", "7 (x) R 1 7", 0, "fields after the name"},
 		{"no name", "7 x R 1", 0, "no ')'"},
 		{"not a count", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 a 2 0", 0, "are not counts"},
+		{"too many ticks", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 18446744073709551615 2 0", 0, "more than a Duration holds"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseStat([]byte(tc.line))
@@ -41,7 +42,7 @@ func TestParseSchedstat(t *testing.T) {
 	if got, err := parseSchedstat([]byte("33815065 1753607 124\n")); err != nil || got != 33815065 {
 		t.Errorf("got %v, %v", got, err)
 	}
-	for _, bad := range []string{"", "1 2", "x 2 3"} {
+	for _, bad := range []string{"", "1 2", "x 2 3", "18446744073709551615 1 1"} {
 		if _, err := parseSchedstat([]byte(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
@@ -59,6 +60,9 @@ func TestParseCgroup(t *testing.T) {
 	}
 	if _, err := parseCgroup([]byte("3:memory:/x\n"), "/sys/fs/cgroup"); err == nil {
 		t.Error("no CPU accounting line: no error")
+	}
+	if dir, err := parseCgroup([]byte("0::/../../etc\n"), "/sys/fs/cgroup"); err == nil {
+		t.Errorf("a path out of the root: %s", dir)
 	}
 }
 
@@ -136,4 +140,24 @@ func TestGroupCountsFromTheMove(t *testing.T) {
 	if used <= 0 || used > total {
 		t.Fatalf("the group counted %v of a process that used %v in all", used, total)
 	}
+}
+
+// The /proc and cgroup parsers take what the kernel writes; whatever the
+// bytes, they answer or say why, and never a negative time.
+func FuzzParsers(f *testing.F) {
+	f.Add([]byte("42 (ovs-vswitchd) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 3 0 100 0 0"))
+	f.Add([]byte("33815065 1753607 124\n"))
+	f.Add([]byte("4:cpu,cpuacct:/docker/abc\n0::/system.slice/docker.service\n"))
+	f.Add([]byte("7 (a) b) R"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if d, err := parseStat(b); err == nil && d < 0 {
+			t.Fatalf("stat %q: %v", b, d)
+		}
+		if d, err := parseSchedstat(b); err == nil && d < 0 {
+			t.Fatalf("schedstat %q: %v", b, d)
+		}
+		if dir, err := parseCgroup(b, "/sys/fs/cgroup"); err == nil && !strings.HasPrefix(dir, "/sys/fs/cgroup") {
+			t.Fatalf("cgroup %q: %s is not under the root", b, dir)
+		}
+	})
 }
