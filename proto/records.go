@@ -267,6 +267,14 @@ type Cutover struct {
 	Window int `msgpack:"window,omitempty" json:"window,omitempty"`
 }
 
+// Waves is how many waves the LAGs hand over in: 1 without waves.
+func (r *Cutover) Waves() int {
+	if r.Window <= 0 || len(r.LAGs) == 0 {
+		return 1
+	}
+	return (len(r.LAGs)-1)/r.Window + 1
+}
+
 // Wave is how many periods lag waits before it hands over: its place in
 // LAGs divided by Window; 0 without waves, and for a LAG the list does not
 // name.

@@ -167,4 +167,10 @@ func TestCutoverWave(t *testing.T) {
 			t.Errorf("window %d: Wave(%s) = %d, want %d", tc.window, tc.lag, got, tc.want)
 		}
 	}
+	for window, want := range map[int]int{0: 1, 1: 5, 2: 3, 5: 1, 16: 1} {
+		c.Window = window
+		if got := c.Waves(); got != want {
+			t.Errorf("window %d: %d waves, want %d", window, got, want)
+		}
+	}
 }

@@ -36,7 +36,7 @@ func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, err
 	r.undo = nil // the point of no return
 	if cut.Window > 0 {
 		r.progress("%d LAGs hand over in %d waves of %d, a fast period apart, each right after its old teamd's PDU",
-			len(cut.LAGs), cut.Wave(cut.LAGs[len(cut.LAGs)-1])+1, cut.Window)
+			len(cut.LAGs), cut.Waves(), cut.Window)
 	}
 	if p.first != nil {
 		r.stopFirst(ctx, p, nil)
@@ -177,11 +177,7 @@ func (r *run) newCutover(p *plan) *proto.Cutover {
 // a fast period per wave (proto.Cutover.Wave), and one for the wait for
 // its teamd's next PDU, as the standbys' deadlines move.
 func waveSlack(c *proto.Cutover) time.Duration {
-	last := 0
-	if len(c.LAGs) > 0 {
-		last = c.Wave(c.LAGs[len(c.LAGs)-1])
-	}
-	return time.Duration(last+1) * fastPeriod
+	return time.Duration(c.Waves()) * fastPeriod
 }
 
 // fastPeriod is LACP's fast periodic time: a PDU a second.

@@ -342,52 +342,18 @@ func (r *run) stopFirst(ctx context.Context, p *plan, lags []string) {
 // or one whose members cannot be watched, does not wait.
 func (r *run) awaitRound(ctx context.Context, p *plan, cut *proto.Cutover, lag string) {
 	t, l := p.first.teamds[lag], p.lag(lag)
-	if t == nil || l == nil || l.state == nil || !fastPartner(l.state) {
+	if t == nil || l == nil || l.state == nil || !l.state.PartnerAsksFast() {
 		return
 	}
+	wave := 0
 	if cut != nil {
-		if wave := cut.Wave(lag); wave > 0 {
-			select {
-			case <-time.After(time.Duration(wave) * fastPeriod):
-			case <-ctx.Done():
-				return
-			}
-		}
+		wave = cut.Wave(lag)
 	}
-	var conns []*lacpsock.Conn
-	defer func() {
-		// Closing a packet socket waits for an RCU grace period: not on
-		// the handoff's path.
-		go func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-	}()
-	for _, m := range l.state.PortNames() {
-		c, err := lacpsock.WatchIn(fmt.Sprintf("/proc/%d/ns/net", t.PID), m)
-		if err != nil {
-			r.s.opts.Logger.Warn("stopping the old teamd without waiting for its next PDU", "lag", lag, "err", err)
-			return
-		}
-		conns = append(conns, c)
+	netns := fmt.Sprintf("/proc/%d/ns/net", t.PID)
+	err := lacpsock.AwaitTurn(ctx, wave, fastPeriod, l.state.PortNames(), func(m string) (*lacpsock.Conn, error) { return lacpsock.WatchIn(netns, m) })
+	if err != nil && ctx.Err() == nil {
+		r.s.opts.Logger.Warn("stopping the old teamd without waiting for its next PDU", "lag", lag, "err", err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, fastPeriod+lacpsock.RoundSlack)
-	defer cancel()
-	if _, err := lacpsock.NextRound(wctx, conns); err != nil {
-		r.s.opts.Logger.Warn("stopping the old teamd without its next PDU", "lag", lag, "err", err)
-	}
-}
-
-// fastPartner reports whether the partner asks for fast PDUs on any of
-// st's ports: teamd then sends one a second.
-func fastPartner(st *teamd.State) bool {
-	for _, port := range st.Ports {
-		if proto.State(port.Runner.PartnerLACPDUInfo.State)&proto.StateTimeout != 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // stopOldTeamd is one LAG's part of stopFirst: what its shim would do on

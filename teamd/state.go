@@ -134,3 +134,15 @@ func InfoOf(i proto.Info) LACPDUInfo {
 	return LACPDUInfo{Key: int(i.Key), Port: int(i.Port), PortPriority: int(i.PortPriority), State: int(i.State),
 		System: i.System.String(), SystemPriority: int(i.SystemPriority)}
 }
+
+// PartnerAsksFast reports whether the partner asks for fast PDUs (its
+// LACP_Timeout bit) on any port: teamd then sends one a second, else one
+// every 30 s.
+func (st *State) PartnerAsksFast() bool {
+	for _, p := range st.Ports {
+		if proto.State(p.Runner.PartnerLACPDUInfo.State)&proto.StateTimeout != 0 {
+			return true
+		}
+	}
+	return false
+}

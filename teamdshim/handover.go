@@ -79,35 +79,13 @@ func (s *Shim) awaitRound() {
 		return
 	}
 	start := time.Now()
+	wave := 0
 	if rec, err := s.dir.Read("", proto.KindCutover); err == nil {
-		if wave := rec.(*proto.Cutover).Wave(s.lag); wave > 0 {
+		if wave = rec.(*proto.Cutover).Wave(s.lag); wave > 0 {
 			s.log.Info("handing over in a later wave", "wave", wave, "in", time.Duration(wave)*period)
-			select {
-			case <-time.After(time.Duration(wave) * period):
-			case <-s.teamd.done:
-				return
-			}
 		}
 	}
-	var conns []*lacpsock.Conn
-	// Closing a packet socket waits for an RCU grace period: not on the
-	// handoff's path.
-	defer func() {
-		go func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-	}()
-	for _, m := range st.PortNames() {
-		c, err := lacpsock.Watch(m)
-		if err != nil {
-			s.log.Warn("handing over without waiting for teamd's next PDU", "member", m, "err", err)
-			return
-		}
-		conns = append(conns, c)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), period+lacpsock.RoundSlack)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		select {
@@ -116,8 +94,10 @@ func (s *Shim) awaitRound() {
 		case <-ctx.Done():
 		}
 	}()
-	if _, err := lacpsock.NextRound(ctx, conns); err != nil {
-		s.log.Warn("handing over without waiting for teamd's next PDU", "err", err)
+	if err := lacpsock.AwaitTurn(ctx, wave, period, st.PortNames(), lacpsock.Watch); err != nil {
+		if ctx.Err() == nil { // teamd's exit needs no word
+			s.log.Warn("handing over without waiting for teamd's next PDU", "err", err)
+		}
 		return
 	}
 	s.log.Info("teamd sent its periodic PDU: handing over right after it", "waited", time.Since(start).Round(time.Millisecond))

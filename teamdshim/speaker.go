@@ -41,10 +41,8 @@ import (
 // speaker counts as silent: one and a half of the period the partner asks
 // for (fast 1 s, slow 30 s).
 func silenceProof(st *teamd.State) time.Duration {
-	for _, p := range st.Ports {
-		if proto.State(p.Runner.PartnerLACPDUInfo.State)&proto.StateTimeout != 0 {
-			return 1500 * time.Millisecond
-		}
+	if st.PartnerAsksFast() {
+		return 1500 * time.Millisecond
 	}
 	return 45 * time.Second
 }

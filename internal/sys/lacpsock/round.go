@@ -61,6 +61,43 @@ func WatchIn(nsPath, ifname string) (*Conn, error) {
 // period: a busy switch delays a PDU a little.
 const RoundSlack = 100 * time.Millisecond
 
+// AwaitTurn waits for a speaker's turn in a handoff in waves: wave
+// periods, then, up to a period more (and RoundSlack), until the speaker
+// has sent its next periodic LACPDU on every member (NextRound), so that
+// what follows starts right after it. open watches one member (Watch, or
+// WatchIn another namespace); the sockets are closed in the background,
+// since a packet socket's close waits for an RCU grace period. The error
+// says why it did not see the round: ctx ended, a member could not be
+// watched, or no PDU came in time.
+func AwaitTurn(ctx context.Context, wave int, period time.Duration, members []string, open func(member string) (*Conn, error)) error {
+	if wave > 0 {
+		select {
+		case <-time.After(time.Duration(wave) * period):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var conns []*Conn
+	defer func() {
+		go func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+	}()
+	for _, m := range members {
+		c, err := open(m)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+	}
+	ctx, cancel := context.WithTimeout(ctx, period+RoundSlack)
+	defer cancel()
+	_, err := NextRound(ctx, conns)
+	return err
+}
+
 // NextRound waits until a LACPDU has left on every one of conns (opened
 // with Watch) after it was called, and returns when the last of those did:
 // the moment right after a speaker's periodic PDUs, when the longest time
