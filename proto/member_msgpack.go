@@ -359,20 +359,13 @@ func (ms *Members) DecodeMsgpack(dec *msgpack.Decoder) error {
 	return nil
 }
 
-// DecodeMember decodes one member from the start of b if it is exactly as
-// the encoder writes members (see decodeFast), and says how many bytes it
-// took; ok is false for anything else, and b is then for the general
-// decoder and the strict checks to judge. Package statefile's strict walk
-// decodes the members this way as it checks them, and hands them to the
-// decoder through the BodyReader (Predecoded), so that they are parsed
-// once.
-func DecodeMember(b []byte) (m Member, n int, ok bool) {
-	n, ok = m.decodeFast(b)
-	return m, n, ok
-}
-
-// DecodeMembers is DecodeMember for n members in a row; used is how many
-// bytes they took. The members' names share one string and their last
+// DecodeMembers decodes n members in a row from the start of b if each is
+// exactly as the encoder writes members (see decodeFast), and says how
+// many bytes they took; ok is false for anything else, and b is then for
+// the general decoder and the strict checks to judge. Package statefile's
+// strict walk decodes the members this way as it checks them, and hands
+// them to the decoder through the BodyReader (Predecoded), so that they
+// are parsed once. The members' names share one string and their last
 // PDUs one buffer (each capped to its own bytes), instead of two
 // allocations a member: for a 64-member snapshot those were a fifth of
 // the decode.
@@ -380,8 +373,11 @@ func DecodeMembers(b []byte, n uint64) (ms Members, used int, ok bool) {
 	if n > uint64(len(b)) { // a member takes a byte at least
 		return nil, 0, false
 	}
-	ms = make(Members, 0, n)
-	a := &memberArena{rx: make([]byte, 0, min(len(b), int(n)*128)), names: make([]byte, 0, int(n)*16), nameAt: make([][2]int, 0, n)}
+	// Sized for what a LAG has, grown by what decodes, not by what the
+	// header claims.
+	c := int(min(n, 64))
+	ms = make(Members, 0, c)
+	a := &memberArena{rx: make([]byte, 0, c*128), names: make([]byte, 0, c*16), nameAt: make([][2]int, 0, c)}
 	for range n {
 		var m Member
 		k, ok := m.decode(b[used:], a)

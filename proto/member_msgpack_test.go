@@ -93,13 +93,14 @@ func FuzzMemberDecodeFast(f *testing.F) {
 	})
 }
 
-// DecodeMembers reads a row of members as DecodeMember reads each, and
+// DecodeMembers reads a row of members as decodeFast reads each, and
 // the buffers they share cannot leak into each other.
 func TestDecodeMembersSharesBuffersSafely(t *testing.T) {
 	var ms []Member
 	var b []byte
 	for _, m := range members() {
-		if _, _, ok := DecodeMember(m.appendMsgpack(nil)); ok { // a 40-byte name is a str8: the general path's
+		var one Member
+		if _, ok := one.decodeFast(m.appendMsgpack(nil)); ok { // a 40-byte name is a str8: the general path's
 			ms = append(ms, m)
 			b = m.appendMsgpack(b)
 		}
@@ -113,7 +114,8 @@ func TestDecodeMembersSharesBuffersSafely(t *testing.T) {
 	}
 	off := 0
 	for i := range ms {
-		one, n, ok := DecodeMember(b[off:])
+		var one Member
+		n, ok := one.decodeFast(b[off:])
 		if !ok || !reflect.DeepEqual(one, got[i]) {
 			t.Fatalf("member %d: one by one %+v, in a row %+v", i, one, got[i])
 		}

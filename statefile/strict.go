@@ -221,7 +221,7 @@ func (w *walker) value(sh *shape, depth int) error {
 
 // membersFast checks a snapshot's members (n of them, the array's header
 // at start) by decoding each as the encoder writes it, exactly (every
-// field once, nothing else: proto.DecodeMember), and hands them to the
+// field once, nothing else: proto.DecodeMembers), and hands them to the
 // decoder, which then does not parse them again. Anything else, one
 // member off, leaves the whole array to the field-by-field walk, which
 // says what is wrong.
