@@ -14,8 +14,11 @@ import (
 // partner asked for.
 //
 // Two speakers are reported when some stretch of five periods holds more
-// PDUs than one speaker sends in it (six periodic ones and two more for
-// state changes), or holds intervals shorter than a quarter period in four
+// PDUs than one speaker sends in it (six periodic ones, two more for state
+// changes, and one for a handoff that lands right after the old speaker's
+// periodic PDU, as teamdwarm's does: the new speaker's first then adds to
+// the old one's, where a handoff at a random moment replaced one; two
+// trains send ten or more), or holds intervals shorter than a quarter period in four
 // or more bursts (short intervals less than half a period apart are one
 // burst). One speaker sends short intervals only in bursts: at bring-up,
 // and around a handoff (the old one's last periodic PDU, its parting PDU,
@@ -25,7 +28,7 @@ import (
 // unseen.
 func Speakers(at []time.Time, period time.Duration) (two bool, why string) {
 	window := 5 * period
-	const most = 8 // 6 periodic + 2 change PDUs
+	const most = 9 // 6 periodic + 2 change PDUs + the new speaker's first, right after the old one's last
 	j := 0
 	for i := range at {
 		for at[i].Sub(at[j]) >= window {

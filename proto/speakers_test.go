@@ -41,6 +41,13 @@ func TestSpeakers(t *testing.T) {
 	bursty := merge(train(0, time.Second, 10), []time.Time{t0.Add(4080 * time.Millisecond), t0.Add(4150 * time.Millisecond),
 		t0.Add(9120 * time.Millisecond), t0.Add(9340 * time.Millisecond)})
 	bursty = append(bursty, train(9570*time.Millisecond, time.Second, 10)...)
+	// The lab's real teamd handing over right after its periodic PDU
+	// (SONiC's to teamdwarm's, under emulation): a change PDU of the old
+	// speaker, its last periodic one, the new one's first 9 ms later and
+	// two change PDUs, then the new train.
+	aligned := []time.Time{t0, t0.Add(220 * time.Millisecond), t0.Add(1220 * time.Millisecond), t0.Add(2220 * time.Millisecond),
+		t0.Add(2229 * time.Millisecond), t0.Add(2321 * time.Millisecond), t0.Add(2485 * time.Millisecond)}
+	aligned = append(aligned, train(3484*time.Millisecond, time.Second, 10)...)
 	for _, tc := range []struct {
 		name   string
 		at     []time.Time
@@ -53,6 +60,7 @@ func TestSpeakers(t *testing.T) {
 		{"a handoff", handoff, time.Second, false, ""},
 		{"a slow handoff's burst", burst, time.Second, false, ""},
 		{"bring-up, then a slow handoff", bursty, time.Second, false, ""},
+		{"a handoff right after the old speaker's PDU", aligned, time.Second, false, ""},
 		{"two, half a period apart", merge(train(0, time.Second, 20), train(500*time.Millisecond, time.Second, 20)), time.Second, true, "PDUs within 5s"},
 		{"two, close together, briefly", merge(train(0, time.Second, 4), train(100*time.Millisecond, time.Second, 4)), time.Second, true, "less than 250ms after the one before, in 4 bursts"},
 		{"two, slow period", merge(train(0, 30*time.Second, 10), train(15*time.Second, 30*time.Second, 10)), 30 * time.Second, true, "PDUs within 2m30s"},
