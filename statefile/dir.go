@@ -72,23 +72,25 @@ func (d *Dir) File(lag string, k proto.Kind) string {
 // name holds either the previous complete record or this one.
 func (d *Dir) Write(rec proto.Record) (string, error) { return d.store(rec, true) }
 
-// Publish is Write for a record someone is waiting for: the rename that
-// makes it visible comes before the fsyncs that make it durable, which
-// takes the disk off the waiter's path. The price: a host crash right after
-// the rename can leave a file under the final name that fails its checksum
-// (readers reject it as corrupt) instead of the previous record. The
-// outgoing shim's snapshot is such a record: it matters only while the
-// standby waits for it.
+// Publish is Write for a record that matters only while someone waits
+// for it: written to a temp file and renamed into place, never fsynced,
+// which keeps the disk, and the kernel's writeback in the writer's
+// time, out of the handoff. The price: after a host crash the final name
+// may hold the previous record, nothing, or a file that fails its checksum
+// (readers reject it as corrupt). The outgoing shim's snapshot is such a
+// record: the standby that waits for it does not outlive the host, and
+// the records that decide anything after a reboot (.active, the journal)
+// are written with Write.
 func (d *Dir) Publish(rec proto.Record) (string, error) { return d.store(rec, false) }
 
 // store encodes rec and writes it under its file name (see writeFile).
-func (d *Dir) store(rec proto.Record, syncFirst bool) (string, error) {
+func (d *Dir) store(rec proto.Record, durable bool) (string, error) {
 	path := filepath.Join(d.path, proto.RecordFileName(rec))
 	b, err := Encode(rec)
 	if err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := writeFile(path, b, syncFirst); err != nil {
+	if err := writeFile(path, b, durable); err != nil {
 		return "", err
 	}
 	return path, nil
@@ -99,10 +101,9 @@ func (d *Dir) store(rec proto.Record, syncFirst bool) (string, error) {
 // the directory.
 func WriteFileAtomic(path string, b []byte) error { return writeFile(path, b, true) }
 
-// writeFile writes b to path through a temp file and a rename; with
-// syncFirst the temp file is fsynced before the rename, else after it.
-// The directory is fsynced last either way.
-func writeFile(path string, b []byte, syncFirst bool) (err error) {
+// writeFile writes b to path through a temp file and a rename; if durable,
+// the temp file is fsynced before the rename and the directory after it.
+func writeFile(path string, b []byte, durable bool) (err error) {
 	dir, name := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -123,22 +124,19 @@ func writeFile(path string, b []byte, syncFirst bool) (err error) {
 	if _, err = f.Write(b); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if syncFirst {
+	if durable {
 		if err = f.Sync(); err != nil {
 			return fmt.Errorf("write %s: fsync: %w", path, err)
 		}
 	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if !syncFirst {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return fmt.Errorf("write %s: fsync: %w", path, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if !durable {
+		return nil
 	}
 	return syncDir(dir)
 }

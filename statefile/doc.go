@@ -20,6 +20,9 @@
 // [Dir.Write] writes a temp file in the same directory, fsyncs it, renames
 // it over the final name and fsyncs the directory, so a reader sees the old
 // record or the new one, never a mix, whenever the writer dies.
+// [Dir.Publish] leaves out the fsyncs, for a record that is of no use after
+// a host crash (the handoff's snapshot): whenever the writer dies a reader
+// still sees one record or the other.
 //
 // # Reading
 //
