@@ -59,7 +59,7 @@ func (s *Shim) handOver(ctx context.Context, ev Event) error {
 	return s.enter(StateDone, EventHandedOver)
 }
 
-// awaitRound waits for the LAG's turn in a handoff to the next epoch: its
+// awaitRound waits for the LAG's turn in the handoff cut asks for: its
 // wave's periods (proto.Cutover.Wave), then, up to a period more, until
 // teamd has sent its next periodic LACPDU on every member, so that the
 // handoff starts right after it. The peer then sees the old teamd's last
@@ -69,7 +69,7 @@ func (s *Shim) handOver(ctx context.Context, ev Event) error {
 // competing for the CPU at once (their teamds may well all transmit in
 // step). Only a fast-rate LAG waits (alignPeriod); without teamd's state or
 // sockets on its members, the shim does not wait for the PDU.
-func (s *Shim) awaitRound() {
+func (s *Shim) awaitRound(cut *proto.Cutover) {
 	st := s.lastDump
 	if st == nil || len(st.Ports) == 0 {
 		return
@@ -79,11 +79,9 @@ func (s *Shim) awaitRound() {
 		return
 	}
 	start := time.Now()
-	wave := 0
-	if rec, err := s.dir.Read("", proto.KindCutover); err == nil {
-		if wave = rec.(*proto.Cutover).Wave(s.lag); wave > 0 {
-			s.log.Info("handing over in a later wave", "wave", wave, "in", time.Duration(wave)*period)
-		}
+	wave := cut.Wave(s.lag)
+	if wave > 0 {
+		s.log.Info("handing over in a later wave", "wave", wave, "in", time.Duration(wave)*period)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -115,15 +113,19 @@ const (
 )
 
 // awaitSuccessor waits for the next epoch to take the LAG over, and says
-// whether it must be taken back instead. Before it says so, it withdraws
-// the snapshot, so that no shim of the next epoch that starts late takes
-// over from it while this one transmits again (one that does start finds
-// the wire busy and waits); if one started in between, the snapshot is
-// put back and the LAG left to it.
+// whether it must be taken back instead. The LAG's .active is looked at
+// when init's shared watch says it changed (the shim ends as soon as its
+// successor speaks) and on every tick, which also looks at the next
+// epoch's liveness lock (a lock has no notification). Before it says
+// "take back", it withdraws the snapshot, so that no shim of the next
+// epoch that starts late takes over from it while this one transmits again
+// (one that does start finds the wire busy and waits); if one started in
+// between, the snapshot is put back and the LAG left to it.
 func (s *Shim) awaitSuccessor(ctx context.Context) (takeBack bool) {
 	deadline := time.Now().Add(successorWait)
 	tick := time.NewTicker(successorTick)
 	defer tick.Stop()
+	fence := s.fenceWatch
 	var free time.Time // since when no shim of the next epoch runs
 	for {
 		if s.successorSpeaks() {
@@ -147,6 +149,10 @@ func (s *Shim) awaitSuccessor(ctx context.Context) (takeBack bool) {
 		case sig := <-s.sigs:
 			if sig != syscall.SIGUSR1 {
 				return false // stopped: the container goes
+			}
+		case _, ok := <-fence:
+			if !ok {
+				fence = nil // the ticks still look
 			}
 		case <-tick.C:
 		}

@@ -105,19 +105,19 @@ const (
 	restartWindow = time.Minute
 )
 
-// envWatchFD names the descriptor on which init passes a shim its
+// EnvWatchFD names the descriptor on which init passes a shim its
 // subscription to the shared watch of the record directory.
-const envWatchFD = "TEAMDWARM_WATCH_FD"
+const EnvWatchFD = "TEAMDWARM_WATCH_FD"
 
 // SharedWatch returns the subscription init passed this process (see
 // InitOptions.Dir), nil if none; once. The descriptor is closed on exec,
 // so teamd does not inherit it.
 func SharedWatch() *os.File {
-	v := os.Getenv(envWatchFD)
+	v := os.Getenv(EnvWatchFD)
 	if v == "" {
 		return nil
 	}
-	os.Unsetenv(envWatchFD)
+	os.Unsetenv(EnvWatchFD)
 	fd, err := strconv.Atoi(v)
 	if err != nil || fd < 3 {
 		return nil
@@ -323,7 +323,7 @@ func (in *initState) start(w *wrapper) {
 		} else {
 			defer r.Close() // the child's copy is its own
 			attr.Files = append(attr.Files, r)
-			attr.Env = append(slices.Clip(in.env), envWatchFD+"="+strconv.Itoa(len(attr.Files)-1))
+			attr.Env = append(slices.Clip(in.env), EnvWatchFD+"="+strconv.Itoa(len(attr.Files)-1))
 		}
 	}
 	p, err := os.StartProcess(w.argv[0], w.argv, attr)

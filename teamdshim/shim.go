@@ -482,14 +482,15 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 // handed over.
 func (s *Shim) handOverRequested(ctx context.Context) (done bool, err error) {
 	ready, running := s.awaitStandby(readyStandbyWait)
-	toNext := s.cutoverToNext()
+	cut := s.cutoverToNext()
+	toNext := cut != nil
 	if !ready && !running && toNext {
 		s.log.Error("SIGUSR1 refused: the cutover hands this LAG to the next epoch, but no shim of that epoch runs to take it over; keeping it",
 			"epoch", s.epoch, "next", s.epoch+1)
 		return false, nil
 	}
 	if toNext {
-		s.awaitRound()
+		s.awaitRound(cut)
 	}
 	if err := s.handOver(ctx, EventHandOver); err != nil {
 		return true, err
@@ -500,15 +501,18 @@ func (s *Shim) handOverRequested(ctx context.Context) (done bool, err error) {
 	return true, nil
 }
 
-// cutoverToNext reports whether the directory's cutover record hands this
-// LAG from this shim's epoch to the next.
-func (s *Shim) cutoverToNext() bool {
+// cutoverToNext returns the directory's cutover record if it hands this
+// LAG from this shim's epoch to the next, else nil.
+func (s *Shim) cutoverToNext() *proto.Cutover {
 	rec, err := s.dir.Read("", proto.KindCutover)
 	if err != nil {
-		return false
+		return nil
 	}
 	c := rec.(*proto.Cutover)
-	return c.FromEpoch == s.epoch && (len(c.LAGs) == 0 || slices.Contains(c.LAGs, s.lag))
+	if c.FromEpoch != s.epoch || (len(c.LAGs) > 0 && !slices.Contains(c.LAGs, s.lag)) {
+		return nil
+	}
+	return c
 }
 
 // stopRequested answers SIGTERM (or the context's end, which the
