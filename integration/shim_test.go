@@ -16,6 +16,7 @@ import (
 	"github.com/teamdwarm/teamdwarm/internal/test/testbin"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
+	"github.com/teamdwarm/teamdwarm/teamdshim"
 )
 
 type shimOpts struct {
@@ -26,6 +27,9 @@ type shimOpts struct {
 	takeover string // takeover signal
 	fault    string // TEAMDSIM_FAULT
 	flags    []string
+	// hub, if set, passes the shim its LAG's subscription to a shared
+	// watch of dir, as a container's init does; else it watches alone.
+	hub *statefile.Hub
 }
 
 // startShim starts a teamd-shim around a stand-in in the DUT namespace;
@@ -49,6 +53,15 @@ func startShim(t testing.TB, b *testbed.Bed, l testbed.LAG, o shimOpts) *sim {
 	cmd := exec.Command("ip", args...)
 	cmd.Env = append(os.Environ(), "TEAMDWARM_RUN_DIR="+runDir, "TEAMDSIM_RUN_DIR="+runDir,
 		"TEAMDSIM_TAKEOVER_SIGNAL="+o.takeover, "TEAMDSIM_FAULT="+o.fault)
+	if o.hub != nil {
+		r, err := o.hub.Subscribe(l.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close() // the shim's copy is its own
+		cmd.ExtraFiles = []*os.File{r}
+		cmd.Env = append(cmd.Env, teamdshim.EnvWatchFD+"=3")
+	}
 	s.launch(t, cmd, fmt.Sprintf("shim (%s epoch %d)", o.role, o.epoch))
 	return s
 }
