@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
@@ -41,6 +42,11 @@ type standbyWait struct {
 	rejected  []string         // why snapshots were refused, for .active's note
 	timings   proto.Timings
 	confirm   *outgoing // watches the members' outgoing PDUs
+	// fencing: the watch has become the fence watch (takeOver), whose
+	// filter then keeps the LAG's .active alone: the cutover and the
+	// shim's own snapshot would each be read and decoded for nothing.
+	// Read by the watch's goroutine.
+	fencing *atomic.Bool
 
 	readyMono     int64
 	watchSince    time.Time     // the outgoing watch began
@@ -101,8 +107,13 @@ func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 	// Watching first: once .standby is there, a cutover cannot be missed.
 	// The LAG's .active too: once this shim is active, the same watch
 	// fences it (see fenceWatch).
+	fencing, me := new(atomic.Bool), s.lag
+	w.fencing = fencing
 	mine := func(lag string, k proto.Kind) bool {
-		return k == proto.KindCutover || (lag == s.lag && (k == proto.KindSnapshot || k == proto.KindActive))
+		if fencing.Load() {
+			return lag == me && k == proto.KindActive
+		}
+		return k == proto.KindCutover || (lag == me && (k == proto.KindSnapshot || k == proto.KindActive))
 	}
 	watchCtx, stop := context.WithCancel(ctx)
 	s.sb.stopWatch = stop
@@ -354,6 +365,7 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 		// The record watch goes on, as the fence watch (one of its own
 		// would cost an inotify instance per LAG).
 		s.fenceWatch, s.stopFence, w.stopWatch = w.events, w.stopWatch, nil
+		w.fencing.Store(true)
 	}
 	s.sb.close()
 	s.sb = nil
