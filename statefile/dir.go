@@ -5,13 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/teamdwarm/teamdwarm/proto"
 	"golang.org/x/sys/unix"
@@ -103,6 +102,9 @@ func WriteFileAtomic(path string, b []byte) error { return writeFile(path, b, tr
 
 // writeFile writes b to path through a temp file and a rename; if durable,
 // the temp file is fsynced before the rename and the directory after it.
+// The calls are raw: an os.File would register the file with the poller
+// and os.Rename stat the target first, three system calls more a write
+// for nothing.
 func writeFile(path string, b []byte, durable bool) (err error) {
 	dir, name := filepath.Split(path)
 	if dir == "" {
@@ -111,29 +113,40 @@ func writeFile(path string, b []byte, durable bool) (err error) {
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(dir, tempPrefix+name+".tmp-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "open", Path: tmp, Err: err})
 	}
+	closed := false
 	defer func() {
+		if !closed {
+			unix.Close(fd)
+		}
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			unix.Unlink(tmp)
 		}
 	}()
-	if _, err = f.Write(b); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	for rest := b; len(rest) > 0; {
+		n, err := unix.Write(fd, rest)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "write", Path: tmp, Err: err})
+		}
+		rest = rest[n:]
 	}
 	if durable {
-		if err = f.Sync(); err != nil {
+		if err := unix.Fsync(fd); err != nil {
 			return fmt.Errorf("write %s: fsync: %w", path, err)
 		}
 	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	closed = true
+	if err := unix.Close(fd); err != nil {
+		return fmt.Errorf("write %s: close: %w", path, err)
 	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if err := unix.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, &os.LinkError{Op: "rename", Old: tmp, New: path, Err: err})
 	}
 	if !durable {
 		return nil
@@ -142,12 +155,12 @@ func writeFile(path string, b []byte, durable bool) (err error) {
 }
 
 func syncDir(dir string) error {
-	df, err := os.Open(dir)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
-	defer df.Close()
-	if err := df.Sync(); err != nil {
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
@@ -186,7 +199,10 @@ func Parse(path string, b []byte) (proto.Record, error) {
 // following a symlink in its last component; other files are refused with an
 // error matching ErrUnsafe. Use it for any file an operator may point at.
 func ReadBounded(path string) ([]byte, error) {
-	// O_NONBLOCK: opening a FIFO must not hang; fstat refuses it next.
+	// O_NONBLOCK: opening a FIFO must not hang; fstat refuses it next. The
+	// descriptor stays raw: an os.File would register it with the poller
+	// (two more system calls a read, for a file it cannot poll), and
+	// watchers read these files on every change.
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
@@ -194,27 +210,56 @@ func ReadBounded(path string) ([]byte, error) {
 		}
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file (%s): %w", path, st.Mode().Type(), ErrUnsafe)
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s: not a regular file (%s): %w", path, fileType(st.Mode), ErrUnsafe)
 	}
-	if st.Size() > MaxFileSize {
-		return nil, fmt.Errorf("%s: %d bytes, over the %d-byte limit: %w", path, st.Size(), MaxFileSize, ErrUnsafe)
+	if st.Size > MaxFileSize {
+		return nil, fmt.Errorf("%s: %d bytes, over the %d-byte limit: %w", path, st.Size, MaxFileSize, ErrUnsafe)
 	}
-	// The file may grow after fstat; read at most one byte past the cap.
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	// The file may grow after fstat: the buffer holds what fstat said and
+	// one byte more, and grows up to one byte past the cap.
+	b := make([]byte, 0, st.Size+1)
+	for {
+		if len(b) == cap(b) {
+			if len(b) > MaxFileSize {
+				return nil, fmt.Errorf("%s: over the %d-byte limit: %w", path, MaxFileSize, ErrUnsafe)
+			}
+			b = slices.Grow(b, min(2*cap(b), MaxFileSize+1)-len(b))
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
 	}
-	if len(b) > MaxFileSize {
-		return nil, fmt.Errorf("%s: over the %d-byte limit: %w", path, MaxFileSize, ErrUnsafe)
+}
+
+// fileType names what a non-regular file is, for an error.
+func fileType(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
 	}
-	return b, nil
+	return fmt.Sprintf("mode %#o", mode&unix.S_IFMT)
 }
 
 // Read reads the record of kind k for lag from d.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io/fs"
 	"math/rand/v2"
@@ -238,6 +239,10 @@ func TestReadFileRefuses(t *testing.T) {
 	}
 	big := write("big", make([]byte, statefile.MaxFileSize+1))
 	renamed := write("PortChannel9.active", good)
+	subdir := filepath.Join(dir, "PortChannel3.active")
+	if err := os.Mkdir(subdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name   string
@@ -247,6 +252,7 @@ func TestReadFileRefuses(t *testing.T) {
 		{"missing", filepath.Join(dir, "nope.active"), fs.ErrNotExist},
 		{"symlink", link, statefile.ErrUnsafe},
 		{"fifo", fifo, statefile.ErrUnsafe},
+		{"directory", subdir, statefile.ErrUnsafe},
 		{"too large", big, statefile.ErrUnsafe},
 		{"under another record's name", renamed, statefile.ErrCorrupt},
 	}
@@ -263,6 +269,34 @@ func TestReadFileRefuses(t *testing.T) {
 	}
 	if _, err := statefile.ReadFile(real); err != nil {
 		t.Fatalf("the good file: %v", err)
+	}
+}
+
+// ReadBounded returns a file's bytes whatever its size up to the cap, and
+// files whose size fstat does not tell (procfs says 0) as well.
+func TestReadBoundedReadsWholeFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []int{0, 1, 511, 512, 4096, statefile.MaxFileSize} {
+		want := make([]byte, n)
+		for i := range want {
+			want[i] = byte(i * 7)
+		}
+		p := filepath.Join(dir, fmt.Sprint(n))
+		if err := os.WriteFile(p, want, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := statefile.ReadBounded(p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%d bytes: got %d bytes, %v", n, len(got), err)
+		}
+	}
+	want, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := statefile.ReadBounded("/proc/self/status")
+	if err != nil || !bytes.Equal(got[:len("Name:")], want[:len("Name:")]) || len(got) < 100 {
+		t.Errorf("/proc/self/status: got %q, %v", got, err)
 	}
 }
 
