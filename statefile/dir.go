@@ -102,9 +102,9 @@ func WriteFileAtomic(path string, b []byte) error { return writeFile(path, b, tr
 
 // writeFile writes b to path through a temp file and a rename; if durable,
 // the temp file is fsynced before the rename and the directory after it.
-// The calls are raw: an os.File would register the file with the poller
-// and os.Rename stat the target first, three system calls more a write
-// for nothing.
+// The calls are raw: an os.File would register the file with the poller,
+// and os.Rename would stat the target first: three more system calls a
+// write, to no purpose.
 func writeFile(path string, b []byte, durable bool) (err error) {
 	dir, name := filepath.Split(path)
 	if dir == "" {
