@@ -53,6 +53,7 @@ type standbyWait struct {
 	ifindexes     map[int]bool  // the members'
 	proof         time.Duration // silenceProof
 	waitLogged    bool          // "the old teamd still transmits" was said
+	quietLooks    int           // looks in a row that found the old speaker gone after the cutover
 	socketsLogged bool
 }
 
@@ -257,10 +258,21 @@ func (s *Shim) look() error {
 		// then), waiting for the rest of the budget only spends the
 		// peer's 3 s.
 		period := w.proof * 2 / 3
-		if ev := s.gather(period); ev.watched && (ev.quiet >= w.proof || ev.quiet >= period && ev.sockets && ev.foreign == 0) {
-			return s.deadline()
+		ev := s.gather(period)
+		if !ev.watched || !(ev.quiet >= w.proof || ev.quiet >= period && ev.sockets && ev.foreign == 0) {
+			w.quietLooks = 0
+			return nil
 		}
-		return nil
+		// It must hold on two looks in a row. An old shim stops its teamd
+		// right after its PDU round, about a period after the PDU before
+		// it, and its snapshot follows in milliseconds; a standby starved
+		// of the CPU then runs this look before its watch has read that
+		// last PDU, and sees a period of quiet and the sockets gone. A look
+		// later the PDU has been read, or the snapshot is there.
+		if w.quietLooks++; w.quietLooks < 2 {
+			return nil
+		}
+		return s.deadline()
 	}
 	ev := s.gather(w.proof * 3 / 4)
 	proof := w.proof
