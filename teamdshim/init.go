@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/internal/sys/procstat"
 	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
@@ -457,16 +458,8 @@ func orphans(wrappers map[int]*wrapper) map[int]string {
 
 // parentOf is process pid's parent, from /proc/PID/stat.
 func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 || f[0] == "Z" {
+	f, err := procstat.Read(pid)
+	if err != nil || len(f) < 2 || f[0] == "Z" {
 		return 0
 	}
 	ppid, _ := strconv.Atoi(f[1])

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/teamdwarm/teamdwarm/internal/sys/procstat"
 )
 
 // userHZ is the unit of /proc/PID/stat's times: USER_HZ, 100 on Linux
@@ -81,11 +83,10 @@ func parseSchedstat(b []byte) (time.Duration, error) {
 // name may hold spaces and parentheses, so the fields are counted from the
 // last ')'.
 func parseStat(b []byte) (time.Duration, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc stat: no ')' in %q", b)
+	f, err := procstat.Fields(b)
+	if err != nil {
+		return 0, err
 	}
-	f := strings.Fields(string(b[i+1:]))
 	// After the name: state(0) ppid ... utime is field 14 of the line,
 	// index 11 here; stime 12.
 	if len(f) < 13 {

@@ -19,7 +19,7 @@ func TestParseStat(t *testing.T) {
 		{"plain", "42 (ovs-vswitchd) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 3 0 100 0 0", 2800 * time.Millisecond, ""},
 		{"name with spaces and parens", "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 5 0 0", 30 * time.Millisecond, ""},
 		{"short", "7 (x) R 1 7", 0, "fields after the name"},
-		{"no name", "7 x R 1", 0, "no ')'"},
+		{"no name", "7 x R 1", 0, "no command name"},
 		{"not a count", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 a 2 0", 0, "are not counts"},
 		{"too many ticks", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 18446744073709551615 2 0", 0, "more than a Duration holds"},
 	} {

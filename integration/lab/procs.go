@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/internal/sys/procstat"
 	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
 	"github.com/teamdwarm/teamdwarm/internal/test/testbin"
 	"github.com/teamdwarm/teamdwarm/proto"
@@ -195,9 +195,8 @@ func Alive(pid int) bool {
 	if err != nil || pid <= 0 {
 		return false
 	}
-	// pid (comm) S ...: comm may hold anything, the state follows the last ')'.
-	i := bytes.LastIndexByte(st, ')')
-	return i < 0 || i+2 >= len(st) || st[i+2] != 'Z'
+	f, err := procstat.Fields(st)
+	return err != nil || f[0] != "Z" // a line it cannot parse is no proof of an exit
 }
 
 // AwaitGone waits until process pid, not the lab's child, has stopped

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
+	"github.com/teamdwarm/teamdwarm/internal/sys/procstat"
 	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
@@ -196,12 +197,11 @@ func procStat(pid int) (state byte, start uint64, err error) {
 // boot) of /proc/<pid>/stat, which follow the parenthesized command name
 // (the process sets that: it may hold spaces and parentheses).
 func parseStat(stat []byte) (state byte, start uint64, err error) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, 0, errors.New("stat: no command name")
+	f, err := procstat.Fields(stat)
+	if err != nil {
+		return 0, 0, err
 	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 20 || len(f[0]) != 1 {
+	if len(f) < 20 {
 		return 0, 0, fmt.Errorf("stat: %d fields after the command name, want 20 or more", len(f))
 	}
 	start, err = strconv.ParseUint(f[19], 10, 64)
