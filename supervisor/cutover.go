@@ -39,7 +39,7 @@ func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, err
 			len(cut.LAGs), cut.Waves(), cut.Window)
 	}
 	if p.first != nil {
-		r.stopFirst(ctx, p, nil)
+		r.stopFirst(ctx, p, cut, nil)
 	} else {
 		r.stopOld(ctx, p.old.ID)
 	}

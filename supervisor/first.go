@@ -302,19 +302,15 @@ func containerOutput(ctx context.Context, e Engine, id string) ([]byte, error) {
 }
 
 // stopFirst is b1's signal for a shimless old side: each old teamd
-// stopped warm by PID, in its wave and right after its periodic PDU (as
-// a shim stops its teamd), and its snapshot written once it is gone. lags
-// limits it to those LAGs (recover's), all if nil.
-func (r *run) stopFirst(ctx context.Context, p *plan, lags []string) {
+// stopped warm by PID, in its wave of cut and right after its periodic
+// PDU (as a shim stops its teamd), and its snapshot written once it is
+// gone. lags limits it to those LAGs (recover's), all if nil.
+func (r *run) stopFirst(ctx context.Context, p *plan, cut *proto.Cutover, lags []string) {
 	if lags == nil {
 		lags = p.lagNames()
 	}
 	r.progress("cutover written (deadline %v); stopping the %d old teamds of %s warm, by PID: no way back now", r.s.opts.Deadline, len(lags), r.s.opts.Backup)
 	tl := r.newTally("done with its old teamd", len(lags))
-	var cut *proto.Cutover
-	if rec, err := r.dir.Read("", proto.KindCutover); err == nil {
-		cut = rec.(*proto.Cutover)
-	}
 	var mu sync.Mutex
 	// Every LAG at once: each waits for its wave and its teamd's PDU, so
 	// that a wave's handoffs are what run together, as with shims.
@@ -345,10 +341,7 @@ func (r *run) awaitRound(ctx context.Context, p *plan, cut *proto.Cutover, lag s
 	if t == nil || l == nil || l.state == nil || !l.state.PartnerAsksFast() {
 		return
 	}
-	wave := 0
-	if cut != nil {
-		wave = cut.Wave(lag)
-	}
+	wave := cut.Wave(lag)
 	netns := fmt.Sprintf("/proc/%d/ns/net", t.PID)
 	err := lacpsock.AwaitTurn(ctx, wave, fastPeriod, l.state.PortNames(), func(m string) (*lacpsock.Conn, error) { return lacpsock.WatchIn(netns, m) })
 	if err != nil && ctx.Err() == nil {

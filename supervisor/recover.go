@@ -211,7 +211,7 @@ func (r *run) finishForward(ctx context.Context, p *plan, newID string, cut *pro
 				left = append(left, lag)
 			}
 		}
-		r.stopFirst(ctx, p, left)
+		r.stopFirst(ctx, p, cut, left)
 	} else {
 		r.stopOld(ctx, p.old.ID)
 	}
