@@ -343,7 +343,7 @@ func (r *run) awaitRound(ctx context.Context, p *plan, cut *proto.Cutover, lag s
 	}
 	wave := cut.Wave(lag)
 	netns := fmt.Sprintf("/proc/%d/ns/net", t.PID)
-	err := lacpsock.AwaitTurn(ctx, wave, fastPeriod, l.state.PortNames(), func(m string) (*lacpsock.Conn, error) { return lacpsock.WatchIn(netns, m) })
+	err := lacpsock.AwaitTurn(ctx, wave, fastPeriod, l.state.PortNames(), func(m string) (*lacpsock.Conn, error) { return lacpsock.SentIn(netns, m) })
 	if err != nil && ctx.Err() == nil {
 		r.s.opts.Logger.Warn("stopping the old teamd without waiting for its next PDU", "lag", lag, "err", err)
 	}

@@ -92,7 +92,7 @@ func (s *Shim) awaitRound(cut *proto.Cutover) {
 		case <-ctx.Done():
 		}
 	}()
-	if err := lacpsock.AwaitTurn(ctx, wave, period, st.PortNames(), lacpsock.Watch); err != nil {
+	if err := lacpsock.AwaitTurn(ctx, wave, period, st.PortNames(), lacpsock.Sent); err != nil {
 		if ctx.Err() == nil { // teamd's exit needs no word
 			s.log.Warn("handing over without waiting for teamd's next PDU", "err", err)
 		}

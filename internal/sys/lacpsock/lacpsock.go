@@ -6,7 +6,8 @@
 // also sees, flagged Outgoing, the frames this host sends on it (the kernel
 // copies outgoing frames only to sockets of all protocols, so Watch binds
 // to ETH_P_ALL with a BPF filter for Slow Protocols): the shim's takeover
-// confirmation reads those.
+// confirmation reads those. A Conn from Sent sees only those: a wait for a
+// speaker's next PDU (NextRound) is not woken by the partner's.
 //
 // # Network namespaces
 //
@@ -50,10 +51,28 @@ func Listen(ifname string) (*Conn, error) { return listen(ifname, proto.EtherTyp
 // on the interface (Frame.Outgoing).
 func Watch(ifname string) (*Conn, error) { return listen(ifname, unix.ETH_P_ALL) }
 
+// Sent opens a socket that sees only the Slow Protocols frames this host
+// sends on the interface (Frame.Outgoing is always true), for NextRound.
+func Sent(ifname string) (*Conn, error) { return open(ifname, unix.ETH_P_ALL, slowSent, false) }
+
 // slowOnly is a classic BPF program: accept frames of ethertype 0x8809.
 var slowOnly = []unix.SockFilter{
 	{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 12},
 	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: uint32(proto.EtherTypeSlow)},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+}
+
+// skfPkttype is the offset of classic BPF's ancillary load of the frame's
+// packet type: SKF_AD_OFF (-0x1000) + SKF_AD_PKTTYPE (4), linux/filter.h.
+const skfPkttype = 0xfffff000 + 4
+
+// slowSent is slowOnly for the frames this host sends (PACKET_OUTGOING).
+var slowSent = []unix.SockFilter{
+	{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 12},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 3, K: uint32(proto.EtherTypeSlow)},
+	{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: skfPkttype},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.PACKET_OUTGOING},
 	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff},
 	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
 }
@@ -96,6 +115,12 @@ func Interface(name string) (Iface, error) {
 }
 
 func listen(ifname string, ethertype uint16) (*Conn, error) {
+	return open(ifname, ethertype, slowOnly, true)
+}
+
+// open binds a socket to ethertype on ifname behind filter; join adds the
+// Slow Protocols multicast group, which only frames received need.
+func open(ifname string, ethertype uint16, filter []unix.SockFilter, join bool) (*Conn, error) {
 	ifi, err := Interface(ifname)
 	if err != nil {
 		return nil, err
@@ -109,17 +134,19 @@ func listen(ifname string, ethertype uint16) (*Conn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("lacpsock: %s: %s: %w", ifname, op, err)
 	}
-	prog := unix.SockFprog{Len: uint16(len(slowOnly)), Filter: &slowOnly[0]}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 		return fail("attach filter", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(ethertype), Ifindex: ifi.Index}); err != nil {
 		return fail("bind", err)
 	}
-	mreq := unix.PacketMreq{Ifindex: int32(ifi.Index), Type: unix.PACKET_MR_MULTICAST, Alen: 6}
-	copy(mreq.Address[:], proto.SlowProtocolsMAC[:])
-	if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
-		return fail("join multicast", err)
+	if join {
+		mreq := unix.PacketMreq{Ifindex: int32(ifi.Index), Type: unix.PACKET_MR_MULTICAST, Alen: 6}
+		copy(mreq.Address[:], proto.SlowProtocolsMAC[:])
+		if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
+			return fail("join multicast", err)
+		}
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 		return fail("SO_TIMESTAMPNS", err)

@@ -39,11 +39,11 @@ func TestInterfaceAgreesWithNet(t *testing.T) {
 	}
 }
 
-// WatchIn opens its socket in the namespace named, and NextRound returns
+// SentIn opens its socket in the namespace named, and NextRound returns
 // once a LACPDU has left after it was called: here on loopback, in this
 // process's own namespace, reached by its path.
-func TestWatchInAndNextRound(t *testing.T) {
-	w, err := WatchIn(fmt.Sprintf("/proc/%d/ns/net", os.Getpid()), "lo")
+func TestSentInAndNextRound(t *testing.T) {
+	w, err := SentIn(fmt.Sprintf("/proc/%d/ns/net", os.Getpid()), "lo")
 	if errors.Is(err, unix.EPERM) {
 		t.Skip("needs CAP_NET_RAW and CAP_SYS_ADMIN")
 	}
@@ -100,7 +100,51 @@ func TestWatchInAndNextRound(t *testing.T) {
 	if _, err := NextRound(short, []*Conn{w}); err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("no PDU: %v, want the deadline", err)
 	}
-	if _, err := WatchIn("/nonexistent/ns", "lo"); err == nil {
+	if _, err := SentIn("/nonexistent/ns", "lo"); err == nil {
 		t.Error("a namespace that does not exist: no error")
+	}
+}
+
+// Sent sees the frames this host sends and none it receives: on loopback,
+// where every frame sent also comes back in, two frames sent one after the
+// other reach a Sent socket as the two frames, each once, both outgoing.
+func TestSentSeesOnlyOutgoing(t *testing.T) {
+	sent, err := Sent("lo")
+	if errors.Is(err, unix.EPERM) {
+		t.Skip("needs CAP_NET_RAW")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sent.Close()
+	tx, err := Listen("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	for key := uint16(1); key <= 2; key++ {
+		pdu := proto.LACPDU{Dst: proto.SlowProtocolsMAC}
+		pdu.Actor.Key = key
+		frame, err := pdu.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 1600)
+	for want := uint16(1); want <= 2; want++ {
+		fr, err := sent.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pdu, err := proto.ParseLACPDU(fr.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pdu.Actor.Key != want || !fr.Outgoing {
+			t.Errorf("frame %d: actor key %d, outgoing %v; want key %d, outgoing", want, pdu.Actor.Key, fr.Outgoing, want)
+		}
 	}
 }

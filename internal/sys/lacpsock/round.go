@@ -12,11 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WatchIn is Watch in the network namespace at nsPath (e.g.
+// SentIn is Sent in the network namespace at nsPath (e.g.
 // /proc/PID/ns/net), opened from a thread of its own that goes back to
 // this process's namespace afterwards (or, if it cannot, ends with the
 // goroutine).
-func WatchIn(nsPath, ifname string) (*Conn, error) {
+func SentIn(nsPath, ifname string) (*Conn, error) {
 	type result struct {
 		c   *Conn
 		err error
@@ -49,7 +49,7 @@ func WatchIn(nsPath, ifname string) (*Conn, error) {
 			restored = true
 			return
 		}
-		c, err := Watch(ifname)
+		c, err := Sent(ifname)
 		restored = unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil
 		done <- result{c, err}
 	}()
@@ -64,8 +64,8 @@ const RoundSlack = 100 * time.Millisecond
 // AwaitTurn waits for a speaker's turn in a handoff in waves: wave
 // periods, then, up to a period more (and RoundSlack), until the speaker
 // has sent its next periodic LACPDU on every member (NextRound), so that
-// what follows starts right after it. open watches one member (Watch, or
-// WatchIn another namespace); the sockets are closed in the background,
+// what follows starts right after it. open watches one member (Sent, or
+// SentIn another namespace); the sockets are closed in the background,
 // since a packet socket's close waits for an RCU grace period. The error
 // says why it did not see the round: ctx ended, a member could not be
 // watched, or no PDU came in time.
@@ -99,10 +99,10 @@ func AwaitTurn(ctx context.Context, wave int, period time.Duration, members []st
 }
 
 // NextRound waits until a LACPDU has left on every one of conns (opened
-// with Watch) after it was called, and returns when the last of those did:
-// the moment right after a speaker's periodic PDUs, when the longest time
-// until its next one is ahead. It reads the conns until it returns; the
-// caller closes them.
+// with Sent, or Watch, whose frames from the partner it skips) after it was
+// called, and returns when the last of those did: the moment right after a
+// speaker's periodic PDUs, when the longest time until its next one is
+// ahead. It reads the conns until it returns; the caller closes them.
 func NextRound(ctx context.Context, conns []*Conn) (time.Time, error) {
 	if len(conns) == 0 {
 		return time.Time{}, errors.New("lacpsock: no interface to watch")
