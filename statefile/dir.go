@@ -76,10 +76,10 @@ func (d *Dir) Write(rec proto.Record) (string, error) { return d.store(rec, true
 // which keeps the disk, and the kernel's writeback in the writer's
 // time, out of the handoff. The price: after a host crash the final name
 // may hold the previous record, nothing, or a file that fails its checksum
-// (readers reject it as corrupt). The outgoing shim's snapshot is such a
-// record: the standby that waits for it does not outlive the host, and
-// the records that decide anything after a reboot (.active, the journal)
-// are written with Write.
+// (readers reject it as corrupt). The outgoing shim's snapshot and a
+// standby's .standby are such records: those who wait for them do not
+// outlive the host, and the records that decide anything after a reboot
+// (.active, the cutover, the journal) are written with Write.
 func (d *Dir) Publish(rec proto.Record) (string, error) { return d.store(rec, false) }
 
 // store encodes rec and writes it under its file name (see writeFile).

@@ -147,7 +147,11 @@ func (s *Shim) writeStandby(st *teamd.State) error {
 		partner, _ := p.Runner.PartnerLACPDUInfo.Info()
 		rec.Members = append(rec.Members, proto.StandbyMember{Name: name, State: p.Runner.State, Partner: partner})
 	}
-	if _, err := s.dir.Write(rec); err != nil {
+	// Published, not written durably: only live processes wait for it (the
+	// supervisor, the old shim), and none outlives the host. Nor does it
+	// get disk blocks if the takeover removes it within the kernel's
+	// writeback delay.
+	if _, err := s.dir.Publish(rec); err != nil {
 		return fmt.Errorf("standby record: %w", err)
 	}
 	s.sb.readyMono = rec.ReadyMono

@@ -49,8 +49,13 @@ func Take(path, who string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(who+"\n"), 0)
+	// Written over a previous holder's line, then cut to length: a
+	// truncate to 0 bytes would make ext4 (auto_da_alloc) allocate and
+	// write the file back at the next close of any descriptor of it,
+	// which is the first Holder call, in another process's time.
+	line := []byte(who + "\n")
+	if _, err := f.WriteAt(line, 0); err == nil {
+		_ = f.Truncate(int64(len(line)))
 	}
 	return &Lock{f: f, path: path}, nil
 }

@@ -29,9 +29,17 @@ func TestTakeHolderRelease(t *testing.T) {
 	if _, held, _ := Holder(path); held {
 		t.Fatal("held after Release")
 	}
+	// A holder that died left a longer line: the next one's replaces it
+	// whole.
+	if err := os.WriteFile(path, []byte("pid 12345 (a holder that died without Release)\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	l2, err := Take(path, "third")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := Take(path, "fourth"); !errors.Is(err, ErrHeld) || !strings.HasSuffix(err.Error(), ": third") {
+		t.Fatalf("Take over a longer line: %v, want ErrHeld naming only \"third\"", err)
 	}
 	l2.Release(true)
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
