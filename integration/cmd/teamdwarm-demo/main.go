@@ -100,6 +100,7 @@ func demo(ctx context.Context, lags, members int, bin string, fromSONiC bool) (e
 	if err != nil {
 		return fmt.Errorf("measuring CPU: %w", err)
 	}
+	defer cpu.close()
 	rest, err := cpu.atRest(ctx, 2*time.Second)
 	if err != nil {
 		return err
