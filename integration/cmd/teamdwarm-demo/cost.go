@@ -197,8 +197,8 @@ func (c *cost) atRest(ctx context.Context, d time.Duration) (string, error) {
 // handoff says what the handoff cost: the containers' CPU (the product's:
 // shims and inits) from the cutover to the last takeover, less what each
 // would have used at rest meanwhile (the old one's rate before the
-// upgrade, the new one's after it), per LAG; the same for the stand-ins
-// (the bed's); and Open vSwitch meanwhile. dir is the record directory;
+// upgrade, the new one's after it), per LAG; what the stand-ins (the
+// bed's) used; and Open vSwitch meanwhile. dir is the record directory;
 // the sampler must have run two seconds past the last takeover.
 func (c *cost) handoff(dir string, lags int) string {
 	c.close()
@@ -259,11 +259,14 @@ func (c *cost) handoff(dir string, lags int) string {
 	line := fmt.Sprintf("CPU of the handoff: %d LAGs taken over in %v; the containers (shims and inits) used %v in it, %v more than at rest (old %.0f%%, new %.0f%% of a core): %v per handoff",
 		n, window.Round(time.Millisecond), during.Round(time.Millisecond), extra.Round(time.Millisecond),
 		100*c.oldAtRest, 100*newAtRest, perLAG(extra))
+	// The stand-ins' figure is what they used, with their rates at rest
+	// beside it, not less them: a passive standby's teamd does not
+	// transmit, so the sum of both sides' rates is no baseline for them.
 	sDuring, sSpan, ok1 := c.sampler.Used("stand-ins", cut.Started, last)
 	sAfter, sSpanAfter, ok2 := c.sampler.Used("stand-ins", last.Add(time.Second), last.Add(3*time.Second))
 	if ok1 && ok2 && sSpan > 0 && sSpanAfter > 0 {
-		sExtra := sDuring - time.Duration((c.standInsRest+sAfter.Seconds()/sSpanAfter.Seconds())*float64(sSpan))
-		line += fmt.Sprintf("; the teamd stand-ins (the bed's, counted apart) %v more than at rest: %v per handoff", sExtra.Round(time.Millisecond), perLAG(sExtra))
+		line += fmt.Sprintf("; the teamd stand-ins (the bed's, counted apart) used %v in it, %v per handoff (at rest %.0f%% of a core before, %.0f%% after)",
+			sDuring.Round(time.Millisecond), perLAG(sDuring), 100*c.standInsRest, 100*sAfter.Seconds()/sSpanAfter.Seconds())
 	}
 	if len(paths) > 0 {
 		q := func(p float64) time.Duration {
