@@ -68,7 +68,13 @@ func startCost(ctx context.Context, box *dut.Box, oldID string) (*cost, error) {
 		return nil, err
 	}
 	containers := filepath.Dir(cg)
-	mover := &mover{dir: containers, to: standIns, seen: map[int]bool{}, shims: map[int]int{}, from: map[int]string{}}
+	mover := &mover{dir: containers, to: standIns, seen: map[int]bool{}, shims: map[int]int{}, from: map[int]string{},
+		ours: map[string]bool{}, isOurs: func(id string) (bool, error) {
+			// The box's teamd containers: the old one (renamed _bak by
+			// the upgrade) and the new one, which takes its name.
+			c, err := box.Lab.Docker.ContainerInspect(ctx, id)
+			return err == nil && (c.Name == "/"+box.Name || c.Name == "/"+box.Name+"_bak"), err
+		}}
 	if err := mover.move(); err != nil { // the old container's, before any sample
 		standIns.Close()
 		return nil, err
@@ -91,15 +97,18 @@ func startCost(ctx context.Context, box *dut.Box, oldID string) (*cost, error) {
 	return &cost{sampler: cpustat.Start(ctx, sampleEvery, counters), stop: stop, cgroup: cg, standIns: standIns, mover: mover, moverDone: done}, nil
 }
 
-// mover moves the teamd stand-ins of the containers under dir into a
-// cgroup of their own, at the sampler's pace: those of the new container
-// as its standbys start them, long before the cutover.
+// mover moves the teamd stand-ins of the box's containers (cgroups under
+// dir named by container ID) into a cgroup of their own, at the sampler's
+// pace: those of the new container as its standbys start them, long
+// before the cutover. Other containers' processes are left alone.
 type mover struct {
-	dir   string
-	to    *cpustat.Group
-	seen  map[int]bool   // pids looked at for good
-	shims map[int]int    // how often a pid was seen as teamd-shim
-	from  map[int]string // a moved stand-in's cgroup.procs in its container
+	dir    string
+	to     *cpustat.Group
+	isOurs func(id string) (bool, error) // asked once per container
+	ours   map[string]bool               // cgroup: one of the box's containers
+	seen   map[int]bool                  // pids looked at for good
+	shims  map[int]int                   // how often a pid was seen as teamd-shim
+	from   map[int]string                // a moved stand-in's cgroup.procs in its container
 }
 
 func (m *mover) run(ctx context.Context) {
@@ -122,6 +131,26 @@ func (m *mover) move() error {
 		return err
 	}
 	for _, p := range procs {
+		cg := filepath.Base(filepath.Dir(p))
+		ours, known := m.ours[cg]
+		if !known {
+			// Named by the container's ID with the cgroupfs driver,
+			// docker-ID.scope with systemd's; anything else is not a
+			// container.
+			id := strings.TrimSuffix(strings.TrimPrefix(cg, "docker-"), ".scope")
+			if len(id) != 64 || strings.Trim(id, "0123456789abcdef") != "" {
+				m.ours[cg] = false
+				continue
+			}
+			var err error
+			if ours, err = m.isOurs(id); err != nil {
+				continue // asked again at the next look
+			}
+			m.ours[cg] = ours
+		}
+		if !ours {
+			continue
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue // removed meanwhile
