@@ -207,20 +207,26 @@ func (c *cost) atRest(ctx context.Context, d time.Duration) (string, error) {
 	}
 	to := time.Now()
 	pct := func(name string) string {
-		used, span, ok := c.sampler.Used(name, from, to)
-		if !ok || span <= 0 {
+		r, ok := c.rate(name, from, to)
+		if !ok {
 			return "?"
 		}
-		return fmt.Sprintf("%.1f%%", 100*used.Seconds()/span.Seconds())
+		return fmt.Sprintf("%.1f%%", 100*r)
 	}
-	if used, span, ok := c.sampler.Used("old", from, to); ok && span > 0 {
-		c.oldAtRest = used.Seconds() / span.Seconds()
-	}
-	if used, span, ok := c.sampler.Used("stand-ins", from, to); ok && span > 0 {
-		c.standInsRest = used.Seconds() / span.Seconds()
-	}
+	c.oldAtRest, _ = c.rate("old", from, to)
+	c.standInsRest, _ = c.rate("stand-ins", from, to)
 	return fmt.Sprintf("CPU at rest over %v, in %% of one core: ovs-vswitchd %s, ovsdb-server %s, the observer %s; the old container %s, its teamd stand-ins %s, counted apart",
 		d, pct("ovs-vswitchd"), pct("ovsdb-server"), pct("observer"), pct("containers"), pct("stand-ins")), nil
+}
+
+// rate is the CPU counter name used from from to to, in cores; ok is
+// false without two samples apart.
+func (c *cost) rate(name string, from, to time.Time) (cores float64, ok bool) {
+	used, span, ok := c.sampler.Used(name, from, to)
+	if !ok || span <= 0 {
+		return 0, false
+	}
+	return used.Seconds() / span.Seconds(), true
 }
 
 // handoff says what the handoff cost: the containers' CPU (the product's:
@@ -276,11 +282,10 @@ func (c *cost) handoff(dir string, lags int) string {
 	window := last.Sub(cut.Started)
 	during, span, ok1 := c.sampler.Used("containers", cut.Started, last)
 	// The old container is gone by then: the containers' CPU is the new one's.
-	after, spanAfter, ok2 := c.sampler.Used("containers", last.Add(time.Second), last.Add(3*time.Second))
-	if !ok1 || !ok2 || span <= 0 || spanAfter <= 0 {
+	newAtRest, ok2 := c.rate("containers", last.Add(time.Second), last.Add(3*time.Second))
+	if !ok1 || !ok2 || span <= 0 {
 		return "CPU of the handoff: not measured (too few samples)"
 	}
-	newAtRest := after.Seconds() / spanAfter.Seconds()
 	extra := during - time.Duration((c.oldAtRest+newAtRest)*float64(span))
 	perLAG := func(d time.Duration) time.Duration {
 		return (d / time.Duration(max(lags, 1))).Round(100 * time.Microsecond)
@@ -292,10 +297,10 @@ func (c *cost) handoff(dir string, lags int) string {
 	// beside it, not less them: a passive standby's teamd does not
 	// transmit, so the sum of both sides' rates is no baseline for them.
 	sDuring, sSpan, ok1 := c.sampler.Used("stand-ins", cut.Started, last)
-	sAfter, sSpanAfter, ok2 := c.sampler.Used("stand-ins", last.Add(time.Second), last.Add(3*time.Second))
-	if ok1 && ok2 && sSpan > 0 && sSpanAfter > 0 {
+	sAfter, ok2 := c.rate("stand-ins", last.Add(time.Second), last.Add(3*time.Second))
+	if ok1 && ok2 && sSpan > 0 {
 		line += fmt.Sprintf("; the teamd stand-ins (the bed's, counted apart) used %v in it, %v per handoff (at rest %.0f%% of a core before, %.0f%% after)",
-			sDuring.Round(time.Millisecond), perLAG(sDuring), 100*c.standInsRest, 100*sAfter.Seconds()/sSpanAfter.Seconds())
+			sDuring.Round(time.Millisecond), perLAG(sDuring), 100*c.standInsRest, 100*sAfter)
 	}
 	if len(paths) > 0 {
 		q := func(p float64) time.Duration {

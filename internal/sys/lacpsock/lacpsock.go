@@ -45,11 +45,11 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // Listen opens a socket on the interface named ifname in the calling
 // thread's network namespace and joins the Slow Protocols multicast group.
-func Listen(ifname string) (*Conn, error) { return listen(ifname, proto.EtherTypeSlow) }
+func Listen(ifname string) (*Conn, error) { return open(ifname, proto.EtherTypeSlow, slowOnly, true) }
 
 // Watch is Listen that also sees this host's outgoing Slow Protocols frames
 // on the interface (Frame.Outgoing).
-func Watch(ifname string) (*Conn, error) { return listen(ifname, unix.ETH_P_ALL) }
+func Watch(ifname string) (*Conn, error) { return open(ifname, unix.ETH_P_ALL, slowOnly, true) }
 
 // Sent opens a socket that sees only the Slow Protocols frames this host
 // sends on the interface (Frame.Outgoing is always true), for NextRound.
@@ -112,10 +112,6 @@ func Interface(name string) (Iface, error) {
 	}
 	ifi.MAC = ifreqHWAddr(ifr)
 	return ifi, nil
-}
-
-func listen(ifname string, ethertype uint16) (*Conn, error) {
-	return open(ifname, ethertype, slowOnly, true)
 }
 
 // open binds a socket to ethertype on ifname behind filter; join adds the
