@@ -2,17 +2,21 @@ package supervisor_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/supervisor"
+	"github.com/teamdwarm/teamdwarm/supervisor/enginetest"
 )
 
 // dies runs an upgrade whose supervisor dies (its goroutine ends, as the
@@ -370,4 +374,47 @@ func TestNoTakerAfterTheCutoverIsUndone(t *testing.T) {
 		t.Fatalf("result %s (%v)", rep.Result, err)
 	}
 	fs.restored()
+}
+
+// dockerd finishes a create whose client was killed. The new container
+// then holds the name with its ID in no journal, and until its create lands
+// the name is taken with no container to show for it. Recover removes it,
+// once it shows, and gives the old container its name back.
+func TestRecoverRemovesTheCreateTheRunDidNotRecord(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		hidden int // renames before the new container shows: its create in flight
+	}{
+		{name: "landed"},
+		{name: "in flight", hidden: 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
+			o := fs.options()
+			fs.e.Created = func(c *enginetest.Container) { runtime.Goexit() }
+			fs.dies(o, nil, nil)
+			fs.e.Created = nil
+			if st := fs.status(o); st.Run == nil || !st.Run.Interrupted || st.Run.Stage != "a2" {
+				t.Fatalf("status: run %+v: want interrupted at a2", st.Run)
+			}
+			if rec, err := fs.dir.Read("", proto.KindJournal); err != nil || rec.(*proto.Journal).NewID != "" {
+				t.Fatalf("journal %+v (%v): want no new container in it", rec, err)
+			}
+			var renames atomic.Int32
+			fs.e.Fail = func(op, target string, args ...string) error {
+				switch {
+				case op == "Rename":
+					renames.Add(1)
+				case op == "Inspect" && target == "teamd" && int(renames.Load()) < tt.hidden:
+					return fmt.Errorf("no such container: %s: %w", target, cerrdefs.ErrNotFound)
+				}
+				return nil
+			}
+			rep, err := fs.recover(o)
+			if err == nil || rep.Result != supervisor.ResultRolledBack {
+				t.Fatalf("recover: %s (%v), want rolled-back", rep.Result, err)
+			}
+			fs.restored()
+		})
+	}
 }

@@ -29,7 +29,7 @@ func (r *run) prepare(ctx context.Context, p *plan) (string, error) {
 		return "", fmt.Errorf("rename %s to %s: %w", o.Container, o.Backup, err)
 	}
 	r.undo = append(r.undo, undoStep{"rename " + o.Backup + " back to " + o.Container, func(ctx context.Context) error {
-		return renameBack(ctx, e, p.old.ID, o.Container)
+		return r.renameBack(ctx, p.old.ID, p.epoch+1)
 	}})
 	r.progress("renamed %s to %s", o.Container, o.Backup)
 	// A restart policy would bring the old container back after its
@@ -315,11 +315,48 @@ func restoredState(ctx context.Context, e Engine, o Options, oldID string, polic
 }
 
 // renameBack gives the old container its name back, unless it has it.
-func renameBack(ctx context.Context, e Engine, oldID, name string) error {
-	if c, err := e.ContainerInspect(ctx, oldID); err == nil && strings.TrimPrefix(c.Name, "/") == name {
+//
+// The name may be held by a new container whose ID the run never learnt:
+// dockerd finishes a create whose client was killed or gave up, and until
+// it has, the name is taken but no container shows it. A holder started
+// for the run's epoch is that container: it is removed, and the rename
+// tried again once a create in flight has landed. Any other holder is not
+// the run's to remove, and fails the step.
+func (r *run) renameBack(ctx context.Context, oldID string, epoch uint64) error {
+	e, o := r.s.engine, r.s.opts
+	if c, err := e.ContainerInspect(ctx, oldID); err == nil && strings.TrimPrefix(c.Name, "/") == o.Container {
 		return nil
 	}
-	return e.ContainerRename(ctx, oldID, name)
+	waited := false
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := e.ContainerRename(ctx, oldID, o.Container)
+		if err == nil || !cerrdefs.IsConflict(err) {
+			return err
+		}
+		c, ierr := e.ContainerInspect(ctx, o.Container)
+		switch {
+		case ierr == nil && c.ID != oldID && containerEpoch(c) == epoch:
+			r.progress("%s (%s), a new container for epoch %d the run did not record, holds the name: removing it", o.Container, shortID(c.ID), epoch)
+			if err := removeNew(ctx, e, r.dir, c.ID, epoch, o); err != nil {
+				return fmt.Errorf("remove %s (%s), the new container for epoch %d under the name: %w", o.Container, shortID(c.ID), epoch, err)
+			}
+			continue
+		case ierr == nil || !cerrdefs.IsNotFound(ierr):
+			return err
+		}
+		// The name is taken and nothing shows it: a create in flight.
+		if !waited {
+			r.progress("the name %s is taken by a container still being created: waiting for its create to land", o.Container)
+			waited = true
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (a container being created holds the name, and its create did not finish: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // removeNew stops the new container, so that its standbys exit and remove

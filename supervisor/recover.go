@@ -226,7 +226,7 @@ func (r *run) undoRun(ctx context.Context, p *plan, newID string, cause error) (
 	e, o := r.s.engine, r.s.opts
 	if _, err := e.ContainerInspect(ctx, p.old.ID); err == nil {
 		r.undo = append(r.undo, undoStep{"rename " + o.Backup + " back to " + o.Container, func(ctx context.Context) error {
-			return renameBack(ctx, e, p.old.ID, o.Container)
+			return r.renameBack(ctx, p.old.ID, r.jr.ToEpoch)
 		}}, undoStep{"restore the restart policy of " + o.Container, func(ctx context.Context) error {
 			c, err := e.ContainerInspect(ctx, p.old.ID)
 			if err != nil || c.HostConfig == nil || c.HostConfig.RestartPolicy.Name == p.old.HostConfig.RestartPolicy.Name {

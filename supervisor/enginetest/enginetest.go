@@ -59,6 +59,10 @@ type Engine struct {
 	// Exited is called after a container stopped, however it stopped
 	// (exit, signal, forced remove): its processes are gone.
 	Exited func(c *Container)
+	// Created is called after a create did its work, before the call
+	// returns: a test's supervisor can die there, as one killed while
+	// dockerd finished its create.
+	Created func(c *Container)
 	// Exec answers a command run in a container; the default fails it
 	// with code 127, "not found".
 	Exec func(c *Container, cmd []string) (stdout, stderr string, code int)
@@ -345,21 +349,32 @@ func (e *Engine) ContainerCreate(_ context.Context, cfg *container.Config, hc *c
 	if err := e.enter("Create", name); err != nil {
 		return container.CreateResponse{}, err
 	}
+	c, err := e.create(cfg, hc, name)
+	if err != nil {
+		return container.CreateResponse{}, err
+	}
+	if e.Created != nil {
+		e.Created(c)
+	}
+	return container.CreateResponse{ID: c.ID}, nil
+}
+
+func (e *Engine) create(cfg *container.Config, hc *container.HostConfig, name string) (*Container, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.find(name) != nil {
-		return container.CreateResponse{}, conflict("the container name %q is already in use", "/"+name)
+		return nil, conflict("the container name %q is already in use", "/"+name)
 	}
 	im, ok := e.images[cfg.Image]
 	if !ok {
-		return container.CreateResponse{}, notFound("image: " + cfg.Image)
+		return nil, notFound("image: " + cfg.Image)
 	}
 	c := &Container{ID: randomID(), Name: name, Image: cfg.Image, ImageID: im.ID, Config: merge(*cfg, im.Config), exited: closed()}
 	if hc != nil {
 		c.HostConfig = *hc
 	}
 	e.containers = append(e.containers, c)
-	return container.CreateResponse{ID: c.ID}, nil
+	return c, nil
 }
 
 // merge gives cfg the image's defaults where dockerd would: environment
