@@ -39,11 +39,43 @@ func startTeamd(argv []string, socket string) (*teamdProc, error) {
 	}
 	t := &teamdProc{cmd: cmd, pidv: cmd.Process.Pid, pidfd: -1, client: teamd.NewClient(socket), done: make(chan struct{})}
 	go func() {
+		// Only this goroutine reaps teamd, so its pid names it until then.
+		if fd, err := unix.PidfdOpen(t.pidv, unix.PIDFD_NONBLOCK); err == nil {
+			_ = awaitExit(fd) // on failure, Wait blocks instead
+			unix.Close(fd)
+		}
 		_ = cmd.Wait() // the exit status is in ProcessState
 		t.state = cmd.ProcessState
 		close(t.done)
 	}()
 	return t, nil
+}
+
+// awaitExit returns once the process pidfd refers to has exited. It waits
+// in the runtime's poller, not in a blocking system call, so that no OS
+// thread of the shim is held for teamd's life: each thread is one more
+// task for the shim's exit to tear down and its reaper to release. It
+// fails, having waited for nothing, where pidfds cannot be polled.
+func awaitExit(pidfd int) error {
+	dup, err := unix.FcntlInt(uintptr(pidfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd: %w", err)
+	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return fmt.Errorf("pidfd: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("pidfd: %w", err)
+	}
+	// A pidfd turns readable, and stays so, when its process exits.
+	return rc.Read(func(fd uintptr) bool {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		return n > 0 || (err != nil && !errors.Is(err, unix.EINTR))
+	})
 }
 
 // orphanTeamd finds the teamd of lag that the pid file in runDir names, if
@@ -108,6 +140,10 @@ func adoptTeamd(pid int, socket string) (*teamdProc, error) {
 	}
 	t := &teamdProc{pidfd: fd, pidv: pid, client: teamd.NewClient(socket), done: make(chan struct{}), adopted: true}
 	go func() {
+		if awaitExit(fd) == nil {
+			close(t.done)
+			return
+		}
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		for {
 			if _, err := unix.Poll(fds, -1); err == nil || !errors.Is(err, unix.EINTR) {
