@@ -72,10 +72,19 @@ func awaitExit(pidfd int) error {
 		return fmt.Errorf("pidfd: %w", err)
 	}
 	// A pidfd turns readable, and stays so, when its process exits.
-	return rc.Read(func(fd uintptr) bool {
+	var pollErr error
+	err = rc.Read(func(fd uintptr) bool {
 		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-		return n > 0 || (err != nil && !errors.Is(err, unix.EINTR))
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			pollErr = err
+			return true
+		}
+		return n > 0
 	})
+	if err == nil && pollErr != nil {
+		err = fmt.Errorf("pidfd: %w", pollErr)
+	}
+	return err
 }
 
 // orphanTeamd finds the teamd of lag that the pid file in runDir names, if
