@@ -31,7 +31,6 @@ import (
 type cost struct {
 	sampler      *cpustat.Sampler
 	stop         context.CancelFunc
-	cgroup       string         // the old container's CPU cgroup
 	standIns     *cpustat.Group // every container's teamd stand-ins
 	mover        *mover
 	moverDone    <-chan struct{} // closed when the mover has stopped
@@ -94,7 +93,7 @@ func startCost(ctx context.Context, box *dut.Box, oldID string) (*cost, error) {
 		defer close(done)
 		mover.run(ctx)
 	}()
-	return &cost{sampler: cpustat.Start(ctx, sampleEvery, counters), stop: stop, cgroup: cg, standIns: standIns, mover: mover, moverDone: done}, nil
+	return &cost{sampler: cpustat.Start(ctx, sampleEvery, counters), stop: stop, standIns: standIns, mover: mover, moverDone: done}, nil
 }
 
 // mover moves the teamd stand-ins of the box's containers (cgroups under
