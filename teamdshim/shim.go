@@ -340,8 +340,8 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 		if s.state == StateWaitingReady && s.hearing != nil {
 			heard = s.hearing.heard
 		}
-		if s.sb != nil && s.sb.tick != nil {
-			events, deadline, look = s.sb.events, s.sb.deadline, s.sb.tick.C
+		if s.sb != nil && s.sb.look != nil {
+			events, deadline, look = s.sb.events, s.sb.deadline, s.sb.look.C
 		}
 		if s.state == StateActive {
 			fence = s.fenceWatch
@@ -475,6 +475,8 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 			}
 			if s.state == StateActive {
 				poll.Reset(memberPoll)
+			} else if s.sb != nil {
+				s.sb.look.Reset(s.nextLook(time.Now()))
 			}
 		}
 	}

@@ -99,12 +99,13 @@ func (ev evidence) known() bool { return ev.watched || ev.sockets }
 func (s *Shim) gather(socketsAfter time.Duration) evidence {
 	w := s.sb
 	var ev evidence
-	if w.confirm != nil && len(w.confirm.conns) == len(s.members) {
+	if s.wireWatched() {
 		ev.watched = true
 		last := w.confirm.latest()
 		if last.Before(w.watchSince) {
 			last = w.watchSince
 		}
+		w.lastOut = last
 		ev.quiet = time.Since(last)
 	}
 	if ev.watched && ev.quiet < socketsAfter {
@@ -120,6 +121,12 @@ func (s *Shim) gather(socketsAfter time.Duration) evidence {
 	}
 	ev.sockets, ev.foreign = true, n
 	return ev
+}
+
+// wireWatched reports whether a waiting standby sees the PDUs that leave
+// every member.
+func (s *Shim) wireWatched() bool {
+	return s.sb.confirm != nil && len(s.sb.confirm.conns) == len(s.members)
 }
 
 // foreignSlowSockets counts the Slow Protocols packet sockets bound to the

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/teamd"
 )
 
@@ -76,5 +77,34 @@ func TestSilenceProof(t *testing.T) {
 	}
 	if got := silenceProof(slow); got != 45*time.Second {
 		t.Errorf("slow partner: %v", got)
+	}
+}
+
+// A waiting standby looks once the wire could first have been quiet for
+// what the look needs and a PDU due then had its slack to come, not every
+// standbyCheck: while the old speaker transmits, one look a period.
+func TestNextLook(t *testing.T) {
+	const proof = 1500 * time.Millisecond
+	now := time.Now()
+	watched := &outgoing{} // as many sockets as members (none)
+	for _, tc := range []struct {
+		name string
+		w    standbyWait
+		want time.Duration
+	}{
+		{"speaking, before the cutover", standbyWait{confirm: watched, lastOut: now.Add(-100 * time.Millisecond)}, 1125 * time.Millisecond},
+		{"speaking, after the cutover", standbyWait{confirm: watched, cut: &proto.Cutover{}, lastOut: now.Add(-100 * time.Millisecond)}, time.Second},
+		{"a PDU due any moment", standbyWait{confirm: watched, lastOut: now.Add(-time.Second)}, standbyCheck},
+		{"quiet once: look again soon", standbyWait{confirm: watched, cut: &proto.Cutover{}, lastOut: now, quietLooks: 1}, standbyCheck},
+		{"the wire unwatched", standbyWait{lastOut: now}, standbyCheck},
+		{"past the deadline", standbyWait{confirm: watched, lastOut: now, late: true}, deadlineCheck},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.w.proof = proof
+			s := &Shim{sb: &tc.w}
+			if got := s.nextLook(now); got != tc.want {
+				t.Errorf("next look in %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/internal/sys/lacpsock"
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
@@ -22,7 +23,9 @@ import (
 var errNoCutover = errors.New("no cutover for this epoch yet")
 
 // Paces of a standby's look at the old speaker: while it waits (is the
-// LAG's speaker still there?), and past its deadline (is it silent yet?).
+// LAG's speaker still there?) at most every standbyCheck, and no sooner
+// than the wire could have been quiet for long enough to tell (nextLook);
+// past its deadline (is it silent yet?) every deadlineCheck.
 const (
 	standbyCheck  = 250 * time.Millisecond
 	deadlineCheck = 100 * time.Millisecond
@@ -35,7 +38,7 @@ type standbyWait struct {
 	stopWatch context.CancelFunc
 	shared    bool             // events come through init's shared watch
 	deadline  <-chan time.Time // armed by the cutover
-	tick      *time.Ticker     // the look at the old speaker
+	look      *time.Timer      // the next look at the old speaker (nextLook)
 	cut       *proto.Cutover
 	late      bool             // the deadline has passed
 	pending   *statefile.Event // a snapshot seen before its cutover
@@ -50,6 +53,7 @@ type standbyWait struct {
 
 	readyMono     int64
 	watchSince    time.Time     // the outgoing watch began
+	lastOut       time.Time     // the last PDU out, as of the last look (or watchSince)
 	ifindexes     map[int]bool  // the members'
 	proof         time.Duration // silenceProof
 	waitLogged    bool          // "the old teamd still transmits" was said
@@ -65,8 +69,8 @@ func (w *standbyWait) close() {
 	if w.stopWatch != nil {
 		w.stopWatch()
 	}
-	if w.tick != nil {
-		w.tick.Stop()
+	if w.look != nil {
+		w.look.Stop()
 	}
 	if w.confirm != nil {
 		w.confirm.close()
@@ -100,7 +104,11 @@ func (s *Shim) ready(st *teamd.State) bool {
 func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 	s.members = st.PortNames()
 	w := &standbyWait{confirm: s.takeHearing(), watchSince: time.Now(), ifindexes: map[int]bool{},
-		proof: silenceProof(st), tick: time.NewTicker(standbyCheck)}
+		proof: silenceProof(st), look: time.NewTimer(standbyCheck)}
+	w.lastOut = w.watchSince
+	// Ready, it needs the members' PDUs only at its looks, and teamd's
+	// first at the takeover (which reads on as they come).
+	w.confirm.pause()
 	for _, p := range st.Ports {
 		w.ifindexes[p.IfInfo.Ifindex] = true
 	}
@@ -185,6 +193,7 @@ func (s *Shim) record(ev statefile.Event) error {
 		wait := time.Duration(at - w.timings.CutoverSeen)
 		s.log.Info("cutover", "from_epoch", c.FromEpoch, "wave", wave, "deadline_in", wait)
 		w.deadline = time.After(wait)
+		w.look.Reset(s.nextLook(time.Now())) // quietFor is shorter now
 		if w.pending == nil {
 			return nil
 		}
@@ -224,7 +233,7 @@ func (s *Shim) deadline() error {
 	w := s.sb
 	if !w.late {
 		w.late = true
-		w.tick.Reset(deadlineCheck)
+		w.look.Reset(deadlineCheck)
 	}
 	ev := s.gather(w.proof / 3)
 	silent, why := ev.silent(w.proof)
@@ -261,7 +270,7 @@ func (s *Shim) look() error {
 		// sockets gone (its shim would have written the snapshot by
 		// then), waiting for the rest of the budget only spends the
 		// peer's 3 s.
-		period := w.proof * 2 / 3
+		period := w.quietFor()
 		ev := s.gather(period)
 		if !ev.watched || !(ev.quiet >= w.proof || ev.quiet >= period && ev.sockets && ev.foreign == 0) {
 			w.quietLooks = 0
@@ -278,7 +287,7 @@ func (s *Shim) look() error {
 		}
 		return s.deadline()
 	}
-	ev := s.gather(w.proof * 3 / 4)
+	ev := s.gather(w.quietFor())
 	proof := w.proof
 	if ev.sockets && ev.foreign > 0 {
 		proof = failoverProof(w.proof)
@@ -289,6 +298,37 @@ func (s *Shim) look() error {
 		return s.takeOver(EventFailover, proto.PathFailover, 0, note)
 	}
 	return nil
+}
+
+// quietFor is how long the wire must have been quiet before a look reads
+// the packet sockets (gather; speaker.go says why): after the cutover a
+// period, before it three quarters of the proof.
+func (w *standbyWait) quietFor() time.Duration {
+	if w.cut != nil {
+		return w.proof * 2 / 3
+	}
+	return w.proof * 3 / 4
+}
+
+// nextLook is how long until the standby's next look at the old speaker:
+// deadlineCheck once the deadline has passed; standbyCheck after a look
+// that found the wire quiet (a second must confirm it) or if the wire
+// cannot be watched; else when the wire could first have been quiet for
+// quietFor, and a PDU due then had its RoundSlack to come (a look at the
+// moment the next PDU is due would find the wire quiet and read the
+// packet sockets for nothing), but not sooner than standbyCheck. While the
+// old speaker transmits, that is a look a period, not four: each look
+// wakes the standby, and at 128 LAGs every waiting standby's wakeups add
+// up.
+func (s *Shim) nextLook(now time.Time) time.Duration {
+	w := s.sb
+	switch {
+	case w.late:
+		return deadlineCheck
+	case w.quietLooks > 0 || !s.wireWatched():
+		return standbyCheck
+	}
+	return max(standbyCheck, w.lastOut.Add(w.quietFor()+lacpsock.RoundSlack).Sub(now))
 }
 
 // judgeCutover accepts the supervisor's cutover to this shim's epoch.

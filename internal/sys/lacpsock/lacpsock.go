@@ -7,7 +7,9 @@
 // copies outgoing frames only to sockets of all protocols, so Watch binds
 // to ETH_P_ALL with a BPF filter for Slow Protocols): the shim's takeover
 // confirmation reads those. A Conn from Sent sees only those: a wait for a
-// speaker's next PDU (NextRound) is not woken by the partner's.
+// speaker's next PDU (NextRound) is not woken by the partner's. A reader
+// that needs only the latest frame now and then leaves them queued and
+// reads them in a batch (Drain), rather than being woken by each.
 //
 // # Network namespaces
 //
@@ -130,8 +132,7 @@ func open(ifname string, ethertype uint16, filter []unix.SockFilter, join bool) 
 		unix.Close(fd)
 		return nil, fmt.Errorf("lacpsock: %s: %s: %w", ifname, op, err)
 	}
-	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+	if err := attach(fd, filter); err != nil {
 		return fail("attach filter", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(ethertype), Ifindex: ifi.Index}); err != nil {
@@ -151,6 +152,13 @@ func open(ifname string, ethertype uint16, filter []unix.SockFilter, join bool) 
 	return c, nil
 }
 
+// attach sets fd's BPF filter; a filter replaced takes effect at once
+// (unlike a new bind, without waiting for an RCU grace period).
+func attach(fd int, filter []unix.SockFilter) error {
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog)
+}
+
 // Ifindex is the interface's index; MAC its hardware address.
 func (c *Conn) Ifindex() int   { return c.ifindex }
 func (c *Conn) MAC() proto.MAC { return c.mac }
@@ -159,7 +167,8 @@ func (c *Conn) Name() string   { return c.ifname }
 // ErrClosed is returned by Read and Write after Close.
 var ErrClosed = errors.New("lacpsock: closed")
 
-// Read blocks until a frame arrives or the Conn is closed.
+// Read blocks until a frame arrives, the Conn is closed (ErrClosed) or
+// the read deadline passes (os.ErrDeadlineExceeded).
 func (c *Conn) Read(buf []byte) (Frame, error) {
 	rc, err := c.f.SyscallConn()
 	if err != nil {
@@ -167,31 +176,97 @@ func (c *Conn) Read(buf []byte) (Frame, error) {
 	}
 	var (
 		fr   Frame
-		oob  [64]byte
 		rerr error
 	)
 	err = rc.Read(func(fd uintptr) bool {
-		n, oobn, _, from, err := unix.Recvmsg(int(fd), buf, oob[:], 0)
-		if err == unix.EAGAIN {
-			return false
-		}
-		if err != nil {
-			rerr = err
-			return true
-		}
-		fr.Data = buf[:n]
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok {
-			fr.Outgoing = ll.Pkttype == unix.PACKET_OUTGOING
-		}
-		fr.At = timestamp(oob[:oobn])
-		return true
+		fr, rerr = recv(int(fd), buf)
+		return rerr != unix.EAGAIN
 	})
-	if err != nil {
-		// RawConn.Read fails only once the file is closed (poll's "use of
-		// closed file", which is not os.ErrClosed).
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return Frame{}, err
+	case err != nil:
+		// RawConn.Read fails otherwise only once the file is closed
+		// (poll's "use of closed file", which is not os.ErrClosed).
 		return Frame{}, ErrClosed
 	}
 	return fr, rerr
+}
+
+// SetReadDeadline bounds Read as os.File's does; a zero t removes the
+// bound.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.f.SetReadDeadline(t) }
+
+// Drain reads the frames queued on c now, without waiting for more, and
+// calls fn with each in turn (fr.Data is buf's, valid during the call).
+// lost says that the kernel dropped frames for want of room in the queue
+// since the last Drain, so what was read is not all that came. A reader
+// that drains now and then rather than reading as frames come is not
+// woken by each of them.
+func (c *Conn) Drain(buf []byte, fn func(fr Frame)) (lost bool, err error) {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return false, ErrClosed
+	}
+	var derr error
+	err = rc.Control(func(fd uintptr) {
+		// The counters count since the last ask: one ask per Drain.
+		st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS)
+		if err != nil {
+			derr = fmt.Errorf("lacpsock: %s: drops: %w", c.ifname, err)
+			return
+		}
+		lost = st.Drops > 0
+		for {
+			fr, err := recv(int(fd), buf)
+			if err == unix.EAGAIN {
+				return
+			}
+			if err != nil {
+				derr = fmt.Errorf("lacpsock: %s: %w", c.ifname, err)
+				return
+			}
+			fn(fr)
+		}
+	})
+	if err != nil {
+		return false, ErrClosed
+	}
+	return lost, derr
+}
+
+// SentOnly narrows c to the frames this host sends, as a Conn from Sent:
+// a reader that has no more use for the partner's frames is no longer
+// woken by them, and they no longer fill its queue.
+func (c *Conn) SentOnly() error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return ErrClosed
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) { serr = attach(int(fd), slowSent) })
+	if err != nil {
+		return ErrClosed
+	}
+	if serr != nil {
+		return fmt.Errorf("lacpsock: %s: attach filter: %w", c.ifname, serr)
+	}
+	return nil
+}
+
+// recv reads one frame from fd, which does not block (unix.EAGAIN: none
+// is queued).
+func recv(fd int, buf []byte) (Frame, error) {
+	var oob [64]byte
+	n, oobn, _, from, err := unix.Recvmsg(fd, buf, oob[:], 0)
+	if err != nil {
+		return Frame{}, err
+	}
+	fr := Frame{Data: buf[:n], At: timestamp(oob[:oobn])}
+	if ll, ok := from.(*unix.SockaddrLinklayer); ok {
+		fr.Outgoing = ll.Pkttype == unix.PACKET_OUTGOING
+	}
+	return fr, nil
 }
 
 func timestamp(oob []byte) time.Time {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -146,5 +147,186 @@ func TestSentSeesOnlyOutgoing(t *testing.T) {
 		if pdu.Actor.Key != want || !fr.Outgoing {
 			t.Errorf("frame %d: actor key %d, outgoing %v; want key %d, outgoing", want, pdu.Actor.Key, fr.Outgoing, want)
 		}
+	}
+}
+
+// sendKeys sends one LACPDU per actor key on tx.
+func sendKeys(t *testing.T, tx *Conn, keys ...uint16) {
+	t.Helper()
+	for _, key := range keys {
+		pdu := proto.LACPDU{Dst: proto.SlowProtocolsMAC}
+		pdu.Actor.Key = key
+		frame, err := pdu.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// drained is what one Drain of c read: each frame's actor key, and
+// whether it was outgoing.
+type drained struct {
+	key      uint16
+	outgoing bool
+}
+
+func drain(t *testing.T, c *Conn) (got []drained, lost bool) {
+	t.Helper()
+	lost, err := c.Drain(make([]byte, 1600), func(fr Frame) {
+		pdu, err := proto.ParseLACPDU(fr.Data)
+		if err != nil {
+			t.Errorf("drained a frame that is no LACPDU: %v", err)
+			return
+		}
+		got = append(got, drained{pdu.Actor.Key, fr.Outgoing})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, lost
+}
+
+// Drain reads what is queued, in order, and returns without waiting for
+// more; it says when the kernel dropped frames because the queue was full,
+// and only for the Drain after the drops. On loopback a frame sent has
+// reached a Sent socket by the time the send returns.
+func TestDrain(t *testing.T) {
+	sent, err := Sent("lo")
+	if errors.Is(err, unix.EPERM) {
+		t.Skip("needs CAP_NET_RAW")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sent.Close()
+	tx, err := Listen("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+
+	if got, lost := drain(t, sent); len(got) != 0 || lost {
+		t.Fatalf("nothing sent: drained %v, lost %v", got, lost)
+	}
+	sendKeys(t, tx, 1, 2, 3)
+	got, lost := drain(t, sent)
+	if want := []drained{{1, true}, {2, true}, {3, true}}; !slices.Equal(got, want) || lost {
+		t.Errorf("three sent: drained %v, lost %v; want %v, none lost", got, lost, want)
+	}
+	if got, _ := drain(t, sent); len(got) != 0 {
+		t.Errorf("drained again: %v, want nothing", got)
+	}
+
+	// The smallest queue the kernel allows holds a few frames.
+	rc, err := sent.f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make([]uint16, 64)
+	for i := range keys {
+		keys[i] = uint16(i + 1)
+	}
+	sendKeys(t, tx, keys...)
+	got, lost = drain(t, sent)
+	if !lost || len(got) == 0 || len(got) >= len(keys) || got[0].key != 1 {
+		t.Errorf("%d sent into a small queue: drained %d (first %v), lost %v; want the first few, lost", len(keys), len(got), got, lost)
+	}
+	if _, lost := drain(t, sent); lost {
+		t.Error("the Drain after: lost again, want the drops told once")
+	}
+}
+
+// A Watch socket narrowed by SentOnly sees each frame this host sends,
+// and no more the frames it receives: on loopback every frame sent comes
+// back in, which a Listen socket sees; once it has, a Watch socket would
+// have too.
+func TestSentOnly(t *testing.T) {
+	watch, err := Watch("lo")
+	if errors.Is(err, unix.EPERM) {
+		t.Skip("needs CAP_NET_RAW")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	tx, err := Listen("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	in, err := Listen("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	received := func(key uint16) {
+		t.Helper()
+		buf := make([]byte, 1600)
+		for {
+			fr, err := in.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pdu, err := proto.ParseLACPDU(fr.Data); err == nil && !fr.Outgoing && pdu.Actor.Key == key {
+				return
+			}
+		}
+	}
+
+	sendKeys(t, tx, 1)
+	received(1)
+	if got, _ := drain(t, watch); !slices.Equal(got, []drained{{1, true}, {1, false}}) {
+		t.Errorf("Watch: drained %v, want key 1 out and in", got)
+	}
+	if err := watch.SentOnly(); err != nil {
+		t.Fatal(err)
+	}
+	sendKeys(t, tx, 2)
+	received(2)
+	if got, _ := drain(t, watch); !slices.Equal(got, []drained{{2, true}}) {
+		t.Errorf("narrowed: drained %v, want key 2 out only", got)
+	}
+}
+
+// A read deadline ends a blocked Read with os.ErrDeadlineExceeded, not
+// ErrClosed, and the Conn reads on once it is lifted.
+func TestReadDeadline(t *testing.T) {
+	sent, err := Sent("lo")
+	if errors.Is(err, unix.EPERM) {
+		t.Skip("needs CAP_NET_RAW")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sent.Close()
+	tx, err := Listen("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	buf := make([]byte, 1600)
+	if err := sent.SetReadDeadline(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sent.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("past the deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	if err := sent.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	sendKeys(t, tx, 7)
+	if fr, err := sent.Read(buf); err != nil || !fr.Outgoing {
+		t.Fatalf("deadline lifted: %v, outgoing %v", err, fr.Outgoing)
+	}
+	sent.Close()
+	if _, err := sent.Read(buf); !errors.Is(err, ErrClosed) {
+		t.Errorf("closed: %v, want ErrClosed", err)
 	}
 }
