@@ -98,6 +98,7 @@ func TestNextLook(t *testing.T) {
 		{"quiet once: look again soon", standbyWait{confirm: watched, cut: &proto.Cutover{}, lastOut: now, quietLooks: 1}, standbyCheck},
 		{"the wire unwatched", standbyWait{lastOut: now}, standbyCheck},
 		{"past the deadline", standbyWait{confirm: watched, lastOut: now, late: true}, deadlineCheck},
+		{"this standby's spread", standbyWait{confirm: watched, lastOut: now.Add(-100 * time.Millisecond), lookSpread: 70 * time.Millisecond}, 1195 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.w.proof = proof

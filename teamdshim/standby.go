@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -54,6 +55,7 @@ type standbyWait struct {
 	readyMono     int64
 	watchSince    time.Time     // the outgoing watch began
 	lastOut       time.Time     // the last PDU out, as of the last look (or watchSince)
+	lookSpread    time.Duration // this standby's share of nextLook's spread
 	ifindexes     map[int]bool  // the members'
 	proof         time.Duration // silenceProof
 	waitLogged    bool          // "the old teamd still transmits" was said
@@ -104,7 +106,7 @@ func (s *Shim) ready(st *teamd.State) bool {
 func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 	s.members = st.PortNames()
 	w := &standbyWait{confirm: s.takeHearing(), watchSince: time.Now(), ifindexes: map[int]bool{},
-		proof: silenceProof(st), look: time.NewTimer(standbyCheck)}
+		proof: silenceProof(st), look: time.NewTimer(standbyCheck), lookSpread: rand.N(standbyCheck)}
 	w.lastOut = w.watchSince
 	// Ready, it needs the members' PDUs only at its looks, and teamd's
 	// first at the takeover (which reads on as they come).
@@ -319,7 +321,9 @@ func (w *standbyWait) quietFor() time.Duration {
 // packet sockets for nothing), but not sooner than standbyCheck. While the
 // old speaker transmits, that is a look a period, not four: each look
 // wakes the standby, and at 128 LAGs every waiting standby's wakeups add
-// up.
+// up. Old teamds started together transmit in step, and so would their
+// standbys' looks: each standby's come up to standbyCheck later
+// (lookSpread), as a ticker's would.
 func (s *Shim) nextLook(now time.Time) time.Duration {
 	w := s.sb
 	switch {
@@ -328,7 +332,7 @@ func (s *Shim) nextLook(now time.Time) time.Duration {
 	case w.quietLooks > 0 || !s.wireWatched():
 		return standbyCheck
 	}
-	return max(standbyCheck, w.lastOut.Add(w.quietFor()+lacpsock.RoundSlack).Sub(now))
+	return max(standbyCheck, w.lastOut.Add(w.quietFor()+lacpsock.RoundSlack+w.lookSpread).Sub(now))
 }
 
 // judgeCutover accepts the supervisor's cutover to this shim's epoch.
