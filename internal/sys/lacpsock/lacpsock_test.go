@@ -52,11 +52,7 @@ func TestSentInAndNextRound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	tx, err := Listen("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
+	tx := onLo(t, Listen)
 	pdu := proto.LACPDU{Dst: proto.SlowProtocolsMAC}
 	frame, err := pdu.MarshalBinary()
 	if err != nil {
@@ -110,30 +106,8 @@ func TestSentInAndNextRound(t *testing.T) {
 // where every frame sent also comes back in, two frames sent one after the
 // other reach a Sent socket as the two frames, each once, both outgoing.
 func TestSentSeesOnlyOutgoing(t *testing.T) {
-	sent, err := Sent("lo")
-	if errors.Is(err, unix.EPERM) {
-		t.Skip("needs CAP_NET_RAW")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sent.Close()
-	tx, err := Listen("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
-	for key := uint16(1); key <= 2; key++ {
-		pdu := proto.LACPDU{Dst: proto.SlowProtocolsMAC}
-		pdu.Actor.Key = key
-		frame, err := pdu.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Write(frame); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sent, tx := onLo(t, Sent), onLo(t, Listen)
+	sendKeys(t, tx, 1, 2)
 	buf := make([]byte, 1600)
 	for want := uint16(1); want <= 2; want++ {
 		fr, err := sent.Read(buf)
@@ -148,6 +122,21 @@ func TestSentSeesOnlyOutgoing(t *testing.T) {
 			t.Errorf("frame %d: actor key %d, outgoing %v; want key %d, outgoing", want, pdu.Actor.Key, fr.Outgoing, want)
 		}
 	}
+}
+
+// onLo opens a socket on loopback with open, closed when the test ends;
+// without CAP_NET_RAW the test is skipped.
+func onLo(t *testing.T, open func(ifname string) (*Conn, error)) *Conn {
+	t.Helper()
+	c, err := open("lo")
+	if errors.Is(err, unix.EPERM) {
+		t.Skip("needs CAP_NET_RAW")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // sendKeys sends one LACPDU per actor key on tx.
@@ -194,20 +183,7 @@ func drain(t *testing.T, c *Conn) (got []drained, lost bool) {
 // and only for the Drain after the drops. On loopback a frame sent has
 // reached a Sent socket by the time the send returns.
 func TestDrain(t *testing.T) {
-	sent, err := Sent("lo")
-	if errors.Is(err, unix.EPERM) {
-		t.Skip("needs CAP_NET_RAW")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sent.Close()
-	tx, err := Listen("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
-
+	sent, tx := onLo(t, Sent), onLo(t, Listen)
 	if got, lost := drain(t, sent); len(got) != 0 || lost {
 		t.Fatalf("nothing sent: drained %v, lost %v", got, lost)
 	}
@@ -248,24 +224,7 @@ func TestDrain(t *testing.T) {
 // back in, which a Listen socket sees; once it has, a Watch socket would
 // have too.
 func TestSentOnly(t *testing.T) {
-	watch, err := Watch("lo")
-	if errors.Is(err, unix.EPERM) {
-		t.Skip("needs CAP_NET_RAW")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watch.Close()
-	tx, err := Listen("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
-	in, err := Listen("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
+	watch, tx, in := onLo(t, Watch), onLo(t, Listen), onLo(t, Listen)
 	received := func(key uint16) {
 		t.Helper()
 		buf := make([]byte, 1600)
@@ -298,19 +257,7 @@ func TestSentOnly(t *testing.T) {
 // A read deadline ends a blocked Read with os.ErrDeadlineExceeded, not
 // ErrClosed, and the Conn reads on once it is lifted.
 func TestReadDeadline(t *testing.T) {
-	sent, err := Sent("lo")
-	if errors.Is(err, unix.EPERM) {
-		t.Skip("needs CAP_NET_RAW")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sent.Close()
-	tx, err := Listen("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
+	sent, tx := onLo(t, Sent), onLo(t, Listen)
 	buf := make([]byte, 1600)
 	if err := sent.SetReadDeadline(time.Now()); err != nil {
 		t.Fatal(err)
