@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"os"
 	"slices"
@@ -118,6 +119,10 @@ func TestSentSeesOnlyOutgoing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if pdu.Actor.System != testSystem(t) {
+			want-- // another test's
+			continue
+		}
 		if pdu.Actor.Key != want || !fr.Outgoing {
 			t.Errorf("frame %d: actor key %d, outgoing %v; want key %d, outgoing", want, pdu.Actor.Key, fr.Outgoing, want)
 		}
@@ -139,12 +144,22 @@ func onLo(t *testing.T, open func(ifname string) (*Conn, error)) *Conn {
 	return c
 }
 
-// sendKeys sends one LACPDU per actor key on tx.
+// testSystem is the actor system of the test's PDUs: other tests (other
+// packages' too, run in parallel) send LACPDUs on loopback as well, and
+// the tests that count frames count only their own.
+func testSystem(t *testing.T) proto.MAC {
+	h := fnv.New32a()
+	h.Write([]byte(t.Name()))
+	sum := h.Sum32()
+	return proto.MAC{0x02, 0x7e, byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)}
+}
+
+// sendKeys sends one LACPDU per actor key on tx, from testSystem.
 func sendKeys(t *testing.T, tx *Conn, keys ...uint16) {
 	t.Helper()
 	for _, key := range keys {
 		pdu := proto.LACPDU{Dst: proto.SlowProtocolsMAC}
-		pdu.Actor.Key = key
+		pdu.Actor.System, pdu.Actor.Key = testSystem(t), key
 		frame, err := pdu.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
@@ -170,7 +185,9 @@ func drain(t *testing.T, c *Conn) (got []drained, lost bool) {
 			t.Errorf("drained a frame that is no LACPDU: %v", err)
 			return
 		}
-		got = append(got, drained{pdu.Actor.Key, fr.Outgoing})
+		if pdu.Actor.System == testSystem(t) {
+			got = append(got, drained{pdu.Actor.Key, fr.Outgoing})
+		}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +250,7 @@ func TestSentOnly(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if pdu, err := proto.ParseLACPDU(fr.Data); err == nil && !fr.Outgoing && pdu.Actor.Key == key {
+			if pdu, err := proto.ParseLACPDU(fr.Data); err == nil && !fr.Outgoing && pdu.Actor.System == testSystem(t) && pdu.Actor.Key == key {
 				return
 			}
 		}
