@@ -81,8 +81,8 @@ func TestSilenceProof(t *testing.T) {
 }
 
 // A waiting standby looks once the wire could first have been quiet for
-// what the look needs and a PDU due then had its slack to come, not every
-// standbyCheck: while the old speaker transmits, one look a period.
+// what the look needs, with slack for a late PDU, not every standbyCheck:
+// while the old speaker transmits, one look a period.
 func TestNextLook(t *testing.T) {
 	const proof = 1500 * time.Millisecond
 	now := time.Now()
@@ -92,13 +92,14 @@ func TestNextLook(t *testing.T) {
 		w    standbyWait
 		want time.Duration
 	}{
-		{"speaking, before the cutover", standbyWait{confirm: watched, lastOut: now.Add(-100 * time.Millisecond)}, 1125 * time.Millisecond},
+		{"speaking, before the cutover", standbyWait{confirm: watched, lastOut: now.Add(-100 * time.Millisecond)}, 1025 * time.Millisecond},
 		{"speaking, after the cutover", standbyWait{confirm: watched, cut: &proto.Cutover{}, lastOut: now.Add(-100 * time.Millisecond)}, time.Second},
 		{"a PDU due any moment", standbyWait{confirm: watched, lastOut: now.Add(-time.Second)}, standbyCheck},
 		{"quiet once: look again soon", standbyWait{confirm: watched, cut: &proto.Cutover{}, lastOut: now, quietLooks: 1}, standbyCheck},
 		{"the wire unwatched", standbyWait{lastOut: now}, standbyCheck},
 		{"past the deadline", standbyWait{confirm: watched, lastOut: now, late: true}, deadlineCheck},
-		{"this standby's spread", standbyWait{confirm: watched, lastOut: now.Add(-100 * time.Millisecond), lookSpread: 70 * time.Millisecond}, 1195 * time.Millisecond},
+		{"this standby's spread", standbyWait{confirm: watched, lastOut: now.Add(-100 * time.Millisecond), lookSpread: 70 * time.Millisecond}, 1095 * time.Millisecond},
+		{"no spread after the cutover", standbyWait{confirm: watched, cut: &proto.Cutover{}, lastOut: now.Add(-100 * time.Millisecond), lookSpread: 70 * time.Millisecond}, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.w.proof = proof

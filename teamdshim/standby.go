@@ -272,19 +272,24 @@ func (s *Shim) look() error {
 		// sockets gone (its shim would have written the snapshot by
 		// then), waiting for the rest of the budget only spends the
 		// peer's 3 s.
+		//
+		// It must be seen on two looks, standbyCheck apart. An old shim
+		// stops its teamd right after its PDU round, about a period after
+		// the PDU before it, and its snapshot follows in milliseconds: a
+		// look then finds a period of quiet and the sockets gone, and a
+		// look later the snapshot is there. The first look goes by the
+		// wire alone; the sockets are read once a takeover could follow.
 		period := w.quietFor()
-		ev := s.gather(period)
-		if !ev.watched || !(ev.quiet >= w.proof || ev.quiet >= period && ev.sockets && ev.foreign == 0) {
+		socketsAfter := period
+		if w.quietLooks == 0 {
+			socketsAfter = w.proof
+		}
+		ev := s.gather(socketsAfter)
+		if !ev.watched || ev.quiet < period {
 			w.quietLooks = 0
 			return nil
 		}
-		// It must hold on two looks in a row. An old shim stops its teamd
-		// right after its PDU round, about a period after the PDU before
-		// it, and its snapshot follows in milliseconds; a standby starved
-		// of the CPU then runs this look before its watch has read that
-		// last PDU, and sees a period of quiet and the sockets gone. A look
-		// later the PDU has been read, or the snapshot is there.
-		if w.quietLooks++; w.quietLooks < 2 {
+		if w.quietLooks++; w.quietLooks < 2 || !(ev.quiet >= w.proof || ev.sockets && ev.foreign == 0) {
 			return nil
 		}
 		return s.deadline()
@@ -314,25 +319,31 @@ func (w *standbyWait) quietFor() time.Duration {
 
 // nextLook is how long until the standby's next look at the old speaker:
 // deadlineCheck once the deadline has passed; standbyCheck after a look
-// that found the wire quiet (a second must confirm it) or if the wire
+// that found the wire quiet (another must confirm it) or if the wire
 // cannot be watched; else when the wire could first have been quiet for
-// quietFor, and a PDU due then had its RoundSlack to come (a look at the
-// moment the next PDU is due would find the wire quiet and read the
-// packet sockets for nothing), but not sooner than standbyCheck. While the
-// old speaker transmits, that is a look a period, not four: each look
-// wakes the standby, and at 128 LAGs every waiting standby's wakeups add
-// up. Old teamds started together transmit in step, and so would their
-// standbys' looks: each standby's come up to standbyCheck later
-// (lookSpread), as a ticker's would.
+// quietFor (and, after the cutover, a PDU due then had its RoundSlack to
+// come; before it, quietFor has that slack already), but not sooner than
+// standbyCheck. While the old speaker transmits, that is a look a period,
+// not four: each look wakes the standby, and at 128 LAGs every waiting
+// standby's wakeups add up. Before the cutover, old teamds started
+// together transmit in step, and so would their standbys' looks: each
+// standby's come up to standbyCheck later (lookSpread), as a ticker's
+// would. After it, the looks must not come later than a ticker's did: a
+// frozen old speaker is found by them.
 func (s *Shim) nextLook(now time.Time) time.Duration {
 	w := s.sb
+	var due time.Time
 	switch {
 	case w.late:
 		return deadlineCheck
 	case w.quietLooks > 0 || !s.wireWatched():
 		return standbyCheck
+	case w.cut != nil:
+		due = w.lastOut.Add(w.quietFor() + lacpsock.RoundSlack)
+	default:
+		due = w.lastOut.Add(w.quietFor() + w.lookSpread)
 	}
-	return max(standbyCheck, w.lastOut.Add(w.quietFor()+lacpsock.RoundSlack+w.lookSpread).Sub(now))
+	return max(standbyCheck, due.Sub(now))
 }
 
 // judgeCutover accepts the supervisor's cutover to this shim's epoch.
