@@ -308,8 +308,9 @@ func (s *Shim) look() error {
 }
 
 // quietFor is how long the wire must have been quiet before a look reads
-// the packet sockets (gather; speaker.go says why): after the cutover a
-// period, before it three quarters of the proof.
+// the packet sockets (gather; speaker.go says why): before the cutover
+// three quarters of the proof; after it a period, from the second of the
+// looks in a row that found it so (look).
 func (w *standbyWait) quietFor() time.Duration {
 	if w.cut != nil {
 		return w.proof * 2 / 3
