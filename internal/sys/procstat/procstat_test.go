@@ -2,8 +2,10 @@ package procstat_test
 
 import (
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/teamdwarm/teamdwarm/internal/sys/procstat"
@@ -41,7 +43,11 @@ func TestFields(t *testing.T) {
 // Read of this process: its state is R (it runs) and its parent is
 // os.Getppid.
 func TestReadSelf(t *testing.T) {
-	f, err := procstat.Read(os.Getpid())
+	// The thread that reads its own entry is running; the process's entry
+	// is its main thread's, which may sleep while the test runs on another.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f, err := procstat.Read(syscall.Gettid())
 	if err != nil {
 		t.Fatal(err)
 	}
