@@ -29,13 +29,16 @@ import (
 //     closed when it exits. None but this shim's own teamd's on every
 //     member means the old teamd is gone.
 //
-// The wire is watched all along (it costs nothing until a PDU leaves); the
-// sockets are read only when the wire has been quiet for a while: after
-// the cutover for a third of the proof (half a fast period: the old
-// teamd's exit is found fast), before it for three quarters of the proof
-// (a little more than a period), which a speaking teamd never reaches, so
-// that standbys waiting for a cutover do not read /proc twice a second
-// each (at 64 LAGs that competed with the running teamds for the CPU).
+// The wire is watched all along: a ready standby's member sockets queue
+// the PDUs that leave, and each look reads them (outgoing.pause). The
+// sockets are read only when the wire has been quiet for a while: before
+// the cutover for three quarters of the proof (a little more than a
+// period), which a speaking teamd never reaches, so that standbys waiting
+// for a cutover do not read /proc twice a second each (at 64 LAGs that
+// competed with the running teamds for the CPU); after it for a period,
+// on the second look in a row that finds it so (look); past the deadline
+// for a third of the proof (half a fast period: the old teamd's exit is
+// found fast).
 
 // silenceProof is how long no PDU may leave any member before the old
 // speaker counts as silent: one and a half of the period the partner asks

@@ -195,7 +195,7 @@ func (s *Shim) record(ev statefile.Event) error {
 		wait := time.Duration(at - w.timings.CutoverSeen)
 		s.log.Info("cutover", "from_epoch", c.FromEpoch, "wave", wave, "deadline_in", wait)
 		w.deadline = time.After(wait)
-		w.look.Reset(s.nextLook(time.Now())) // quietFor is shorter now
+		w.look.Reset(s.nextLook(time.Now())) // the looks go by the cutover's rules now
 		if w.pending == nil {
 			return nil
 		}
