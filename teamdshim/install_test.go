@@ -3,10 +3,13 @@ package teamdshim_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,6 +103,47 @@ func TestInitHandsOverEveryLAG(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(e.dir, lag+".snapshot")); err != nil {
 			t.Errorf("%s: %v", lag, err)
 		}
+	}
+}
+
+// init starts its shims with the timer slack it is given, and their teamd
+// with init's own: the wrapped daemon is not ours to tune.
+func TestInitGivesTheShimsTheirTimerSlack(t *testing.T) {
+	e := newEnv(t)
+	confs := writeConfigs(t, map[string]string{"PortChannel1.conf": config("PortChannel1")})
+	p := start(t, e.vars(), bins.shim, "init", "--config-dir", confs, "--timer-slack", "3ms", "--", "-L", e.dump)
+	activeRecord(t, e.dir, "PortChannel1", 1)
+	slack := func(path string) int64 {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrPermission) {
+			t.Skip("reading another process's timer slack needs CAP_SYS_NICE")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		return ns
+	}
+	// /proc shows a process's main thread's; its other threads, the
+	// runtime's among them, inherit it (timerslack's tests).
+	shim := readPID(t, teamdshim.PIDFile(e.run, "PortChannel1"))
+	if ns := slack(fmt.Sprintf("/proc/%d/timerslack_ns", shim)); ns != int64(3*time.Millisecond) {
+		t.Errorf("the shim's timer slack is %d ns, want 3ms", ns)
+	}
+	teamdPID := readPID(t, filepath.Join(e.run, "PortChannel1.pid"))
+	if got, want := slack(fmt.Sprintf("/proc/%d/timerslack_ns", teamdPID)), slack(fmt.Sprintf("/proc/%d/timerslack_ns", p.cmd.Process.Pid)); got != want {
+		t.Errorf("teamd's timer slack is %d ns, want init's %d ns", got, want)
+	}
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", teamdPID)); err == nil && strings.Contains(string(env), "TEAMDWARM_TEAMD_TIMER_SLACK") {
+		t.Error("teamd inherited the shim's word on its timer slack")
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exit(t, 10*time.Second); code != 0 {
+		t.Fatalf("init: exit %d, want 0:\n%s", code, p.out.String())
 	}
 }
 

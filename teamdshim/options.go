@@ -61,6 +61,9 @@ type Options struct {
 	// Watch, if set, is this shim's subscription to its init's shared
 	// watch of Dir (SharedWatch); the shim watches Dir on its own if nil.
 	Watch *os.File
+	// TeamdTimerSlack, if set, is the timer slack teamd starts with
+	// (TeamdTimerSlackFromInit); otherwise teamd gets the shim's.
+	TeamdTimerSlack time.Duration
 }
 
 func (o *Options) defaults() {

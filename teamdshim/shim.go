@@ -295,7 +295,7 @@ func (s *Shim) run(ctx context.Context) (int, error) {
 			teamdArgs = teamdArgs.Without("r", "w").With("P")
 		}
 		argv := append([]string{s.opts.Teamd[0]}, teamdArgs.Argv()...)
-		if s.teamd, err = startTeamd(argv, socket); err != nil {
+		if s.teamd, err = startTeamd(argv, socket, s.opts.TeamdTimerSlack); err != nil {
 			return 1, s.fail(EventStart, err)
 		}
 		s.log.Info("teamd started", "pid", s.teamd.pid(), "role", s.role, "epoch", s.epoch, "argv", argv)

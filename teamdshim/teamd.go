@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/internal/sys/signame"
+	"github.com/teamdwarm/teamdwarm/internal/sys/timerslack"
 	"github.com/teamdwarm/teamdwarm/teamd"
 	"golang.org/x/sys/unix"
 )
@@ -31,10 +32,35 @@ type teamdProc struct {
 	adopted bool
 }
 
-func startTeamd(argv []string, socket string) (*teamdProc, error) {
+// envTeamdSlack carries init's own timer slack to its shims, in
+// nanoseconds: they run with more (InitOptions.ShimTimerSlack), and teamd
+// is started with this.
+const envTeamdSlack = "TEAMDWARM_TEAMD_TIMER_SLACK"
+
+// TeamdTimerSlackFromInit is the timer slack this process's init asks
+// teamd to be started with (Options.TeamdTimerSlack), 0 if none; once:
+// teamd does not inherit it.
+func TeamdTimerSlackFromInit() time.Duration {
+	v := os.Getenv(envTeamdSlack)
+	os.Unsetenv(envTeamdSlack)
+	ns, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ns <= 0 {
+		return 0
+	}
+	return time.Duration(ns)
+}
+
+// startTeamd starts teamd, with timer slack slack if it is not 0.
+func startTeamd(argv []string, socket string, slack time.Duration) (*teamdProc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
+	var err error
+	if slack > 0 {
+		err = timerslack.With(slack, cmd.Start)
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("start teamd: %w", err)
 	}
 	t := &teamdProc{cmd: cmd, pidv: cmd.Process.Pid, pidfd: -1, client: teamd.NewClient(socket), done: make(chan struct{})}

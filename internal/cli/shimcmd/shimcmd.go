@@ -163,6 +163,7 @@ func runShim(argv []string, o teamdshim.Options, io cli.IO) (int, error) {
 	}
 	o.Teamd = argv
 	o.Watch = teamdshim.SharedWatch()
+	o.TeamdTimerSlack = teamdshim.TeamdTimerSlackFromInit()
 	o.Logger = slog.New(slog.NewTextHandler(io.Stderr, nil)).With("shim", os.Getpid())
 	if isChild {
 		o.Ready = func() { report(nil) }
@@ -185,8 +186,15 @@ func initCmd(args []string, io cli.IO) (int, error) {
 	fs := cli.NewFlags("init", io.Stderr, "teamd-shim init [flags] [-- teamd options for every LAG]")
 	dir := fs.String("config-dir", DefaultConfigDir, "one teamd JSON config per LAG (*.conf, *.json)")
 	teamdPath := fs.String("teamd", "", "the real teamd (default $"+EnvTeamd+", else "+DefaultRealTeamd+")")
+	slack := fs.Duration("timer-slack", teamdshim.DefaultShimTimerSlack, "how late the shims' timers may fire, to come together (0: as late as init's; teamd always gets init's)")
 	if err := cli.Parse(fs, args); err != nil {
 		return 0, err
+	}
+	if *slack < 0 {
+		return 0, cli.Usagef("init: -timer-slack %v: want 0 or more", *slack)
+	}
+	if *slack == 0 {
+		*slack = -1 // InitOptions: init's own
 	}
 	*teamdPath = realTeamd(*teamdPath)
 	self, err := os.Executable()
@@ -194,11 +202,12 @@ func initCmd(args []string, io cli.IO) (int, error) {
 		return 1, err
 	}
 	code, err := teamdshim.Init(context.Background(), teamdshim.InitOptions{
-		ConfigDir: *dir,
-		Dir:       os.Getenv(proto.EnvDir),
-		Wrapper:   []string{self, "run", "--"},
-		Teamd:     append([]string{*teamdPath}, fs.Args()...),
-		Logger:    slog.New(slog.NewTextHandler(io.Stderr, nil)).With("init", os.Getpid()),
+		ConfigDir:      *dir,
+		Dir:            os.Getenv(proto.EnvDir),
+		Wrapper:        []string{self, "run", "--"},
+		Teamd:          append([]string{*teamdPath}, fs.Args()...),
+		ShimTimerSlack: *slack,
+		Logger:         slog.New(slog.NewTextHandler(io.Stderr, nil)).With("init", os.Getpid()),
 	})
 	if err != nil && code == 0 {
 		code = 1

@@ -1,0 +1,132 @@
+package timerslack_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/teamdwarm/teamdwarm/internal/sys/timerslack"
+)
+
+// childSlack starts a process under With(d) that prints its own slack.
+func childSlack(t *testing.T, d time.Duration) time.Duration {
+	t.Helper()
+	var out strings.Builder
+	cmd := exec.Command("cat", "/proc/self/timerslack_ns")
+	cmd.Stdout = &out
+	if err := timerslack.With(d, cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(out.String()), 10, 64)
+	if err != nil {
+		t.Fatalf("child's timerslack_ns %q: %v", out.String(), err)
+	}
+	return time.Duration(ns)
+}
+
+// TestMain doubles as the child of TestEveryThreadOfAGoChild: it prints the
+// slack of threads its runtime made after it started.
+func TestMain(m *testing.M) {
+	if os.Getenv("TIMERSLACK_CHILD") == "" {
+		os.Exit(m.Run())
+	}
+	const n = 4
+	out := make(chan time.Duration, n)
+	for range n {
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread is the goroutine's alone
+			d, err := timerslack.Get()
+			if err != nil {
+				d = -1
+			}
+			out <- d
+			select {} // keep the thread: the next goroutine gets a new one
+		}()
+	}
+	for range n {
+		fmt.Println((<-out).Nanoseconds())
+	}
+	os.Exit(0)
+}
+
+// A Go child's threads, made after it started, have the slack too: the
+// runtime's sysmon, made first, among them.
+func TestEveryThreadOfAGoChild(t *testing.T) {
+	d := 2*time.Millisecond + 1
+	var out strings.Builder
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), "TIMERSLACK_CHILD=1")
+	cmd.Stdout = &out
+	if err := timerslack.With(d, cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(out.String())
+	if len(lines) != 4 {
+		t.Fatalf("child printed %q", out.String())
+	}
+	for _, l := range lines {
+		if l != strconv.FormatInt(d.Nanoseconds(), 10) {
+			t.Errorf("a thread of the child has slack %s ns, want %d", l, d.Nanoseconds())
+		}
+	}
+}
+
+func TestChildInheritsTheSlack(t *testing.T) {
+	for _, d := range []time.Duration{time.Millisecond, 50 * time.Microsecond, 3*time.Millisecond + 7} {
+		if got := childSlack(t, d); got != d {
+			t.Errorf("With(%v): the child's slack is %v", d, got)
+		}
+	}
+}
+
+// The thread that started the child keeps its own slack: nothing else
+// the program runs on it is delayed.
+func TestTheThreadKeepsItsSlack(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before, err := timerslack.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 2 * time.Millisecond
+	if before == want {
+		want = 3 * time.Millisecond
+	}
+	if got := childSlack(t, want); got != want {
+		t.Fatalf("the child's slack is %v, want %v", got, want)
+	}
+	if after, _ := timerslack.Get(); after != before {
+		t.Fatalf("the thread's slack is %v after With, %v before", after, before)
+	}
+}
+
+func TestWithRefusesNonPositive(t *testing.T) {
+	called := false
+	for _, d := range []time.Duration{0, -time.Millisecond} {
+		if err := timerslack.With(d, func() error { called = true; return nil }); err == nil {
+			t.Errorf("With(%v) accepted", d)
+		}
+	}
+	if called {
+		t.Fatal("start ran with a refused slack")
+	}
+}
+
+// start's error is With's.
+func TestWithReturnsStartsError(t *testing.T) {
+	if err := timerslack.With(time.Millisecond, func() error { return os.ErrNotExist }); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err %v", err)
+	}
+}
