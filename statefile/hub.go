@@ -21,8 +21,8 @@ import (
 // (128 by default, shared with every other process of the same user on the
 // host) at a switch's 128 LAGs, and every shim woke on every LAG's record.
 // Through a hub a container costs one instance, and a record wakes only the
-// shim of its LAG (the directory-wide records, cutover and journal, wake
-// every shim).
+// shim of its LAG (the cutover, directory-wide, wakes every shim; the
+// journal, the supervisor's own, none).
 //
 // The pipe carries one file name per line; a line "*" says that events were
 // lost and everything must be looked at again. Only names travel: each shim
@@ -62,8 +62,12 @@ func NewHub(ctx context.Context, dir string) (*Hub, error) {
 // AllLAGs subscribes to every record's name.
 const AllLAGs = "*"
 
+// journalOnly routes the journal's name to AllLAGs subscriptions alone: no
+// LAG is named so.
+const journalOnly = "/journal"
+
 // Subscribe returns the read end of a pipe that carries the names of lag's
-// records and of the directory-wide ones (every name for AllLAGs). The caller passes it on (to a
+// records and of the cutover (every name for AllLAGs). The caller passes it on (to a
 // child) and closes its own copy; the subscription ends when the reader
 // closes it.
 func (h *Hub) Subscribe(lag string) (*os.File, error) {
@@ -103,11 +107,16 @@ func (h *Hub) route(ctx context.Context, notices <-chan notice) {
 			if strings.HasPrefix(n.name, tempPrefix) {
 				continue
 			}
-			l, _, ok := proto.ParseFileName(n.name)
+			l, k, ok := proto.ParseFileName(n.name)
 			if !ok {
 				continue
 			}
 			line, lag = n.name, l
+			if k == proto.KindJournal {
+				// The supervisor's own: no shim reads it, and it is
+				// written before every stage, with every shim waiting.
+				lag = journalOnly
+			}
 		}
 		h.mu.Lock()
 		for sub := range h.subs {

@@ -12,8 +12,9 @@ import (
 	"github.com/teamdwarm/teamdwarm/statefile"
 )
 
-// One hub, two subscribers: each pipe carries its own LAG's names and the
-// cutover's, never the other LAG's.
+// One hub, two LAGs' subscribers and one of every LAG: each LAG's pipe
+// carries its own LAG's names and the cutover's, never the other LAG's nor
+// the journal's (no shim reads it); AllLAGs gets them all.
 func TestHubRoutesByLAG(t *testing.T) {
 	d, err := statefile.OpenDir(t.TempDir())
 	if err != nil {
@@ -26,7 +27,7 @@ func TestHubRoutesByLAG(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := map[string]<-chan string{}
-	for _, lag := range []string{"PortChannel1", "PortChannel2"} {
+	for _, lag := range []string{"PortChannel1", "PortChannel2", statefile.AllLAGs} {
 		r, err := h.Subscribe(lag)
 		if err != nil {
 			t.Fatal(err)
@@ -45,6 +46,7 @@ func TestHubRoutesByLAG(t *testing.T) {
 	for _, rec := range []proto.Record{
 		prototest.Snapshot("PortChannel2", 1, 2, clock),
 		prototest.Snapshot("PortChannel1", 1, 2, clock),
+		prototest.Journal(1, "b1", clock),
 		prototest.Cutover(1, nil, clock),
 	} {
 		if _, err := d.Write(rec); err != nil {
@@ -65,7 +67,11 @@ func TestHubRoutesByLAG(t *testing.T) {
 				t.Fatalf("%s: no cutover within 10s (%v)", lag, got)
 			}
 		}
-		if want := map[string]bool{lag + ".snapshot": true, cutover: true}; !maps.Equal(got, want) {
+		want := map[string]bool{lag + ".snapshot": true, cutover: true}
+		if lag == statefile.AllLAGs {
+			want = map[string]bool{"PortChannel1.snapshot": true, "PortChannel2.snapshot": true, proto.FileName("", proto.KindJournal): true, cutover: true}
+		}
+		if !maps.Equal(got, want) {
 			t.Errorf("%s's pipe carried %v, want %v", lag, got, want)
 		}
 	}
