@@ -49,6 +49,38 @@ type InitOptions struct {
 	Logger         *slog.Logger
 }
 
+// ReexecWithTimerSlack executes init again, once, from a thread whose
+// timer slack is d, so that init's own threads, the Go runtime's among
+// them, start with the slack its shims get (InitOptions.ShimTimerSlack):
+// init wakes for every record and every child's exit of a handoff. The
+// slack init was given is kept in the environment, for teamd. It returns
+// nil at once if d is not positive or init did this already, and does not
+// return if the exec succeeds.
+func ReexecWithTimerSlack(d time.Duration) error {
+	if d <= 0 || os.Getenv(envTeamdSlack) != "" {
+		return nil
+	}
+	own, err := timerslack.Get()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("init: re-exec with timer slack: %w", err)
+	}
+	env := append(os.Environ(), envTeamdSlack+"="+strconv.FormatInt(own.Nanoseconds(), 10))
+	return timerslack.Exec(d, self, os.Args, env)
+}
+
+// givenSlack is the timer slack init was given: before
+// ReexecWithTimerSlack, if it ran, else its own.
+func givenSlack() (time.Duration, error) {
+	if ns, err := strconv.ParseInt(os.Getenv(envTeamdSlack), 10, 64); err == nil && ns > 0 {
+		return time.Duration(ns), nil
+	}
+	return timerslack.Get()
+}
+
 // DefaultShimTimerSlack lets a shim's timers, and the Go runtime's sysmon
 // in it, fire up to a millisecond late. A shim's timers are periods of
 // 250 ms and more; what must be quick (the takeover, the handoff after
@@ -260,21 +292,22 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 	defer signal.Stop(sigs)
 
 	in := &initState{log: log, wrappers: map[int]*wrapper{}, failed: map[string]string{}}
-	in.env = os.Environ()
 	in.shimSlack = opts.ShimTimerSlack
 	if in.shimSlack == 0 {
 		in.shimSlack = DefaultShimTimerSlack
 	}
 	if in.shimSlack > 0 {
-		// teamd is not ours to tune: it gets the slack init was given.
-		if own, err := timerslack.Get(); err != nil {
+		// teamd is not ours to tune: it gets the slack init was given
+		// (before ReexecWithTimerSlack, if init ran it).
+		if own, err := givenSlack(); err != nil {
 			log.Warn("the shims keep init's timer slack", "err", err)
 			in.shimSlack = 0
 		} else {
-			in.env = append(in.env, envTeamdSlack+"="+strconv.FormatInt(own.Nanoseconds(), 10))
+			os.Setenv(envTeamdSlack, strconv.FormatInt(own.Nanoseconds(), 10))
 			log.Info("timer slack", "shims", in.shimSlack, "teamd", own)
 		}
 	}
+	in.env = os.Environ()
 	dir := opts.Dir
 	if dir == "" {
 		dir = DefaultDir

@@ -196,6 +196,9 @@ func initCmd(args []string, io cli.IO) (int, error) {
 	if *slack == 0 {
 		*slack = -1 // InitOptions: init's own
 	}
+	if err := teamdshim.ReexecWithTimerSlack(*slack); err != nil {
+		fmt.Fprintf(io.Stderr, "teamd-shim init: %v; init runs with the timer slack it was given\n", err)
+	}
 	*teamdPath = realTeamd(*teamdPath)
 	self, err := os.Executable()
 	if err != nil {

@@ -18,6 +18,7 @@ package timerslack
 import (
 	"fmt"
 	"runtime"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,4 +58,17 @@ func With(d time.Duration, start func() error) error {
 		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(was), 0, 0, 0)
 	}()
 	return start()
+}
+
+// Exec replaces the process with argv0 (see syscall.Exec), execed from a
+// thread whose timer slack is d: the new image's first thread keeps it, and
+// every thread its runtime makes inherits it. It returns only on failure,
+// with the calling thread's slack as it was.
+func Exec(d time.Duration, argv0 string, argv, env []string) error {
+	return With(d, func() error {
+		if err := syscall.Exec(argv0, argv, env); err != nil {
+			return fmt.Errorf("exec %s with timer slack %v: %w", argv0, d, err)
+		}
+		return nil // not reached
+	})
 }

@@ -36,6 +36,19 @@ func childSlack(t *testing.T, d time.Duration) time.Duration {
 // TestMain doubles as the child of TestEveryThreadOfAGoChild: it prints the
 // slack of threads its runtime made after it started.
 func TestMain(m *testing.M) {
+	if v := os.Getenv("TIMERSLACK_EXEC"); v != "" {
+		// TestExec's child: become the printing child, with slack v.
+		ns, _ := strconv.ParseInt(v, 10, 64)
+		env := []string{"TIMERSLACK_CHILD=1"}
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "TIMERSLACK_EXEC=") {
+				env = append(env, kv)
+			}
+		}
+		err := timerslack.Exec(time.Duration(ns), os.Args[0], os.Args, env)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	if os.Getenv("TIMERSLACK_CHILD") == "" {
 		os.Exit(m.Run())
 	}
@@ -62,15 +75,31 @@ func TestMain(m *testing.M) {
 // runtime's sysmon, made first, among them.
 func TestEveryThreadOfAGoChild(t *testing.T) {
 	d := 2*time.Millisecond + 1
-	var out strings.Builder
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
 	cmd.Env = append(os.Environ(), "TIMERSLACK_CHILD=1")
-	cmd.Stdout = &out
-	if err := timerslack.With(d, cmd.Start); err != nil {
+	threadsHave(t, cmd, d, func() error { return timerslack.With(d, cmd.Start) })
+}
+
+// A process that executes itself with Exec runs on with the slack, every
+// thread of it.
+func TestExec(t *testing.T) {
+	d := 3*time.Millisecond + 1
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), "TIMERSLACK_EXEC="+strconv.FormatInt(d.Nanoseconds(), 10))
+	threadsHave(t, cmd, d, cmd.Start)
+}
+
+// threadsHave starts cmd, a TestMain child, with start and checks that the
+// threads it reports have slack d.
+func threadsHave(t *testing.T, cmd *exec.Cmd, d time.Duration, start func() error) {
+	t.Helper()
+	var out, errs strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errs
+	if err := start(); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v: %s", err, errs.String())
 	}
 	lines := strings.Fields(out.String())
 	if len(lines) != 4 {
