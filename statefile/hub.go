@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,8 +22,9 @@ import (
 // (128 by default, shared with every other process of the same user on the
 // host) at a switch's 128 LAGs, and every shim woke on every LAG's record.
 // Through a hub a container costs one instance, and a record wakes only the
-// shim of its LAG (the cutover, directory-wide, wakes every shim; the
-// journal, the supervisor's own, none).
+// shim of its LAG, and only if it is of a kind the shim reads (the cutover,
+// directory-wide, wakes every shim that reads it; the journal, the
+// supervisor's own, none).
 //
 // The pipe carries one file name per line; a line "*" says that events were
 // lost and everything must be looked at again. Only names travel: each shim
@@ -37,10 +39,11 @@ type Hub struct {
 // hubSub is one subscription: its pipe's write end and a bounded queue, so
 // that a shim that does not read (an active one) costs the hub nothing.
 type hubSub struct {
-	lag  string
-	w    *os.File
-	q    chan string
-	lost atomic.Bool // the queue overflowed: "*" follows
+	lag   string
+	kinds []proto.Kind // nil: all
+	w     *os.File
+	q     chan string
+	lost  atomic.Bool // the queue overflowed: "*" follows
 }
 
 // hubQueue bounds a subscription's queue; beyond it names are dropped for
@@ -62,20 +65,32 @@ func NewHub(ctx context.Context, dir string) (*Hub, error) {
 // AllLAGs subscribes to every record's name.
 const AllLAGs = "*"
 
-// journalOnly routes the journal's name to AllLAGs subscriptions alone: no
-// LAG is named so.
-const journalOnly = "/journal"
+// wants says whether the subscription carries the name of a record of lag
+// ("" for the directory-wide ones) and kind.
+func (sub *hubSub) wants(lag string, kind proto.Kind) bool {
+	switch {
+	case sub.lag == AllLAGs:
+		return true
+	case kind == proto.KindJournal:
+		// The supervisor's own: no shim reads it, and it is written
+		// before every stage, with every shim waiting.
+		return false
+	case lag != "" && lag != sub.lag:
+		return false
+	}
+	return sub.kinds == nil || slices.Contains(sub.kinds, kind)
+}
 
 // Subscribe returns the read end of a pipe that carries the names of lag's
-// records and of the cutover (every name for AllLAGs). The caller passes it on (to a
-// child) and closes its own copy; the subscription ends when the reader
-// closes it.
-func (h *Hub) Subscribe(lag string) (*os.File, error) {
+// records and of the cutover, of the given kinds if any are given (every
+// name for AllLAGs). The caller passes it on (to a child) and closes its
+// own copy; the subscription ends when the reader closes it.
+func (h *Hub) Subscribe(lag string, kinds ...proto.Kind) (*os.File, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: subscribe %s: %w", h.dir, lag, err)
 	}
-	sub := &hubSub{lag: lag, w: w, q: make(chan string, hubQueue)}
+	sub := &hubSub{lag: lag, kinds: slices.Clone(kinds), w: w, q: make(chan string, hubQueue)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.done {
@@ -102,7 +117,7 @@ func (h *Hub) route(ctx context.Context, notices <-chan notice) {
 			}
 			n = nn
 		}
-		line, lag := "*", ""
+		line, lag, kind := "*", "", proto.Kind(0)
 		if n.err == nil && !n.rescan {
 			if strings.HasPrefix(n.name, tempPrefix) {
 				continue
@@ -111,16 +126,11 @@ func (h *Hub) route(ctx context.Context, notices <-chan notice) {
 			if !ok {
 				continue
 			}
-			line, lag = n.name, l
-			if k == proto.KindJournal {
-				// The supervisor's own: no shim reads it, and it is
-				// written before every stage, with every shim waiting.
-				lag = journalOnly
-			}
+			line, lag, kind = n.name, l, k
 		}
 		h.mu.Lock()
 		for sub := range h.subs {
-			if lag != "" && sub.lag != lag && sub.lag != AllLAGs {
+			if line != "*" && !sub.wants(lag, kind) {
 				continue
 			}
 			select {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"maps"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,9 +14,10 @@ import (
 	"github.com/teamdwarm/teamdwarm/statefile"
 )
 
-// One hub, two LAGs' subscribers and one of every LAG: each LAG's pipe
-// carries its own LAG's names and the cutover's, never the other LAG's nor
-// the journal's (no shim reads it); AllLAGs gets them all.
+// One hub, two LAGs' subscribers, one of every LAG and one of a LAG's
+// .active alone: each LAG's pipe carries its own LAG's names and the
+// cutover's, never the other LAG's nor the journal's (no shim reads it);
+// the narrow one its LAG's .active alone; AllLAGs gets them all.
 func TestHubRoutesByLAG(t *testing.T) {
 	d, err := statefile.OpenDir(t.TempDir())
 	if err != nil {
@@ -27,8 +30,14 @@ func TestHubRoutesByLAG(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := map[string]<-chan string{}
-	for _, lag := range []string{"PortChannel1", "PortChannel2", statefile.AllLAGs} {
-		r, err := h.Subscribe(lag)
+	for _, lag := range []string{"PortChannel1", "PortChannel2", statefile.AllLAGs, "PortChannel1 active"} {
+		var r *os.File
+		var err error
+		if l, ok := strings.CutSuffix(lag, " active"); ok {
+			r, err = h.Subscribe(l, proto.KindActive)
+		} else {
+			r, err = h.Subscribe(lag)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,6 +57,7 @@ func TestHubRoutesByLAG(t *testing.T) {
 		prototest.Snapshot("PortChannel1", 1, 2, clock),
 		prototest.Journal(1, "b1", clock),
 		prototest.Cutover(1, nil, clock),
+		prototest.Active("PortChannel1", 2, 2, clock),
 	} {
 		if _, err := d.Write(rec); err != nil {
 			t.Fatal(err)
@@ -56,7 +66,11 @@ func TestHubRoutesByLAG(t *testing.T) {
 	cutover := proto.FileName("", proto.KindCutover)
 	for lag, ch := range lines {
 		got := map[string]bool{}
-		for !got[cutover] {
+		last := cutover // written last of what each reads
+		if strings.HasPrefix(lag, "PortChannel1") || lag == statefile.AllLAGs {
+			last = "PortChannel1.active"
+		}
+		for !got[last] {
 			select {
 			case l, ok := <-ch:
 				if !ok {
@@ -64,12 +78,17 @@ func TestHubRoutesByLAG(t *testing.T) {
 				}
 				got[l] = true
 			case <-time.After(10 * time.Second):
-				t.Fatalf("%s: no cutover within 10s (%v)", lag, got)
+				t.Fatalf("%s: no %s within 10s (%v)", lag, last, got)
 			}
 		}
 		want := map[string]bool{lag + ".snapshot": true, cutover: true}
-		if lag == statefile.AllLAGs {
-			want = map[string]bool{"PortChannel1.snapshot": true, "PortChannel2.snapshot": true, proto.FileName("", proto.KindJournal): true, cutover: true}
+		switch lag {
+		case "PortChannel1":
+			want["PortChannel1.active"] = true
+		case "PortChannel1 active":
+			want = map[string]bool{"PortChannel1.active": true}
+		case statefile.AllLAGs:
+			want = map[string]bool{"PortChannel1.snapshot": true, "PortChannel2.snapshot": true, proto.FileName("", proto.KindJournal): true, cutover: true, "PortChannel1.active": true}
 		}
 		if !maps.Equal(got, want) {
 			t.Errorf("%s's pipe carried %v, want %v", lag, got, want)

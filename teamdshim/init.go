@@ -308,6 +308,7 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 		}
 	}
 	in.env = os.Environ()
+	in.role = proto.Role(os.Getenv(proto.EnvRole)) // run's default, as init passes no --role
 	dir := opts.Dir
 	if dir == "" {
 		dir = DefaultDir
@@ -374,12 +375,13 @@ type initState struct {
 	hub       *statefile.Hub // nil: the shims watch on their own
 	env       []string       // the wrappers' environment
 	shimSlack time.Duration  // the wrappers' timer slack; 0: init's own
+	role      proto.Role     // the wrappers', from the environment
 }
 
 func (in *initState) start(w *wrapper) {
 	attr := &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}, Env: in.env}
 	if in.hub != nil {
-		if r, err := in.hub.Subscribe(w.lag); err != nil {
+		if r, err := in.hub.Subscribe(w.lag, watchedKinds(in.role)...); err != nil {
 			in.log.Warn("the LAG's shim watches on its own", "lag", w.lag, "err", err)
 		} else {
 			defer r.Close() // the child's copy is its own

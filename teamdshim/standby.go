@@ -32,6 +32,19 @@ const (
 	deadlineCheck = 100 * time.Millisecond
 )
 
+// watchedKinds are the kinds of its LAG's records (and the directory-wide
+// cutover) that a shim started as role reads from its watch: a standby's
+// (see mine in announce), which include an active shim's (myActive,
+// the fence). init subscribes each shim to these alone; the names of the
+// others (the .standby and the snapshot it writes itself, the next
+// epoch's .standby) woke it for nothing.
+func watchedKinds(role proto.Role) []proto.Kind {
+	if role == proto.RoleStandby {
+		return []proto.Kind{proto.KindCutover, proto.KindSnapshot, proto.KindActive}
+	}
+	return []proto.Kind{proto.KindActive}
+}
+
 // standbyWait is what a standby shim keeps from the moment it is ready to
 // its takeover. Owned by Run's goroutine.
 type standbyWait struct {
@@ -124,7 +137,7 @@ func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 		if fencing.Load() {
 			return lag == me && k == proto.KindActive
 		}
-		return k == proto.KindCutover || (lag == me && (k == proto.KindSnapshot || k == proto.KindActive))
+		return (lag == "" || lag == me) && slices.Contains(watchedKinds(proto.RoleStandby), k)
 	}
 	watchCtx, stop := context.WithCancel(ctx)
 	s.sb.stopWatch = stop
