@@ -36,8 +36,9 @@ type Hub struct {
 	done bool
 }
 
-// hubSub is one subscription: its pipe's write end and a bounded queue, so
-// that a shim that does not read (an active one) costs the hub nothing.
+// hubSub is one subscription: its pipe's write end, the kinds it carries,
+// and a bounded queue, so that a shim that does not read costs the hub
+// nothing.
 type hubSub struct {
 	lag   string
 	kinds []proto.Kind // nil: all

@@ -44,7 +44,8 @@ type InitOptions struct {
 	Dir string
 	// ShimTimerSlack is the timer slack the shims start with (see
 	// internal/sys/timerslack): DefaultShimTimerSlack if 0; if negative,
-	// they keep init's own. Their teamd is started with init's own.
+	// they keep init's own. Their teamd is started with the slack init
+	// was given (before ReexecWithTimerSlack, if it ran).
 	ShimTimerSlack time.Duration
 	Logger         *slog.Logger
 }

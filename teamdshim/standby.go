@@ -36,8 +36,8 @@ const (
 // cutover) that a shim started as role reads from its watch: a standby's
 // (see mine in announce), which include an active shim's (myActive,
 // the fence). init subscribes each shim to these alone; the names of the
-// others (the .standby and the snapshot it writes itself, the next
-// epoch's .standby) woke it for nothing.
+// others (its own .standby, the next epoch's, the snapshot an active shim
+// writes itself) woke it for nothing.
 func watchedKinds(role proto.Role) []proto.Kind {
 	if role == proto.RoleStandby {
 		return []proto.Kind{proto.KindCutover, proto.KindSnapshot, proto.KindActive}

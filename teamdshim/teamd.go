@@ -32,7 +32,7 @@ type teamdProc struct {
 	adopted bool
 }
 
-// envTeamdSlack carries init's own timer slack to its shims, in
+// envTeamdSlack carries the timer slack init was given to its shims, in
 // nanoseconds: they run with more (InitOptions.ShimTimerSlack), and teamd
 // is started with this.
 const envTeamdSlack = "TEAMDWARM_TEAMD_TIMER_SLACK"

@@ -186,7 +186,7 @@ func initCmd(args []string, io cli.IO) (int, error) {
 	fs := cli.NewFlags("init", io.Stderr, "teamd-shim init [flags] [-- teamd options for every LAG]")
 	dir := fs.String("config-dir", DefaultConfigDir, "one teamd JSON config per LAG (*.conf, *.json)")
 	teamdPath := fs.String("teamd", "", "the real teamd (default $"+EnvTeamd+", else "+DefaultRealTeamd+")")
-	slack := fs.Duration("timer-slack", teamdshim.DefaultShimTimerSlack, "how late the shims' timers may fire, to come together (0: as late as init's; teamd always gets init's)")
+	slack := fs.Duration("timer-slack", teamdshim.DefaultShimTimerSlack, "timer slack of init and its shims: how late their timers may fire, to come together (0: keep the slack init was given; teamd always keeps that one)")
 	if err := cli.Parse(fs, args); err != nil {
 		return 0, err
 	}
