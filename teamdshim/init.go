@@ -83,9 +83,9 @@ func givenSlack() (time.Duration, error) {
 }
 
 // DefaultShimTimerSlack lets a shim's timers, and the Go runtime's sysmon
-// in it, fire up to a millisecond late. A shim's timers are periods of
-// 250 ms and more; what must be quick (the takeover, the handoff after
-// teamd's PDU) waits on events, not timers. Measured on a two-core
+// in it, fire up to a millisecond late. A shim's timers are 20 ms and
+// more, most of them a period; what must be quick (the takeover, the
+// handoff after teamd's PDU) waits on events, not timers. Measured on a two-core
 // switch (BENCHMARKS.md), it cut the CPU of a 128-LAG handoff by a sixth.
 const DefaultShimTimerSlack = time.Millisecond
 
