@@ -33,8 +33,9 @@ func childSlack(t *testing.T, d time.Duration) time.Duration {
 	return time.Duration(ns)
 }
 
-// TestMain doubles as the child of TestEveryThreadOfAGoChild: it prints the
-// slack of threads its runtime made after it started.
+// TestMain doubles as the child of TestEveryThreadOfAGoChild and TestExec:
+// it prints the slack of threads its runtime made after it started (TestExec's
+// executes itself with Exec first).
 func TestMain(m *testing.M) {
 	if v := os.Getenv("TIMERSLACK_EXEC"); v != "" {
 		// TestExec's child: become the printing child, with slack v.
