@@ -256,7 +256,17 @@ type wrapper struct {
 	lag      string
 	argv     []string
 	restarts []time.Time
+	started  time.Time // its process's start
 }
+
+// A wrapper started less than listenGrace before a signal is forwarded may
+// not listen for it yet: Go drops a SIGUSR1 or SIGTERM that arrives
+// between its runtime's start and the shim's signal.Notify, a few
+// milliseconds (before the runtime's start, the signal's default action
+// ends it, and init forwards to the teamd it leaves). Such a wrapper is
+// sent the signal again after listenGrace; a second SIGUSR1 or SIGTERM
+// does nothing more than the first.
+const listenGrace = 200 * time.Millisecond
 
 // Init runs one wrapper per LAG config and stays until every wrapper has
 // exited: it forwards SIGUSR1, SIGTERM, SIGINT, SIGQUIT and SIGHUP to every
@@ -343,6 +353,8 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 				continue
 			}
 			in.reap()
+		case <-in.againC():
+			in.forwardAgain()
 		case lag := <-w.ready:
 			delete(w.starting, lag)
 			w.startMore()
@@ -377,6 +389,10 @@ type initState struct {
 	env       []string       // the wrappers' environment
 	shimSlack time.Duration  // the wrappers' timer slack; 0: init's own
 	role      proto.Role     // the wrappers', from the environment
+	// again: the wrappers the last forwarded signal may have reached
+	// before they listened, and when to send it to them again.
+	again     map[int]*wrapper
+	againTick *time.Timer
 }
 
 func (in *initState) start(w *wrapper) {
@@ -407,6 +423,7 @@ func (in *initState) start(w *wrapper) {
 		return
 	}
 	delete(in.failed, w.lag)
+	w.started = time.Now()
 	in.wrappers[p.Pid] = w
 	in.log.Info("started", "lag", w.lag, "pid", p.Pid, "restarts", len(w.restarts))
 	_ = p.Release() // the reaper below waits, not os.Process (and Release clears Pid)
@@ -419,11 +436,18 @@ func (in *initState) forward(sig syscall.Signal) {
 	in.done, in.forwarded = true, sig
 	in.log.Info("forwarding signal", "signal", sig, "wrappers", len(in.wrappers))
 	running := map[string]bool{}
+	in.again = map[int]*wrapper{}
 	for pid, w := range in.wrappers {
 		running[w.lag] = true
 		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
 			in.log.Error("forwarding signal", "pid", pid, "err", err)
 		}
+		if time.Since(w.started) < listenGrace {
+			in.again[pid] = w
+		}
+	}
+	if len(in.again) > 0 {
+		in.againTick = time.NewTimer(listenGrace)
 	}
 	for pid, lag := range orphans(in.wrappers) {
 		if running[lag] {
@@ -434,6 +458,31 @@ func (in *initState) forward(sig syscall.Signal) {
 			in.signalled = true
 		}
 	}
+}
+
+// againC fires when the wrappers forward found just started are due the
+// signal again; nil if none are.
+func (in *initState) againC() <-chan time.Time {
+	if in.againTick == nil {
+		return nil
+	}
+	return in.againTick.C
+}
+
+// forwardAgain sends the last forwarded signal again to the wrappers that
+// were just started when it was forwarded, if they still run.
+func (in *initState) forwardAgain() {
+	in.againTick = nil
+	for pid, w := range in.again {
+		if in.wrappers[pid] != w {
+			continue // exited (and reaped): its pid may be another's
+		}
+		in.log.Info("forwarding signal again to a wrapper that had just started", "signal", in.forwarded, "lag", w.lag, "pid", pid)
+		if err := unix.Kill(pid, in.forwarded); err != nil && !errors.Is(err, unix.ESRCH) {
+			in.log.Error("forwarding signal", "pid", pid, "err", err)
+		}
+	}
+	in.again = nil
 }
 
 // reap collects every exited child; SIGCHLDs coalesce, so it loops. A

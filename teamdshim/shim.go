@@ -221,6 +221,18 @@ func (s *Shim) Run(ctx context.Context) (int, error) {
 
 // run is one start of teamd.
 func (s *Shim) run(ctx context.Context) (int, error) {
+	// Signals first, before anything that takes time, and before the
+	// child: a signal in between is not lost but waits in the channel. A
+	// shim init restarts may be sent its handoff's SIGUSR1 within
+	// milliseconds of its start, and Go drops a SIGUSR1 nobody is
+	// notified of. One channel for Run's life, take-backs included, never
+	// stopped (see Run): signal.Stop is a round trip per signal with the
+	// runtime's signal-mask thread, about 0.1 ms of an old shim's exit in
+	// every handoff.
+	if s.sigs == nil {
+		s.sigs = make(chan os.Signal, 8)
+		signal.Notify(s.sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	}
 	unlock, err := lockLAG(s.opts.RunDir, s.lag)
 	if err != nil {
 		return 1, s.fail(EventStart, err)
@@ -246,16 +258,6 @@ func (s *Shim) run(ctx context.Context) (int, error) {
 	} else {
 		defer s.kernel.Close()
 	}
-	// Signals first, then the child: a signal in between is not lost. One
-	// channel for Run's life, take-backs included, never stopped (see
-	// Run): signal.Stop is a round trip per signal with the runtime's
-	// signal-mask thread, about 0.1 ms of an old shim's exit in every
-	// handoff.
-	if s.sigs == nil {
-		s.sigs = make(chan os.Signal, 8)
-		signal.Notify(s.sigs, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
-	}
-
 	// The teamd of a shim of this container that died runs on: adopt it
 	// (starting another would fail on its socket and pid file, and
 	// killing it would silence the LAG). A stale pid file is removed.
