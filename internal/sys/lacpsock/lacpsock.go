@@ -204,52 +204,55 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.f.SetReadDeadline(t
 // that drains now and then rather than reading as frames come is not
 // woken by each of them.
 func (c *Conn) Drain(buf []byte, fn func(fr Frame)) (lost bool, err error) {
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return false, ErrClosed
-	}
-	var derr error
-	err = rc.Control(func(fd uintptr) {
+	cerr := c.control(func(fd int) {
 		// The counters count since the last ask: one ask per Drain.
-		st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS)
-		if err != nil {
-			derr = fmt.Errorf("lacpsock: %s: drops: %w", c.ifname, err)
+		st, serr := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+		if serr != nil {
+			err = fmt.Errorf("lacpsock: %s: drops: %w", c.ifname, serr)
 			return
 		}
 		lost = st.Drops > 0
 		for {
-			fr, err := recv(int(fd), buf)
-			if err == unix.EAGAIN {
+			fr, rerr := recv(fd, buf)
+			if rerr == unix.EAGAIN {
 				return
 			}
-			if err != nil {
-				derr = fmt.Errorf("lacpsock: %s: %w", c.ifname, err)
+			if rerr != nil {
+				err = fmt.Errorf("lacpsock: %s: %w", c.ifname, rerr)
 				return
 			}
 			fn(fr)
 		}
 	})
-	if err != nil {
-		return false, ErrClosed
+	if cerr != nil {
+		return false, cerr
 	}
-	return lost, derr
+	return lost, err
 }
 
 // SentOnly narrows c to the frames this host sends, as a Conn from Sent:
 // a reader that has no more use for the partner's frames is no longer
 // woken by them, and they no longer fill its queue.
 func (c *Conn) SentOnly() error {
+	var err error
+	if cerr := c.control(func(fd int) { err = attach(fd, slowSent) }); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return fmt.Errorf("lacpsock: %s: attach filter: %w", c.ifname, err)
+	}
+	return nil
+}
+
+// control runs fn with c's descriptor, which stays open meanwhile;
+// ErrClosed once c is closed.
+func (c *Conn) control(fn func(fd int)) error {
 	rc, err := c.f.SyscallConn()
 	if err != nil {
 		return ErrClosed
 	}
-	var serr error
-	err = rc.Control(func(fd uintptr) { serr = attach(int(fd), slowSent) })
-	if err != nil {
+	if err := rc.Control(func(fd uintptr) { fn(int(fd)) }); err != nil {
 		return ErrClosed
-	}
-	if serr != nil {
-		return fmt.Errorf("lacpsock: %s: attach filter: %w", c.ifname, serr)
 	}
 	return nil
 }
