@@ -69,15 +69,15 @@ func ReexecWithTimerSlack(d time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("init: re-exec with timer slack: %w", err)
 	}
-	env := append(os.Environ(), envTeamdSlack+"="+strconv.FormatInt(own.Nanoseconds(), 10))
-	return timerslack.Exec(d, self, os.Args, env)
+	setEnvSlack(own) // if the exec fails, it is still init's own
+	return timerslack.Exec(d, self, os.Args, os.Environ())
 }
 
 // givenSlack is the timer slack init was given: before
 // ReexecWithTimerSlack, if it ran, else its own.
 func givenSlack() (time.Duration, error) {
-	if ns, err := strconv.ParseInt(os.Getenv(envTeamdSlack), 10, 64); err == nil && ns > 0 {
-		return time.Duration(ns), nil
+	if d := envSlack(); d > 0 {
+		return d, nil
 	}
 	return timerslack.Get()
 }
@@ -314,7 +314,7 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 			log.Warn("the shims keep init's timer slack", "err", err)
 			in.shimSlack = 0
 		} else {
-			os.Setenv(envTeamdSlack, strconv.FormatInt(own.Nanoseconds(), 10))
+			setEnvSlack(own)
 			log.Info("timer slack", "shims", in.shimSlack, "teamd", own)
 		}
 	}
@@ -439,9 +439,7 @@ func (in *initState) forward(sig syscall.Signal) {
 	in.again = map[int]*wrapper{}
 	for pid, w := range in.wrappers {
 		running[w.lag] = true
-		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-			in.log.Error("forwarding signal", "pid", pid, "err", err)
-		}
+		in.signalWrapper(pid, sig)
 		if time.Since(w.started) < listenGrace {
 			in.again[pid] = w
 		}
@@ -478,11 +476,17 @@ func (in *initState) forwardAgain() {
 			continue // exited (and reaped): its pid may be another's
 		}
 		in.log.Info("forwarding signal again to a wrapper that had just started", "signal", in.forwarded, "lag", w.lag, "pid", pid)
-		if err := unix.Kill(pid, in.forwarded); err != nil && !errors.Is(err, unix.ESRCH) {
-			in.log.Error("forwarding signal", "pid", pid, "err", err)
-		}
+		in.signalWrapper(pid, in.forwarded)
 	}
 	in.again = nil
+}
+
+// signalWrapper sends sig to a wrapper; one that has just exited is no
+// error.
+func (in *initState) signalWrapper(pid int, sig syscall.Signal) {
+	if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		in.log.Error("forwarding signal", "pid", pid, "err", err)
+	}
 }
 
 // reap collects every exited child; SIGCHLDs coalesce, so it loops. A

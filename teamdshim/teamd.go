@@ -41,13 +41,23 @@ const envTeamdSlack = "TEAMDWARM_TEAMD_TIMER_SLACK"
 // teamd to be started with (Options.TeamdTimerSlack), 0 if none; once:
 // teamd does not inherit it.
 func TeamdTimerSlackFromInit() time.Duration {
-	v := os.Getenv(envTeamdSlack)
+	d := envSlack()
 	os.Unsetenv(envTeamdSlack)
-	ns, err := strconv.ParseInt(v, 10, 64)
+	return d
+}
+
+// envSlack is the timer slack envTeamdSlack says, 0 if none.
+func envSlack() time.Duration {
+	ns, err := strconv.ParseInt(os.Getenv(envTeamdSlack), 10, 64)
 	if err != nil || ns <= 0 {
 		return 0
 	}
 	return time.Duration(ns)
+}
+
+// setEnvSlack sets envTeamdSlack to d.
+func setEnvSlack(d time.Duration) {
+	os.Setenv(envTeamdSlack, strconv.FormatInt(d.Nanoseconds(), 10))
 }
 
 // startTeamd starts teamd, with timer slack slack if it is not 0.
