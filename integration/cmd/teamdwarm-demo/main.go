@@ -22,6 +22,9 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/integration/dut"
+	"github.com/teamdwarm/teamdwarm/integration/testbed"
+	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
 )
 
 func main() {
@@ -113,6 +116,7 @@ func demo(ctx context.Context, lags, members int, bin string, fromSONiC bool) (e
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) } // it rolls back, or finishes past the cutover
 	cmd.WaitDelay = time.Minute
+	began := time.Now()
 	upgradeErr := cmd.Run()
 
 	step(4, "what the peer saw, three fast periods past the upgrade")
@@ -133,9 +137,44 @@ func demo(ctx context.Context, lags, members int, bin string, fromSONiC bool) (e
 	case upgradeErr != nil:
 		return fmt.Errorf("teamd-warm upgrade failed: %w", upgradeErr)
 	case !v.Clean():
-		return fmt.Errorf("the peer noticed the upgrade (largest gap %v)", v.MaxGap().Round(time.Millisecond))
+		return fmt.Errorf("the peer noticed the upgrade (largest gap %s)", largestGap(v, box.Bed.Observer(), began, box.Dir))
 	}
-	fmt.Printf("\nevery LAG survived the fast-mode teamd upgrade: no member disabled or expired, no PDU without Sync, largest gap between PDUs %v\n",
-		v.MaxGap().Round(time.Millisecond))
+	fmt.Printf("\nevery LAG survived the fast-mode teamd upgrade: no member disabled or expired, no PDU without Sync, largest gap between PDUs %s\n",
+		largestGap(v, box.Bed.Observer(), began, box.Dir))
 	return nil
+}
+
+// largestGap names the member with the largest gap and when it ended, in
+// teamd-warm's clock (its progress lines); and, split at the cutover, the
+// largest before it (the new container's start-up beside the old one) and
+// from it on (the handoffs), so that a reader can tell the two apart.
+func largestGap(v testbed.Verdict, obs *testbed.Observer, began time.Time, dir string) string {
+	var worst testbed.MemberVerdict
+	for _, m := range v.Members {
+		if m.MaxGap > worst.MaxGap {
+			worst = m
+		}
+	}
+	if worst.MaxGap == 0 {
+		return "none (no PDU seen)"
+	}
+	line := fmt.Sprintf("%v (%s on %s, ending %.2fs into teamd-warm's run)", worst.MaxGap.Round(time.Millisecond),
+		worst.Member, worst.LAG, worst.MaxGapEnd.Sub(began).Seconds())
+	rec, err := statefile.ReadFile(filepath.Join(dir, proto.FileName("", proto.KindCutover)))
+	if err != nil {
+		return line
+	}
+	cut := rec.(*proto.Cutover).Started
+	var before, after time.Duration
+	for _, m := range v.Members {
+		ps := obs.PDUs(m.Peer, v.From, v.To)
+		for i := 1; i < len(ps); i++ {
+			if g := ps[i].At.Sub(ps[i-1].At); ps[i].At.Before(cut) {
+				before = max(before, g)
+			} else {
+				after = max(after, g)
+			}
+		}
+	}
+	return fmt.Sprintf("%s; before the cutover %v, from it on %v", line, before.Round(time.Millisecond), after.Round(time.Millisecond))
 }
