@@ -254,6 +254,15 @@ func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, v
 		t.Errorf("new container's settings differ from the old one's: network %s, binds %v, caps %v, restart %q",
 			c.HostConfig.NetworkMode, c.HostConfig.Binds, c.HostConfig.CapAdd, c.HostConfig.RestartPolicy.Name)
 	}
+	// The standbys stood up at the least CPU shares; the speakers run at
+	// the old container's (none set: docker's default), in dockerd's
+	// config and in the kernel's cgroup.
+	if got := c.HostConfig.CPUShares; got != supervisor.DefaultCPUShares {
+		t.Errorf("new container at %d CPU shares after the run: want %d", got, supervisor.DefaultCPUShares)
+	}
+	if got, ok := kernelCPUShares(t, c.State.Pid); ok && got != supervisor.DefaultCPUShares {
+		t.Errorf("new container's cgroup has cpu.shares %d after the run: want %d", got, supervisor.DefaultCPUShares)
+	}
 	for _, kv := range []string{"TEAMDWARM_IMAGE_VERSION=" + version, "TEAMDWARM_ROLE=standby", fmt.Sprintf("TEAMDWARM_EPOCH=%d", epoch)} {
 		if !slices.Contains(c.Config.Env, kv) {
 			t.Errorf("new container's environment %q lacks %s", c.Config.Env, kv)
@@ -262,6 +271,34 @@ func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, v
 	if bx.inspect(t, oldID) != nil || bx.inspect(t, bx.Name+supervisor.BackupSuffix) != nil {
 		t.Errorf("the old container %s is still there", oldID[:12])
 	}
+}
+
+// kernelCPUShares reads cpu.shares of pid's cgroup (cgroup v1's cpu
+// controller); ok is false where there is none (cgroup v2).
+func kernelCPUShares(t *testing.T, pid int) (shares int64, ok bool) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 || !slices.Contains(strings.Split(parts[1], ","), "cpu") {
+			continue
+		}
+		for _, mount := range []string{"cpu", "cpu,cpuacct"} {
+			v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", mount, parts[2], "cpu.shares"))
+			if err != nil {
+				continue
+			}
+			if _, err := fmt.Sscan(string(v), &shares); err != nil {
+				t.Fatalf("cpu.shares of pid %d: %q: %v", pid, v, err)
+			}
+			return shares, true
+		}
+	}
+	t.Logf("pid %d has no cgroup v1 cpu controller: its cpu.shares are not checked", pid)
+	return 0, false
 }
 
 // status checks teamd-warm status after a run: the container, no backup,

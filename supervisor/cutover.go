@@ -26,6 +26,9 @@ func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, err
 	if err := r.journal(string(StageCutover)); err != nil {
 		return r.rollback(err, p)
 	}
+	if err := r.speakingShares(ctx, p, newID); err != nil {
+		return r.rollback(err, p)
+	}
 	cut := r.newCutover(p)
 	if _, err := r.dir.Write(cut); err != nil {
 		// Not written, or written without its directory entry made
@@ -44,6 +47,26 @@ func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, err
 		r.stopOld(ctx, p.old.ID)
 	}
 	return r.afterCutover(ctx, p, newID, cut)
+}
+
+// speakingShares gives the new container, before the cutover, the CPU
+// shares it keeps: the old container's, or DefaultCPUShares if it had none
+// set. Its standbys stood up at less (Options.StandbyCPUShares), behind the
+// old teamds; from the cutover on its teamds are the speakers.
+func (r *run) speakingShares(ctx context.Context, p *plan, newID string) error {
+	if p.standbyShares == 0 {
+		return nil
+	}
+	o, to, what := r.s.opts, p.old.HostConfig.CPUShares, "the old one's"
+	if to == 0 {
+		to, what = DefaultCPUShares, "the default; the old one had none set"
+	}
+	if _, err := r.s.engine.ContainerUpdate(ctx, newID, container.UpdateConfig{Resources: container.Resources{CPUShares: to}}); err != nil {
+		return fmt.Errorf("give the new %s its CPU shares (%d) before the cutover: %w", o.Container, to, err)
+	}
+	p.standbyShares = 0
+	r.progress("the new %s runs at %d CPU shares from now on (%s)", o.Container, to, what)
+	return nil
 }
 
 // afterCutover is b2..c1: the takeovers, their verification, the old

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -703,6 +704,93 @@ func TestCutoverAsksForWaves(t *testing.T) {
 			}
 			if want := []string{"PortChannel1", "PortChannel2", "PortChannel10"}; !slices.Equal(cut.LAGs, want) {
 				t.Errorf("the waves' order %q, want %q", cut.LAGs, want)
+			}
+		})
+	}
+}
+
+// The standbys stand up at the least CPU shares, behind the old teamds; the
+// new container gets the old one's before the cutover is written, or
+// docker's default if the old one had none. A refusal rolls the run back.
+func TestStandbysStandUpAtTheLeastCPUShares(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		old       int64 // the old container's shares; 0: none set
+		standby   int64 // Options.StandbyCPUShares
+		lowered   bool  // whether the standbys ran at fewer shares
+		want      int64 // the new container's after the run
+		refuse    bool  // the update is refused
+		wantError string
+	}{
+		{name: "old has none", want: supervisor.DefaultCPUShares, lowered: true},
+		{name: "old has its own", old: 512, want: 512, lowered: true},
+		{name: "old has the least already", old: 2, want: 2},
+		{name: "turned off", standby: -1, want: 0},
+		{name: "update refused", refuse: true, lowered: true,
+			wantError: "give the new teamd its CPU shares (1024) before the cutover: dockerd is restarting"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
+			ctx := context.Background()
+			if tt.old != 0 {
+				if _, err := fs.e.ContainerUpdate(ctx, fs.oldID, container.UpdateConfig{Resources: container.Resources{CPUShares: tt.old}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			o := fs.options()
+			o.StandbyCPUShares = tt.standby
+			var created, atUpdate int64 = -1, -1
+			var cutoverAtUpdate error
+			fs.e.Fail = func(op, target string, args ...string) error {
+				if op != "Update" || target == fs.oldID {
+					return nil
+				}
+				for _, c := range fs.e.List() {
+					if c.ID == target {
+						atUpdate = c.HostConfig.CPUShares
+					}
+				}
+				_, cutoverAtUpdate = fs.dir.Read("", proto.KindCutover)
+				if tt.refuse {
+					return errors.New("dockerd is restarting")
+				}
+				return nil
+			}
+			o.Progress = func(st supervisor.Step) {
+				if st.Stage == supervisor.StageStart && strings.Contains(st.Message, "started the new") {
+					for _, c := range fs.e.List() {
+						if c.ID != fs.oldID {
+							created = c.HostConfig.CPUShares
+						}
+					}
+				}
+			}
+			rep, err := fs.upgrade(ctx, o)
+			if tt.wantError != "" {
+				if rep.Result != supervisor.ResultRolledBack || rep.Stage != supervisor.StageCutover || !strings.Contains(rep.Error, tt.wantError) {
+					t.Fatalf("result %s at %s: %q; want rolled back at b1 with %q", rep.Result, rep.Stage, rep.Error, tt.wantError)
+				}
+				fs.e.Fail = nil
+				fs.restored()
+				return
+			}
+			if err != nil || rep.Result != supervisor.ResultOK {
+				t.Fatalf("result %s: %v", rep.Result, err)
+			}
+			switch {
+			case tt.lowered && created != supervisor.DefaultStandbyCPUShares:
+				t.Errorf("the new container was created with %d CPU shares; want %d", created, supervisor.DefaultStandbyCPUShares)
+			case !tt.lowered && created != tt.old:
+				t.Errorf("the new container was created with %d CPU shares; want the old one's, %d", created, tt.old)
+			}
+			if tt.lowered && (atUpdate != supervisor.DefaultStandbyCPUShares || !errors.Is(cutoverAtUpdate, os.ErrNotExist)) {
+				t.Errorf("at the update: %d shares, cutover record read %v; want %d shares and no cutover yet", atUpdate, cutoverAtUpdate, supervisor.DefaultStandbyCPUShares)
+			}
+			if !tt.lowered && atUpdate != -1 {
+				t.Errorf("the new container's shares were updated (from %d), though it was never lowered", atUpdate)
+			}
+			if cs := fs.e.List(); len(cs) != 1 || cs[0].HostConfig.CPUShares != tt.want {
+				t.Errorf("containers after the run: %v, the new one at %d CPU shares; want %d", names(cs), cs[0].HostConfig.CPUShares, tt.want)
 			}
 		})
 	}

@@ -35,6 +35,20 @@ const (
 	// a switch's two cores took each handoff past its budget (at 96 LAGs,
 	// 92 took the deadline path).
 	DefaultHandoverWindow = 32
+	// DefaultStandbyCPUShares is the new container's CPU shares (docker
+	// run --cpu-shares, the least there is) from its start to the cutover.
+	// Standing up a switch's standbys takes the CPU for seconds (128 Go
+	// shims and teamds); the old container's teamds, which must send a
+	// PDU every second meanwhile, then come first. The shares are a
+	// cgroup's weight, so they rank the containers whatever the nice
+	// values inside them.
+	DefaultStandbyCPUShares = 2
+	// DefaultCPUShares is what a container without --cpu-shares gets
+	// (cgroup v1's cpu.shares): the new container's shares from the
+	// cutover on if the old one had none set. On cgroup v2 dockerd's
+	// runtime turns shares into cpu.weight, and depending on its version
+	// 1024 may come out below v2's default weight (100).
+	DefaultCPUShares = 1024
 	// DefaultStopTimeout is how long a rolled-back new container gets to
 	// stop (its standbys remove their records) before it is killed.
 	DefaultStopTimeout = 5 * time.Second
@@ -72,6 +86,11 @@ type Options struct {
 	// (DefaultHandoverWindow if 0); a run with no more LAGs than that
 	// hands every one over in the first.
 	HandoverWindow int
+	// StandbyCPUShares are the new container's CPU shares until the
+	// cutover (DefaultStandbyCPUShares if 0; negative: the old one's
+	// throughout). Before the cutover it gets the old container's shares,
+	// or DefaultCPUShares if the old one had none set.
+	StandbyCPUShares int64
 	// Progress, if set, gets every step of the flow as it happens.
 	Progress func(Step)
 	Logger   *slog.Logger
@@ -118,6 +137,12 @@ func (o *Options) defaults() error {
 	}
 	if o.HandoverWindow < 0 {
 		return fmt.Errorf("negative handover window %d", o.HandoverWindow)
+	}
+	if o.StandbyCPUShares == 0 {
+		o.StandbyCPUShares = DefaultStandbyCPUShares
+	}
+	if o.StandbyCPUShares > 0 && o.StandbyCPUShares < 2 {
+		return fmt.Errorf("standby CPU shares %d: the least there is is 2 (negative keeps the old container's)", o.StandbyCPUShares)
 	}
 	if o.Deadline >= o.TakeoverTimeout {
 		return fmt.Errorf("deadline %v is not shorter than the takeover timeout %v", o.Deadline, o.TakeoverTimeout)

@@ -31,6 +31,9 @@ type plan struct {
 	// first is the old side of a first upgrade (its teamds run without
 	// teamd-shim: first.go); nil otherwise.
 	first *firstPlan
+	// standbyShares are the new container's CPU shares from its start to
+	// the cutover; 0 if it runs with the old one's throughout.
+	standbyShares int64
 }
 
 type lagPlan struct {

@@ -55,6 +55,9 @@ func (r *run) prepare(ctx context.Context, p *plan) (string, error) {
 		return "", err
 	}
 	cfg, hc, nc := newContainerSettings(p.old, p.oldImage, o.Image, p.epoch+1)
+	if s := o.StandbyCPUShares; s > 0 && (hc.CPUShares == 0 || s < hc.CPUShares) {
+		hc.CPUShares, p.standbyShares = s, s
+	}
 	created, err := e.ContainerCreate(ctx, cfg, hc, nc, nil, o.Container)
 	if err != nil {
 		return "", fmt.Errorf("create the new %s: %w", o.Container, err)
@@ -78,7 +81,11 @@ func (r *run) prepare(ctx context.Context, p *plan) (string, error) {
 	} else {
 		r.rep.New = &ContainerInfo{Name: o.Container, ID: newID, Image: o.Image}
 	}
-	r.progress("started the new %s (%s) from %s: standbys at epoch %d", o.Container, shortID(newID), o.Image, p.epoch+1)
+	if p.standbyShares > 0 {
+		r.progress("started the new %s (%s) from %s: standbys at epoch %d, at %d CPU shares until the cutover", o.Container, shortID(newID), o.Image, p.epoch+1, p.standbyShares)
+	} else {
+		r.progress("started the new %s (%s) from %s: standbys at epoch %d", o.Container, shortID(newID), o.Image, p.epoch+1)
+	}
 
 	r.enter(StageReady)
 	if err := r.journal(string(StageReady)); err != nil {

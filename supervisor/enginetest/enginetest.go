@@ -596,9 +596,18 @@ func (e *Engine) ContainerWait(ctx context.Context, nameOrID string, _ container
 	return resc, errc
 }
 
-// ContainerUpdate implements supervisor.Engine for the restart policy.
+// ContainerUpdate implements supervisor.Engine for the restart policy and
+// the CPU shares; as dockerd does, it leaves what u does not set alone.
+// Fail sees the restart policy's name and "cpu-shares=N", those set.
 func (e *Engine) ContainerUpdate(_ context.Context, nameOrID string, u container.UpdateConfig) (container.UpdateResponse, error) {
-	if err := e.enter("Update", nameOrID, string(u.RestartPolicy.Name)); err != nil {
+	var args []string
+	if u.RestartPolicy.Name != "" {
+		args = append(args, string(u.RestartPolicy.Name))
+	}
+	if u.CPUShares != 0 {
+		args = append(args, fmt.Sprintf("cpu-shares=%d", u.CPUShares))
+	}
+	if err := e.enter("Update", nameOrID, args...); err != nil {
 		return container.UpdateResponse{}, err
 	}
 	e.mu.Lock()
@@ -607,7 +616,12 @@ func (e *Engine) ContainerUpdate(_ context.Context, nameOrID string, u container
 	if err != nil {
 		return container.UpdateResponse{}, err
 	}
-	c.HostConfig.RestartPolicy = u.RestartPolicy
+	if u.RestartPolicy.Name != "" {
+		c.HostConfig.RestartPolicy = u.RestartPolicy
+	}
+	if u.CPUShares != 0 {
+		c.HostConfig.CPUShares = u.CPUShares
+	}
 	return container.UpdateResponse{}, nil
 }
 
