@@ -2,6 +2,7 @@ package supervisor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -269,31 +270,59 @@ func TestPausedNewContainerIsUnpaused(t *testing.T) {
 
 // A standby that took its LAG over on its own before the cutover (its old
 // speaker died) is not undone when a3 fails for another LAG: the run goes
-// on, since a rollback would silence that LAG.
+// on, since a rollback would silence that LAG. Its container gets its CPU
+// shares as soon as its .active shows: that teamd speaks; if dockerd
+// refuses them, the run still goes on.
 func TestFailoverBeforeTheCutoverRollsForward(t *testing.T) {
-	fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
-	o := fs.options()
-	o.ReadyTimeout = 400 * time.Millisecond
-	fs.deafLAG = "PortChannel2" // its standby never gets ready: a3 fails
-	o.Progress = func(st supervisor.Step) {
-		if strings.HasPrefix(st.Message, "PortChannel1 ready") {
+	for _, refuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shares refused=%v", refuse), func(t *testing.T) {
+			fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
+			o := fs.options()
+			o.ReadyTimeout = 400 * time.Millisecond
+			fs.deafLAG = "PortChannel2" // its standby never gets ready: a3 fails
+			if refuse {
+				fs.e.Fail = func(op, _ string, args ...string) error {
+					if op == "Update" && slices.Contains(args, "cpu-shares=1024") {
+						return errors.New("dockerd is restarting")
+					}
+					return nil
+				}
+			}
+			raisedInA3 := false
+			o.Progress = func(st supervisor.Step) {
+				if strings.HasPrefix(st.Message, "PortChannel1 ready") {
+					c, _ := fs.e.Get(fs.newID())
+					now := nowMono()
+					fs.write(&proto.Active{Schema: proto.SchemaVersion, LAG: "PortChannel1", Epoch: 2, Writer: fs.writer(&c), ConfigDigest: oldDigest,
+						Path: proto.PathFailover, SinceMono: now, Since: time.Now(), Timings: proto.Timings{SignalSent: now, Confirmed: now + 1}})
+				}
+				if st.Stage == supervisor.StageReady && strings.Contains(st.Message, "runs at 1024 CPU shares from now on") &&
+					strings.HasSuffix(st.Message, "PortChannel1 is served by it already") {
+					raisedInA3 = true
+				}
+			}
+			rep, err := fs.upgrade(context.Background(), o)
+			if slices.ContainsFunc(fs.e.Calls(), func(c string) bool { return strings.HasPrefix(c, "Stop "+fs.newID()) }) {
+				t.Fatalf("the new container was stopped: %q", fs.e.Calls())
+			}
+			if !slices.ContainsFunc(rep.Warnings, func(w string) bool {
+				return strings.Contains(w, "PortChannel1 already served by the new teamd") && strings.Contains(w, "goes on instead of rolling back")
+			}) {
+				t.Fatalf("result %s (%v), warnings %q", rep.Result, err, rep.Warnings)
+			}
+			if rep.LAGs[0].Path != proto.PathFailover || rep.LAGs[0].Result != supervisor.LAGOK {
+				t.Errorf("PortChannel1: %+v", rep.LAGs[0])
+			}
 			c, _ := fs.e.Get(fs.newID())
-			now := nowMono()
-			fs.write(&proto.Active{Schema: proto.SchemaVersion, LAG: "PortChannel1", Epoch: 2, Writer: fs.writer(&c), ConfigDigest: oldDigest,
-				Path: proto.PathFailover, SinceMono: now, Since: time.Now(), Timings: proto.Timings{SignalSent: now, Confirmed: now + 1}})
-		}
-	}
-	rep, err := fs.upgrade(context.Background(), o)
-	if slices.ContainsFunc(fs.e.Calls(), func(c string) bool { return strings.HasPrefix(c, "Stop "+fs.newID()) }) {
-		t.Fatalf("the new container was stopped: %q", fs.e.Calls())
-	}
-	if !slices.ContainsFunc(rep.Warnings, func(w string) bool {
-		return strings.Contains(w, "PortChannel1 already served by the new teamd") && strings.Contains(w, "goes on instead of rolling back")
-	}) {
-		t.Fatalf("result %s (%v), warnings %q", rep.Result, err, rep.Warnings)
-	}
-	if rep.LAGs[0].Path != proto.PathFailover || rep.LAGs[0].Result != supervisor.LAGOK {
-		t.Errorf("PortChannel1: %+v", rep.LAGs[0])
+			switch {
+			case !refuse && (!raisedInA3 || c.HostConfig.CPUShares != supervisor.DefaultCPUShares):
+				t.Errorf("the new container's shares: raised in a3 %v, %d at the end; want raised when PortChannel1 was taken over, %d", raisedInA3, c.HostConfig.CPUShares, supervisor.DefaultCPUShares)
+			case refuse && !slices.ContainsFunc(rep.Warnings, func(w string) bool {
+				return strings.Contains(w, "dockerd is restarting; PortChannel1 already served by the new teamd, so the run goes on")
+			}):
+				t.Errorf("warnings %q do not tell of the refused shares at b1", rep.Warnings)
+			}
+		})
 	}
 }
 

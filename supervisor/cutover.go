@@ -26,8 +26,13 @@ func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, err
 	if err := r.journal(string(StageCutover)); err != nil {
 		return r.rollback(err, p)
 	}
-	if err := r.speakingShares(ctx, p, newID); err != nil {
-		return r.rollback(err, p)
+	if err := r.speakingShares(ctx, p, newID, "for the takeovers"); err != nil {
+		if served := r.servedByNew(p); len(served) > 0 {
+			// A rollback would silence them.
+			r.warn("%v; %s already served by the new %s, so the run goes on", err, strings.Join(served, " "), r.s.opts.Container)
+		} else {
+			return r.rollback(err, p)
+		}
 	}
 	cut := r.newCutover(p)
 	if _, err := r.dir.Write(cut); err != nil {
@@ -49,11 +54,13 @@ func (r *run) handOver(ctx context.Context, p *plan, newID string) (*Report, err
 	return r.afterCutover(ctx, p, newID, cut)
 }
 
-// speakingShares gives the new container, before the cutover, the CPU
-// shares it keeps: the old container's, or DefaultCPUShares if it had none
-// set. Its standbys stood up at less (Options.StandbyCPUShares), behind the
-// old teamds; from the cutover on its teamds are the speakers.
-func (r *run) speakingShares(ctx context.Context, p *plan, newID string) error {
+// speakingShares gives the new container the CPU shares it keeps: the old
+// container's, or DefaultCPUShares if it had none set. Its standbys stood
+// up at less (Options.StandbyCPUShares), behind the old teamds; once one of
+// its teamds speaks (from the cutover on, or a standby that took over on
+// its own in a3), it must not wait behind anyone. why ends the progress
+// line.
+func (r *run) speakingShares(ctx context.Context, p *plan, newID, why string) error {
 	if p.standbyShares == 0 {
 		return nil
 	}
@@ -65,7 +72,7 @@ func (r *run) speakingShares(ctx context.Context, p *plan, newID string) error {
 		return fmt.Errorf("give the new %s its CPU shares (%d) before the cutover: %w", o.Container, to, err)
 	}
 	p.standbyShares = 0
-	r.progress("the new %s runs at %d CPU shares from now on (%s)", o.Container, to, what)
+	r.progress("the new %s runs at %d CPU shares from now on (%s), %s", o.Container, to, what, why)
 	return nil
 }
 

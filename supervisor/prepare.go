@@ -155,7 +155,7 @@ func (r *run) waitReady(ctx context.Context, p *plan, newID string) error {
 	ctx, cancel := context.WithTimeout(ctx, r.readyLeft())
 	defer cancel()
 	exited, waitErr := r.s.engine.ContainerWait(ctx, newID, container.WaitConditionNotRunning)
-	events, err := statefile.WatchOnly(ctx, o.Dir, func(_ string, k proto.Kind) bool { return k == proto.KindStandby })
+	events, err := statefile.WatchOnly(ctx, o.Dir, func(_ string, k proto.Kind) bool { return k == proto.KindStandby || k == proto.KindActive })
 	if err != nil {
 		return err
 	}
@@ -181,6 +181,15 @@ func (r *run) waitReady(ctx context.Context, p *plan, newID string) error {
 				continue
 			}
 			if ev.Removed || ev.Record.RecordEpoch() != want {
+				continue
+			}
+			if a, ok := ev.Record.(*proto.Active); ok {
+				// A standby took its LAG over on its own (its old speaker
+				// died): that teamd speaks now, and must not wait behind
+				// the old ones.
+				if err := r.speakingShares(ctx, p, newID, a.LAG+" is served by it already"); err != nil {
+					r.warn("%v; tried again at b1", err)
+				}
 				continue
 			}
 			sb := ev.Record.(*proto.Standby)
