@@ -103,6 +103,9 @@ func (fs *fakeSwitch) upgraded(o supervisor.Options) {
 	if st.Run == nil || st.Run.Stage != proto.JournalDone || st.Next != "" || len(st.Problems) > 0 {
 		fs.t.Errorf("status after the run: run %+v, problems %q, next %q", st.Run, st.Problems, st.Next)
 	}
+	if s := cs[0].HostConfig.CPUShares; s != supervisor.DefaultCPUShares {
+		fs.t.Errorf("the new teamd runs at %d CPU shares after the run, want %d", s, supervisor.DefaultCPUShares)
+	}
 }
 
 // The journal is rewritten before each step, and ends done with the
@@ -153,6 +156,8 @@ func TestRecoverAfterTheSupervisorDied(t *testing.T) {
 			atStep: func(st supervisor.Step) bool { return strings.HasPrefix(st.Message, "started the new") }},
 		{name: "at a3", stage: "a3", undo: true,
 			atStep: func(st supervisor.Step) bool { return strings.HasPrefix(st.Message, "PortChannel2 ready") }},
+		{name: "at b1, giving the new container its shares", stage: "b1", undo: true,
+			atCall: func(op string, args []string) bool { return op == "Update" && slices.Contains(args, "cpu-shares=1024") }},
 		{name: "between the cutover and SIGUSR1", stage: "b1",
 			atCall: func(op string, args []string) bool { return op == "Kill" && slices.Equal(args, []string{"SIGUSR1"}) }},
 		{name: "at b2", stage: "b2",
@@ -268,6 +273,41 @@ func TestPausedNewContainerIsUnpaused(t *testing.T) {
 	fs.upgraded(o)
 }
 
+// failoverWhenReady is a progress hook that, once lag's standby is ready,
+// writes its .active of epoch 2 as a standby that took over on its own (its
+// old speaker died) does.
+func (fs *fakeSwitch) failoverWhenReady(lag string) func(supervisor.Step) {
+	return func(st supervisor.Step) {
+		if strings.HasPrefix(st.Message, lag+" ready") {
+			c, _ := fs.e.Get(fs.newID())
+			now := nowMono()
+			fs.write(&proto.Active{Schema: proto.SchemaVersion, LAG: lag, Epoch: 2, Writer: fs.writer(&c), ConfigDigest: oldDigest,
+				Path: proto.PathFailover, SinceMono: now, Since: time.Now(), Timings: proto.Timings{SignalSent: now, Confirmed: now + 1}})
+		}
+	}
+}
+
+// A run that died in a3 after a standby took its LAG over on its own, as
+// it gave the new container its shares, is finished by recover, which
+// gives them.
+func TestRecoverGivesTheSpeakersTheirShares(t *testing.T) {
+	fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
+	o := fs.options()
+	fs.deafLAG = "PortChannel2"
+	o.Progress = fs.failoverWhenReady("PortChannel1")
+	fs.dies(o, nil, func(op string, args []string) bool { return op == "Update" && slices.Contains(args, "cpu-shares=1024") })
+	if c, _ := fs.e.Get(fs.newID()); c.HostConfig.CPUShares != supervisor.DefaultStandbyCPUShares {
+		t.Fatalf("the run died with the new container at %d CPU shares; the test wants it at the standbys' %d", c.HostConfig.CPUShares, supervisor.DefaultStandbyCPUShares)
+	}
+	fs.deafLAG = ""
+	o.Progress = nil
+	rep, err := fs.recover(o)
+	if err != nil || rep.Result != supervisor.ResultOK {
+		t.Fatalf("recover: %s (%v), want ok", rep.Result, err)
+	}
+	fs.upgraded(o)
+}
+
 // A standby that took its LAG over on its own before the cutover (its old
 // speaker died) is not undone when a3 fails for another LAG: the run goes
 // on, since a rollback would silence that LAG. Its container gets its CPU
@@ -289,13 +329,9 @@ func TestFailoverBeforeTheCutoverRollsForward(t *testing.T) {
 				}
 			}
 			raisedInA3 := false
+			failover := fs.failoverWhenReady("PortChannel1")
 			o.Progress = func(st supervisor.Step) {
-				if strings.HasPrefix(st.Message, "PortChannel1 ready") {
-					c, _ := fs.e.Get(fs.newID())
-					now := nowMono()
-					fs.write(&proto.Active{Schema: proto.SchemaVersion, LAG: "PortChannel1", Epoch: 2, Writer: fs.writer(&c), ConfigDigest: oldDigest,
-						Path: proto.PathFailover, SinceMono: now, Since: time.Now(), Timings: proto.Timings{SignalSent: now, Confirmed: now + 1}})
-				}
+				failover(st)
 				if st.Stage == supervisor.StageReady && strings.Contains(st.Message, "runs at 1024 CPU shares from now on") &&
 					strings.HasSuffix(st.Message, "PortChannel1 is served by it already") {
 					raisedInA3 = true

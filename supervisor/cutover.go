@@ -64,9 +64,10 @@ func (r *run) speakingShares(ctx context.Context, p *plan, newID, why string) er
 	if p.standbyShares == 0 {
 		return nil
 	}
-	o, to, what := r.s.opts, p.old.HostConfig.CPUShares, "the old one's"
-	if to == 0 {
-		to, what = DefaultCPUShares, "the default; the old one had none set"
+	o := r.s.opts
+	to, what := fullShares(p.old), "the old one's"
+	if p.old.HostConfig == nil || p.old.HostConfig.CPUShares == 0 {
+		what = "the default; the old one had none set"
 	}
 	if _, err := r.s.engine.ContainerUpdate(ctx, newID, container.UpdateConfig{Resources: container.Resources{CPUShares: to}}); err != nil {
 		return fmt.Errorf("give the new %s its CPU shares (%d) before the cutover: %w", o.Container, to, err)
@@ -74,6 +75,15 @@ func (r *run) speakingShares(ctx context.Context, p *plan, newID, why string) er
 	p.standbyShares = 0
 	r.progress("the new %s runs at %d CPU shares from now on (%s), %s", o.Container, to, what, why)
 	return nil
+}
+
+// fullShares is the CPU shares of the new container once its teamds speak:
+// the old container's, or DefaultCPUShares if it had none set.
+func fullShares(old container.InspectResponse) int64 {
+	if old.HostConfig != nil && old.HostConfig.CPUShares > 0 {
+		return old.HostConfig.CPUShares
+	}
+	return DefaultCPUShares
 }
 
 // afterCutover is b2..c1: the takeovers, their verification, the old

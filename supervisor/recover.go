@@ -198,6 +198,16 @@ func (r *run) finishForward(ctx context.Context, p *plan, newID string, cut *pro
 	if err := r.journal(string(StageCutover)); err != nil {
 		r.note("%v", err)
 	}
+	// The run may have died before it gave the new container its shares:
+	// it still has the standbys'.
+	if c, err := r.s.engine.ContainerInspect(ctx, newID); err == nil && c.HostConfig != nil {
+		if s := c.HostConfig.CPUShares; s > 0 && s <= r.s.opts.StandbyCPUShares && s < fullShares(p.old) {
+			p.standbyShares = s
+			if err := r.speakingShares(ctx, p, newID, "to finish the run"); err != nil {
+				r.warn("%v", err)
+			}
+		}
+	}
 	if cut == nil {
 		cut = r.newCutover(p)
 		if _, err := r.dir.Write(cut); err != nil {
