@@ -70,7 +70,7 @@ func (r *run) speakingShares(ctx context.Context, p *plan, newID, why string) er
 		what = "the default; the old one had none set"
 	}
 	if _, err := r.s.engine.ContainerUpdate(ctx, newID, container.UpdateConfig{Resources: container.Resources{CPUShares: to}}); err != nil {
-		return fmt.Errorf("give the new %s its CPU shares (%d) before the cutover: %w", o.Container, to, err)
+		return fmt.Errorf("give the new %s its CPU shares (%d): %w", o.Container, to, err)
 	}
 	p.standbyShares = 0
 	r.progress("the new %s runs at %d CPU shares from now on (%s), %s", o.Container, to, what, why)

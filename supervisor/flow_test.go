@@ -727,7 +727,7 @@ func TestStandbysStandUpAtTheLeastCPUShares(t *testing.T) {
 		{name: "old has the least already", old: 2, want: 2},
 		{name: "turned off", standby: -1, want: 0},
 		{name: "update refused", refuse: true, lowered: true,
-			wantError: "give the new teamd its CPU shares (1024) before the cutover: dockerd is restarting"},
+			wantError: "give the new teamd its CPU shares (1024): dockerd is restarting"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
