@@ -161,10 +161,11 @@ func largestGap(v testbed.Verdict, obs *testbed.Observer, began time.Time, dir s
 	line := fmt.Sprintf("%v (%s on %s, ending %.2fs into teamd-warm's run)", worst.MaxGap.Round(time.Millisecond),
 		worst.Member, worst.LAG, worst.MaxGapEnd.Sub(began).Seconds())
 	rec, err := statefile.ReadFile(filepath.Join(dir, proto.FileName("", proto.KindCutover)))
-	if err != nil {
-		return line
+	c, ok := rec.(*proto.Cutover)
+	if err != nil || !ok {
+		return line // no cutover: nothing to split at
 	}
-	cut := rec.(*proto.Cutover).Started
+	cut := c.Started
 	var before, after time.Duration
 	for _, m := range v.Members {
 		ps := obs.PDUs(m.Peer, v.From, v.To)
