@@ -81,11 +81,11 @@ func (r *run) prepare(ctx context.Context, p *plan) (string, error) {
 	} else {
 		r.rep.New = &ContainerInfo{Name: o.Container, ID: newID, Image: o.Image}
 	}
+	shares := ""
 	if p.standbyShares > 0 {
-		r.progress("started the new %s (%s) from %s: standbys at epoch %d, at %d CPU shares until the cutover", o.Container, shortID(newID), o.Image, p.epoch+1, p.standbyShares)
-	} else {
-		r.progress("started the new %s (%s) from %s: standbys at epoch %d", o.Container, shortID(newID), o.Image, p.epoch+1)
+		shares = fmt.Sprintf(", at %d CPU shares until the cutover", p.standbyShares)
 	}
+	r.progress("started the new %s (%s) from %s: standbys at epoch %d%s", o.Container, shortID(newID), o.Image, p.epoch+1, shares)
 
 	r.enter(StageReady)
 	if err := r.journal(string(StageReady)); err != nil {

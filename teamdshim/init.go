@@ -411,13 +411,7 @@ func (in *initState) start(w *wrapper) {
 		p, err = os.StartProcess(w.argv[0], w.argv, attr)
 		return err
 	}
-	var err error
-	if in.shimSlack > 0 {
-		err = timerslack.With(in.shimSlack, start)
-	} else {
-		err = start()
-	}
-	if err != nil {
+	if err := timerslack.Apply(in.shimSlack, start); err != nil {
 		in.log.Error("cannot start the LAG's shim", "lag", w.lag, "err", err)
 		in.failed[w.lag] = err.Error()
 		return

@@ -131,13 +131,13 @@ func (s *Shim) announce(ctx context.Context, st *teamd.State) error {
 	// Watching first: once .standby is there, a cutover cannot be missed.
 	// The LAG's .active too: once this shim is active, the same watch
 	// fences it (see fenceWatch).
-	fencing, me := new(atomic.Bool), s.lag
+	fencing, me, kinds := new(atomic.Bool), s.lag, watchedKinds(proto.RoleStandby)
 	w.fencing = fencing
 	mine := func(lag string, k proto.Kind) bool {
 		if fencing.Load() {
 			return lag == me && k == proto.KindActive
 		}
-		return (lag == "" || lag == me) && slices.Contains(watchedKinds(proto.RoleStandby), k)
+		return (lag == "" || lag == me) && slices.Contains(kinds, k)
 	}
 	watchCtx, stop := context.WithCancel(ctx)
 	s.sb.stopWatch = stop

@@ -64,13 +64,7 @@ func setEnvSlack(d time.Duration) {
 func startTeamd(argv []string, socket string, slack time.Duration) (*teamdProc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	var err error
-	if slack > 0 {
-		err = timerslack.With(slack, cmd.Start)
-	} else {
-		err = cmd.Start()
-	}
-	if err != nil {
+	if err := timerslack.Apply(slack, cmd.Start); err != nil {
 		return nil, fmt.Errorf("start teamd: %w", err)
 	}
 	t := &teamdProc{cmd: cmd, pidv: cmd.Process.Pid, pidfd: -1, client: teamd.NewClient(socket), done: make(chan struct{})}

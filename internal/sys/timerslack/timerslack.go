@@ -45,9 +45,9 @@ func With(d time.Duration, start func() error) error {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	was, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	was, err := Get() // the lock nests: the same thread
 	if err != nil {
-		return fmt.Errorf("timer slack: %w", err)
+		return err
 	}
 	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(d.Nanoseconds()), 0, 0, 0); err != nil {
 		return fmt.Errorf("timer slack %v: %w", d, err)
@@ -55,9 +55,18 @@ func With(d time.Duration, start func() error) error {
 	defer func() {
 		// Setting a value the thread had cannot fail; if it did, the
 		// thread would keep d, which only delays its own timers.
-		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(was), 0, 0, 0)
+		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(was.Nanoseconds()), 0, 0, 0)
 	}()
 	return start()
+}
+
+// Apply runs start under With(d, start) if d is positive, else as it is:
+// the process start keeps the calling thread's slack.
+func Apply(d time.Duration, start func() error) error {
+	if d <= 0 {
+		return start()
+	}
+	return With(d, start)
 }
 
 // Exec replaces the process with argv0 (see syscall.Exec), execed from a

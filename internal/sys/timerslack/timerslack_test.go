@@ -14,13 +14,14 @@ import (
 	"github.com/teamdwarm/teamdwarm/internal/sys/timerslack"
 )
 
-// childSlack starts a process under With(d) that prints its own slack.
-func childSlack(t *testing.T, d time.Duration) time.Duration {
+// childSlack starts a process that prints its own slack under via(d),
+// With or Apply.
+func childSlack(t *testing.T, via func(time.Duration, func() error) error, d time.Duration) time.Duration {
 	t.Helper()
 	var out strings.Builder
 	cmd := exec.Command("cat", "/proc/self/timerslack_ns")
 	cmd.Stdout = &out
-	if err := timerslack.With(d, cmd.Start); err != nil {
+	if err := via(d, cmd.Start); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
@@ -115,7 +116,7 @@ func threadsHave(t *testing.T, cmd *exec.Cmd, d time.Duration, start func() erro
 
 func TestChildInheritsTheSlack(t *testing.T) {
 	for _, d := range []time.Duration{time.Millisecond, 50 * time.Microsecond, 3*time.Millisecond + 7} {
-		if got := childSlack(t, d); got != d {
+		if got := childSlack(t, timerslack.With, d); got != d {
 			t.Errorf("With(%v): the child's slack is %v", d, got)
 		}
 	}
@@ -134,7 +135,7 @@ func TestTheThreadKeepsItsSlack(t *testing.T) {
 	if before == want {
 		want = 3 * time.Millisecond
 	}
-	if got := childSlack(t, want); got != want {
+	if got := childSlack(t, timerslack.With, want); got != want {
 		t.Fatalf("the child's slack is %v, want %v", got, want)
 	}
 	if after, _ := timerslack.Get(); after != before {
@@ -158,5 +159,25 @@ func TestWithRefusesNonPositive(t *testing.T) {
 func TestWithReturnsStartsError(t *testing.T) {
 	if err := timerslack.With(time.Millisecond, func() error { return os.ErrNotExist }); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// Apply is With for a positive slack; otherwise the child keeps the
+// calling thread's.
+func TestApply(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	own, err := timerslack.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ d, want time.Duration }{
+		{3 * time.Millisecond, 3 * time.Millisecond},
+		{0, own},
+		{-time.Millisecond, own},
+	} {
+		if got := childSlack(t, timerslack.Apply, tt.d); got != tt.want {
+			t.Errorf("Apply(%v): the child's slack is %v, want %v", tt.d, got, tt.want)
+		}
 	}
 }
