@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,6 +133,28 @@ func recordDir(t testing.TB) string {
 	return d
 }
 
+// reservedFiles returns the inodes of the unnamed files (O_TMPFILE) that
+// processes hold open in dir: the record files the shims reserved.
+func reservedFiles(t *testing.T, dir string) map[uint64]bool {
+	t.Helper()
+	fds, err := filepath.Glob("/proc/[0-9]*/fd/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inodes := map[uint64]bool{}
+	for _, fd := range fds {
+		// An unnamed file's link reads "<dir>/#<inode> (deleted)".
+		link, err := os.Readlink(fd)
+		if err != nil || !strings.HasPrefix(link, dir+"/#") || !strings.HasSuffix(link, " (deleted)") {
+			continue // gone meanwhile, or another file
+		}
+		if ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, dir+"/#"), " (deleted)"), 10, 64); err == nil {
+			inodes[ino] = true
+		}
+	}
+	return inodes
+}
+
 // shimsReadyToHandOver starts an active shim (epoch 1) for every LAG of
 // the bed, then a standby (epoch 2) beside each, and returns the record
 // directory and the old shims once every standby is ready.
@@ -157,6 +180,7 @@ func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
 	b := newBed(t, 8, 2)
 	dir, olds := shimsReadyToHandOver(t, b)
 
+	reserved := reservedFiles(t, dir)
 	w := mark(t, b)
 	writeCutover(t, dir, 1, b.LAGs)
 	for _, o := range olds {
@@ -174,6 +198,18 @@ func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
 		if a.Path != proto.PathSnapshot || a.FromEpoch != 1 || a.Timings.Confirmed == 0 {
 			t.Errorf("%s: path %s from epoch %d, confirmed %d: want a confirmed takeover from the snapshot of epoch 1 (%s)",
 				lag, a.Path, a.FromEpoch, a.Timings.Confirmed, a.Note)
+		}
+		// The handoff allocates no file: the snapshot and the takeover's
+		// .active fill files their shims reserved while they waited.
+		for _, k := range []proto.Kind{proto.KindSnapshot, proto.KindActive} {
+			var st syscall.Stat_t
+			name := proto.FileName(lag, k)
+			if err := syscall.Stat(filepath.Join(dir, name), &st); err != nil {
+				t.Fatal(err)
+			}
+			if !reserved[st.Ino] {
+				t.Errorf("%s: inode %d was allocated in the handoff, not reserved before the cutover", name, st.Ino)
+			}
 		}
 	}
 	// Three fast periods after the handoff: any expiry it caused shows.

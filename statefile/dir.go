@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/teamdwarm/teamdwarm/proto"
 	"golang.org/x/sys/unix"
@@ -27,6 +29,10 @@ const tempPrefix = "."
 // Dir is a record directory, e.g. /var/warmboot/teamdwarm.
 type Dir struct {
 	path string
+
+	mu       sync.Mutex
+	spares   []int // unnamed files the next writes fill (Reserve)
+	noSpares error // why a spare could not be named: Reserve stops trying
 }
 
 // OpenDir opens the record directory at path, creating it (mode 0700) and
@@ -82,17 +88,101 @@ func (d *Dir) Write(rec proto.Record) (string, error) { return d.store(rec, true
 // (.active, the cutover, the journal) are written with Write.
 func (d *Dir) Publish(rec proto.Record) (string, error) { return d.store(rec, false) }
 
-// store encodes rec and writes it under its file name (see writeFile).
+// store encodes rec and writes it under its file name: into a reserved
+// file if there is one (fillSpare), else through a new one (writeFile).
 func (d *Dir) store(rec proto.Record, durable bool) (string, error) {
 	path := filepath.Join(d.path, proto.RecordFileName(rec))
 	b, err := Encode(rec)
 	if err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
+	if fd, ok := d.takeSpare(); ok {
+		err := fillSpare(fd, path, b, durable)
+		var le *linkError
+		if !errors.As(err, &le) {
+			return path, err
+		}
+		d.mu.Lock()
+		d.noSpares = err
+		d.mu.Unlock()
+	}
 	if err := writeFile(path, b, durable); err != nil {
 		return "", err
 	}
 	return path, nil
+}
+
+// Reserve makes sure that the next n writes (Write, Publish) find their
+// file allocated: an unnamed file (O_TMPFILE) in the directory, which a
+// write fills and then names. Allocating an inode is the dear part of a
+// write: ext4 without a journal, for one, scans past every inode freed in
+// the last few seconds to find a free one, and a switch's handoffs free
+// and allocate one per LAG each. A shim reserves its handoff's files
+// while it waits, so that the handoff does not allocate. An unnamed file
+// leaves nothing behind if the writer dies. Where the filesystem (or a
+// missing /proc) does not allow it, Reserve says why and writes create
+// their files as before.
+func (d *Dir) Reserve(n int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.noSpares != nil {
+		return fmt.Errorf("reserve a record file in %s: %w", d.path, d.noSpares)
+	}
+	for len(d.spares) < n {
+		fd, err := unix.Open(d.path, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("reserve a record file in %s: %w", d.path, err)
+		}
+		d.spares = append(d.spares, fd)
+	}
+	return nil
+}
+
+// Close releases the files Reserve allocated; d stays usable.
+func (d *Dir) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, fd := range d.spares {
+		errs = append(errs, unix.Close(fd))
+	}
+	d.spares = nil
+	return errors.Join(errs...)
+}
+
+func (d *Dir) takeSpare() (fd int, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.spares) == 0 {
+		return -1, false
+	}
+	fd = d.spares[len(d.spares)-1]
+	d.spares = d.spares[:len(d.spares)-1]
+	return fd, true
+}
+
+// linkError says that a reserved file could not be given a name: the write
+// falls back to a file of its own, and Reserve stops trying.
+type linkError struct{ err error }
+
+func (e *linkError) Error() string { return "name an unnamed file: " + e.err.Error() }
+func (e *linkError) Unwrap() error { return e.err }
+
+// fillSpare writes b to path through fd, a file from Reserve, which it
+// closes: filled (and fsynced if durable), linked under a temp name, and
+// renamed into place as writeFile does.
+func fillSpare(fd int, path string, b []byte, durable bool) error {
+	defer unix.Close(fd)
+	tmp := tempName(path)
+	if err := writeAll(fd, b, durable); err != nil {
+		return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "write", Path: tmp, Err: err})
+	}
+	// Linking an unnamed file by descriptor (AT_EMPTY_PATH) takes
+	// CAP_DAC_READ_SEARCH, which containers lack; through /proc it does not.
+	if err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, tmp, unix.AT_SYMLINK_FOLLOW); err != nil {
+		return &linkError{&fs.PathError{Op: "link", Path: tmp, Err: err}}
+	}
+	return rename(tmp, path, durable)
 }
 
 // WriteFileAtomic writes b to path through a temp file in the same
@@ -106,13 +196,7 @@ func WriteFileAtomic(path string, b []byte) error { return writeFile(path, b, tr
 // and os.Rename would stat the target first: three more system calls a
 // write, to no purpose.
 func writeFile(path string, b []byte, durable bool) (err error) {
-	dir, name := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, tempPrefix+name+".tmp-"+hex.EncodeToString(rnd[:]))
+	tmp := tempName(path)
 	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "open", Path: tmp, Err: err})
@@ -126,31 +210,55 @@ func writeFile(path string, b []byte, durable bool) (err error) {
 			unix.Unlink(tmp)
 		}
 	}()
+	if err := writeAll(fd, b, durable); err != nil {
+		return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "write", Path: tmp, Err: err})
+	}
+	closed = true
+	if err := unix.Close(fd); err != nil {
+		return fmt.Errorf("write %s: close: %w", path, err)
+	}
+	return rename(tmp, path, durable)
+}
+
+// tempName is a fresh temp file name beside path.
+func tempName(path string) string {
+	dir, name := filepath.Split(path)
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	return filepath.Join(dir, tempPrefix+name+".tmp-"+hex.EncodeToString(rnd[:]))
+}
+
+// writeAll writes b to fd, then fsyncs it if durable.
+func writeAll(fd int, b []byte, durable bool) error {
 	for rest := b; len(rest) > 0; {
 		n, err := unix.Write(fd, rest)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "write", Path: tmp, Err: err})
+			return err
 		}
 		rest = rest[n:]
 	}
 	if durable {
 		if err := unix.Fsync(fd); err != nil {
-			return fmt.Errorf("write %s: fsync: %w", path, err)
+			return fmt.Errorf("fsync: %w", err)
 		}
 	}
-	closed = true
-	if err := unix.Close(fd); err != nil {
-		return fmt.Errorf("write %s: close: %w", path, err)
-	}
+	return nil
+}
+
+// rename puts the temp file tmp in place at path (removing tmp if it
+// cannot), then fsyncs the directory if durable.
+func rename(tmp, path string, durable bool) error {
 	if err := unix.Rename(tmp, path); err != nil {
+		unix.Unlink(tmp)
 		return fmt.Errorf("write %s: %w", path, &os.LinkError{Op: "rename", Old: tmp, New: path, Err: err})
 	}
 	if !durable {
 		return nil
 	}
+	dir := filepath.Dir(path)
 	return syncDir(dir)
 }
 

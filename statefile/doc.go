@@ -22,7 +22,9 @@
 // record or the new one, never a mix, whenever the writer dies.
 // [Dir.Publish] leaves out the fsyncs, for a record that is of no use after
 // a host crash (the handoff's snapshot): whenever the writer dies a reader
-// still sees one record or the other.
+// still sees one record or the other. [Dir.Reserve] allocates the files of
+// writes to come ahead of time, as unnamed files (O_TMPFILE) that a write
+// fills and then names, so that a handoff's writes allocate no inode.
 //
 // # Reading
 //

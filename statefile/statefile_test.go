@@ -407,7 +407,7 @@ func TestPublish(t *testing.T) {
 
 // TestHelperWriter is not a test: TestWriteKilledAnyInstant runs it in a
 // child process that writes two alternating versions of one record until it
-// is killed.
+// is killed, every other one into a reserved file.
 func TestHelperWriter(t *testing.T) {
 	dir := os.Getenv("STATEFILE_HELPER_DIR")
 	if dir == "" {
@@ -424,6 +424,11 @@ func TestHelperWriter(t *testing.T) {
 		rec := small
 		if i%2 == 1 {
 			rec = large
+		}
+		if i%4 < 2 {
+			if err := d.Reserve(1); err != nil {
+				os.Exit(5)
+			}
 		}
 		if _, err := d.Write(rec); err != nil {
 			os.Exit(4)

@@ -119,6 +119,7 @@ type Shim struct {
 	// takingBack: this run is that (teamd warm-starts from the dump files
 	// the handoff just wrote, and transmits at once).
 	takeBack, takingBack bool
+	noReserve            bool // record files could not be reserved: said once
 }
 
 // New checks the options and teamd's command line.
@@ -241,6 +242,7 @@ func (s *Shim) run(ctx context.Context) (int, error) {
 	if s.dir, err = statefile.OpenDir(s.opts.Dir); err != nil {
 		return 1, s.fail(EventStart, err)
 	}
+	defer s.dir.Close()
 	if err := s.chooseRole(); err != nil {
 		return 1, s.fail(EventStart, err)
 	}
@@ -669,6 +671,7 @@ func (s *Shim) refresh(dump *teamd.State) {
 		return
 	}
 	s.active = &a
+	s.reserve(1) // the handoff's snapshot again
 }
 
 // finish ends the shim on ev: it stops teamd if it still runs, withdraws
@@ -822,6 +825,7 @@ func (s *Shim) becomeActive() error {
 	if err := s.writeActive(s.path, 0, t, note, nil); err != nil {
 		return err
 	}
+	s.reserve(1) // the handoff's snapshot
 	if w := s.opts.Watch; w != nil {
 		s.opts.Watch = nil // the watch owns it now
 		ctx, stop := context.WithCancel(context.Background())
@@ -849,6 +853,18 @@ func (s *Shim) writeActive(path proto.Path, from uint64, t proto.Timings, note s
 	s.active = rec
 	s.log.Info("active", "epoch", s.epoch, "path", path, "members", len(s.members))
 	return nil
+}
+
+// reserve keeps n record files allocated ahead of the writes to come
+// (statefile.Dir.Reserve): an active shim one for its handoff's snapshot, a
+// standby two, its takeover's .active and then its own snapshot. Where
+// files cannot be reserved, the writes allocate theirs, as they did; that
+// is said once.
+func (s *Shim) reserve(n int) {
+	if err := s.dir.Reserve(n); err != nil && !s.noReserve {
+		s.noReserve = true
+		s.log.Info("record files cannot be allocated ahead: each write allocates its own", "err", err)
+	}
 }
 
 // readKernel is the kernel's view of the LAG now, or why it cannot be had.

@@ -178,6 +178,7 @@ func (s *Shim) writeStandby(st *teamd.State) error {
 		return fmt.Errorf("standby record: %w", err)
 	}
 	s.sb.readyMono = rec.ReadyMono
+	s.reserve(2)
 	s.log.Info("standby: ready", "epoch", s.epoch, "members", len(s.members))
 	return nil
 }
