@@ -52,11 +52,12 @@ type InitOptions struct {
 
 // ReexecWithTimerSlack executes init again, once, from a thread whose
 // timer slack is d, so that init's own threads, the Go runtime's among
-// them, start with the slack its shims get (InitOptions.ShimTimerSlack):
-// init wakes for every record and every child's exit of a handoff. The
-// slack init was given is kept in the environment, for teamd. It returns
-// nil at once if d is not positive or init did this already, and does not
-// return if the exec succeeds.
+// them, start with the slack its shims get (InitOptions.ShimTimerSlack),
+// and with their runtime settings (shimGODEBUG): init wakes for every
+// record and every child's exit of a handoff. The slack init was given is
+// kept in the environment, for teamd. It returns nil at once if d is not
+// positive or init did this already, and does not return if the exec
+// succeeds.
 func ReexecWithTimerSlack(d time.Duration) error {
 	if d <= 0 || os.Getenv(envTeamdSlack) != "" {
 		return nil
@@ -70,7 +71,37 @@ func ReexecWithTimerSlack(d time.Duration) error {
 		return fmt.Errorf("init: re-exec with timer slack: %w", err)
 	}
 	setEnvSlack(own) // if the exec fails, it is still init's own
-	return timerslack.Exec(d, self, os.Args, os.Environ())
+	return timerslack.Exec(d, self, os.Args, withShimGODEBUG(os.Environ()))
+}
+
+// shimGODEBUG is added to the GODEBUG of the shims init starts (and of
+// init's re-exec): no asynchronous preemption. On two busy cores the Go
+// runtime's sysmon finds a shim's goroutine running for 10 ms whenever the
+// kernel has descheduled its thread, and signals the thread (SIGURG) to
+// preempt it: 1.1 signals a handoff at 128 LAGs, each a wake of a thread
+// that then waits for a CPU again. A shim's goroutines run for
+// microseconds between waits, so preempting them at their next function
+// call, as the runtime then does, is soon enough, for the GC too.
+const shimGODEBUG = "asyncpreemptoff=1"
+
+// withShimGODEBUG returns env with shimGODEBUG added to its GODEBUG; a
+// GODEBUG that sets asyncpreemptoff already is left as it is.
+func withShimGODEBUG(env []string) []string {
+	env = slices.Clone(env)
+	for i, kv := range env {
+		v, ok := strings.CutPrefix(kv, "GODEBUG=")
+		switch {
+		case !ok:
+			continue
+		case strings.Contains(","+v, ",asyncpreemptoff="):
+		case v == "":
+			env[i] = "GODEBUG=" + shimGODEBUG
+		default:
+			env[i] = kv + "," + shimGODEBUG
+		}
+		return env
+	}
+	return append(env, "GODEBUG="+shimGODEBUG)
 }
 
 // givenSlack is the timer slack init was given: before
@@ -318,7 +349,7 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 			log.Info("timer slack", "shims", in.shimSlack, "teamd", own)
 		}
 	}
-	in.env = os.Environ()
+	in.env = withShimGODEBUG(os.Environ())
 	in.role = proto.Role(os.Getenv(proto.EnvRole)) // run's default, as init passes no --role
 	dir := opts.Dir
 	if dir == "" {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -106,9 +107,9 @@ func TestInitHandsOverEveryLAG(t *testing.T) {
 	}
 }
 
-// init runs, and starts its shims, with the timer slack it is told, and
-// their teamd with the slack init was given: the wrapped daemon is not ours
-// to tune.
+// init runs, and starts its shims, with the timer slack it is told and
+// without asynchronous preemption (GODEBUG), and their teamd with the slack
+// init was given: the wrapped daemon is not ours to tune.
 func TestInitGivesTheShimsTheirTimerSlack(t *testing.T) {
 	e := newEnv(t)
 	confs := writeConfigs(t, map[string]string{"PortChannel1.conf": config("PortChannel1")})
@@ -138,6 +139,15 @@ func TestInitGivesTheShimsTheirTimerSlack(t *testing.T) {
 	// init executed itself again to run with it too.
 	if ns := slack(fmt.Sprintf("/proc/%d/timerslack_ns", p.cmd.Process.Pid)); ns != int64(3*time.Millisecond) {
 		t.Errorf("init's timer slack is %d ns, want 3ms", ns)
+	}
+	for who, pid := range map[string]int{"init": p.cmd.Process.Pid, "the shim": shim} {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(strings.Split(string(env), "\x00"), "GODEBUG=asyncpreemptoff=1") {
+			t.Errorf("%s runs without GODEBUG=asyncpreemptoff=1", who)
+		}
 	}
 	given := slack("/proc/self/timerslack_ns") // init was started from a thread of this process
 	teamdPID := readPID(t, filepath.Join(e.run, "PortChannel1.pid"))
