@@ -99,8 +99,11 @@ func (d *Dir) store(rec proto.Record, durable bool) (string, error) {
 	if fd, ok := d.takeSpare(); ok {
 		err := fillSpare(fd, path, b, durable)
 		var le *linkError
-		if !errors.As(err, &le) {
-			return path, err
+		switch {
+		case err == nil:
+			return path, nil
+		case !errors.As(err, &le):
+			return "", err
 		}
 		d.mu.Lock()
 		d.noSpares = err

@@ -318,6 +318,7 @@ func (s *Shim) run(ctx context.Context) (int, error) {
 		return s.finish(EventStart, err)
 	}
 	defer s.sb.close()
+	go statefile.Warm() // while teamd starts: the handoff's records are a first in this process
 	return s.loop(ctx)
 }
 
