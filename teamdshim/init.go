@@ -81,11 +81,17 @@ func ReexecWithTimerSlack(d time.Duration) error {
 // preempt it: 1.1 signals a handoff at 128 LAGs, each a wake of a thread
 // that then waits for a CPU again. A shim's goroutines run for
 // microseconds between waits, so preempting them at their next function
-// call, as the runtime then does, is soon enough, for the GC too.
+// call, as the runtime then does, is soon enough, for the GC too. teamd
+// does not get it (TeamdGODEBUGFromInit).
 const shimGODEBUG = "asyncpreemptoff=1"
 
-// withShimGODEBUG returns env with shimGODEBUG added to its GODEBUG; a
-// GODEBUG that sets asyncpreemptoff already is left as it is.
+// envGODEBUGAdded says that init added shimGODEBUG to the GODEBUG it was
+// given, for the shim to take it out again before it starts teamd.
+const envGODEBUGAdded = "TEAMDWARM_GODEBUG_ADDED"
+
+// withShimGODEBUG returns env with shimGODEBUG added to its GODEBUG (and
+// envGODEBUGAdded set); a GODEBUG that sets asyncpreemptoff already is
+// left as it is.
 func withShimGODEBUG(env []string) []string {
 	env = slices.Clone(env)
 	for i, kv := range env {
@@ -94,14 +100,15 @@ func withShimGODEBUG(env []string) []string {
 		case !ok:
 			continue
 		case strings.Contains(","+v, ",asyncpreemptoff="):
+			return env
 		case v == "":
 			env[i] = "GODEBUG=" + shimGODEBUG
 		default:
 			env[i] = kv + "," + shimGODEBUG
 		}
-		return env
+		return append(env, envGODEBUGAdded+"=1")
 	}
-	return append(env, "GODEBUG="+shimGODEBUG)
+	return append(env, "GODEBUG="+shimGODEBUG, envGODEBUGAdded+"=1")
 }
 
 // givenSlack is the timer slack init was given: before

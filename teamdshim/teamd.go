@@ -46,6 +46,23 @@ func TeamdTimerSlackFromInit() time.Duration {
 	return d
 }
 
+// TeamdGODEBUGFromInit takes out of this process's GODEBUG what init added
+// for its shims (shimGODEBUG), so that teamd, which inherits it, gets the
+// GODEBUG init was given: the wrapped daemon is not ours to tune. The
+// shim's runtime read the setting at its start and keeps it.
+func TeamdGODEBUGFromInit() {
+	if os.Getenv(envGODEBUGAdded) == "" {
+		return
+	}
+	os.Unsetenv(envGODEBUGAdded)
+	switch v := os.Getenv("GODEBUG"); {
+	case v == shimGODEBUG:
+		os.Unsetenv("GODEBUG")
+	case strings.HasSuffix(v, ","+shimGODEBUG):
+		os.Setenv("GODEBUG", strings.TrimSuffix(v, ","+shimGODEBUG))
+	}
+}
+
 // envSlack is the timer slack envTeamdSlack says, 0 if none.
 func envSlack() time.Duration {
 	ns, err := strconv.ParseInt(os.Getenv(envTeamdSlack), 10, 64)

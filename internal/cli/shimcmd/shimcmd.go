@@ -164,6 +164,7 @@ func runShim(argv []string, o teamdshim.Options, io cli.IO) (int, error) {
 	o.Teamd = argv
 	o.Watch = teamdshim.SharedWatch()
 	o.TeamdTimerSlack = teamdshim.TeamdTimerSlackFromInit()
+	teamdshim.TeamdGODEBUGFromInit()
 	o.Logger = slog.New(slog.NewTextHandler(io.Stderr, nil)).With("shim", os.Getpid())
 	if isChild {
 		o.Ready = func() { report(nil) }
