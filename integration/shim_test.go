@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/teamdwarm/teamdwarm/integration/testbed"
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
+	"github.com/teamdwarm/teamdwarm/internal/test/heldfiles"
 	"github.com/teamdwarm/teamdwarm/internal/test/testbin"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
@@ -133,28 +133,6 @@ func recordDir(t testing.TB) string {
 	return d
 }
 
-// reservedFiles returns the inodes of the unnamed files (O_TMPFILE) that
-// processes hold open in dir: the record files the shims reserved.
-func reservedFiles(t *testing.T, dir string) map[uint64]bool {
-	t.Helper()
-	fds, err := filepath.Glob("/proc/[0-9]*/fd/*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inodes := map[uint64]bool{}
-	for _, fd := range fds {
-		// An unnamed file's link reads "<dir>/#<inode> (deleted)".
-		link, err := os.Readlink(fd)
-		if err != nil || !strings.HasPrefix(link, dir+"/#") || !strings.HasSuffix(link, " (deleted)") {
-			continue // gone meanwhile, or another file
-		}
-		if ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, dir+"/#"), " (deleted)"), 10, 64); err == nil {
-			inodes[ino] = true
-		}
-	}
-	return inodes
-}
-
 // shimsReadyToHandOver starts an active shim (epoch 1) for every LAG of
 // the bed, then a standby (epoch 2) beside each, and returns the record
 // directory and the old shims once every standby is ready.
@@ -180,7 +158,10 @@ func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
 	b := newBed(t, 8, 2)
 	dir, olds := shimsReadyToHandOver(t, b)
 
-	reserved := reservedFiles(t, dir)
+	reserved, err := heldfiles.Unnamed(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	w := mark(t, b)
 	writeCutover(t, dir, 1, b.LAGs)
 	for _, o := range olds {
@@ -207,7 +188,7 @@ func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
 			if err := syscall.Stat(filepath.Join(dir, name), &st); err != nil {
 				t.Fatal(err)
 			}
-			if !reserved[st.Ino] {
+			if _, ok := reserved[st.Ino]; !ok {
 				t.Errorf("%s: inode %d was allocated in the handoff, not reserved before the cutover", name, st.Ino)
 			}
 		}

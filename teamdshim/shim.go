@@ -858,7 +858,9 @@ func (s *Shim) writeActive(path proto.Path, from uint64, t proto.Timings, note s
 
 // reserve keeps n record files allocated ahead of the writes to come
 // (statefile.Dir.Reserve): an active shim one for its handoff's snapshot, a
-// standby two, its takeover's .active and then its own snapshot. Where
+// ready standby two, its takeover's .active and then its own snapshot (a
+// restarted shim, which takes over once it hears the partner without
+// having been a ready standby, reserves the snapshot's after it). Where
 // files cannot be reserved, the writes allocate theirs, as they did; that
 // is said once.
 func (s *Shim) reserve(n int) {

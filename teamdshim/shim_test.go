@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
+	"github.com/teamdwarm/teamdwarm/internal/test/heldfiles"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 	"github.com/teamdwarm/teamdwarm/teamd"
@@ -171,7 +172,30 @@ func TestEpochs(t *testing.T) {
 			if a.Path != tt.path || a.Epoch != tt.epoch {
 				t.Fatalf("active record: path %q epoch %d, want %q epoch %d", a.Path, a.Epoch, tt.path, tt.epoch)
 			}
+			// However it became active, it holds its handoff's snapshot file.
+			awaitReserved(t, e.dir, p.cmd.Process.Pid, 1)
 		})
+	}
+}
+
+// awaitReserved waits, bounded, until process pid holds n unnamed files
+// in dir (statefile.Dir.Reserve). Nothing notifies a descriptor's opening:
+// it looks every few milliseconds.
+func awaitReserved(t *testing.T, dir string, pid, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		held, err := heldfiles.Unnamed(dir, pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(held) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shim holds %d reserved record files, want %d", len(held), n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -447,6 +447,7 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 	if err := s.removeOwnStandby(); err != nil {
 		s.log.Warn("removing the standby record", "err", err)
 	}
+	s.reserve(1) // its own handoff's snapshot: there already after a snapshot takeover
 	if w.events != nil && w.shared {
 		// The record watch goes on, as the fence watch (one of its own
 		// would cost an inotify instance per LAG).
