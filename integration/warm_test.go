@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/teamdwarm/teamdwarm/integration/cpustat"
 	"github.com/teamdwarm/teamdwarm/integration/dut"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
@@ -277,28 +280,22 @@ func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, v
 // controller); ok is false where there is none (cgroup v2).
 func kernelCPUShares(t *testing.T, pid int) (shares int64, ok bool) {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	dir, err := cpustat.ControllerCgroupOf(pid, "cpu")
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		t.Fatal(err) // no /proc/PID/cgroup
+	}
+	var v []byte
+	if err == nil {
+		v, err = os.ReadFile(filepath.Join(dir, "cpu.shares"))
+	}
 	if err != nil {
-		t.Fatal(err)
+		t.Logf("pid %d has no cgroup v1 cpu controller (%v): its cpu.shares are not checked", pid, err)
+		return 0, false
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 || !slices.Contains(strings.Split(parts[1], ","), "cpu") {
-			continue
-		}
-		for _, mount := range []string{"cpu", "cpu,cpuacct"} {
-			v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", mount, parts[2], "cpu.shares"))
-			if err != nil {
-				continue
-			}
-			if _, err := fmt.Sscan(string(v), &shares); err != nil {
-				t.Fatalf("cpu.shares of pid %d: %q: %v", pid, v, err)
-			}
-			return shares, true
-		}
+	if _, err := fmt.Sscan(string(v), &shares); err != nil {
+		t.Fatalf("cpu.shares of pid %d: %q: %v", pid, v, err)
 	}
-	t.Logf("pid %d has no cgroup v1 cpu controller: its cpu.shares are not checked", pid)
-	return 0, false
+	return shares, true
 }
 
 // status checks teamd-warm status after a run: the container, no backup,

@@ -108,17 +108,21 @@ const maxTicks = uint64(math.MaxInt64 / int64(time.Second) * userHZ)
 
 // CgroupOf is the directory of process pid's CPU accounting cgroup:
 // cpuacct's under cgroup v1, the unified one under v2.
-func CgroupOf(pid int) (string, error) {
+func CgroupOf(pid int) (string, error) { return ControllerCgroupOf(pid, "cpuacct") }
+
+// ControllerCgroupOf is the directory of process pid's cgroup of the cgroup
+// v1 controller (e.g. "cpu"), or its unified one under v2.
+func ControllerCgroupOf(pid int, controller string) (string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return "", err
 	}
-	return parseCgroup(b, "/sys/fs/cgroup")
+	return parseCgroup(b, "/sys/fs/cgroup", controller)
 }
 
-// parseCgroup finds the CPU accounting cgroup in a /proc/PID/cgroup file
-// under root: a v1 line naming cpuacct wins over the v2 "0::" line.
-func parseCgroup(b []byte, root string) (string, error) {
+// parseCgroup finds controller's cgroup in a /proc/PID/cgroup file under
+// root: a v1 line naming controller wins over the v2 "0::" line.
+func parseCgroup(b []byte, root, controller string) (string, error) {
 	var v2 string
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
@@ -131,7 +135,7 @@ func parseCgroup(b []byte, root string) (string, error) {
 			continue
 		}
 		for _, c := range strings.Split(ctrls, ",") {
-			if c == "cpuacct" {
+			if c == controller {
 				return under(root, filepath.Join(ctrls, path))
 			}
 		}
@@ -140,7 +144,7 @@ func parseCgroup(b []byte, root string) (string, error) {
 		}
 	}
 	if v2 == "" {
-		return "", fmt.Errorf("/proc cgroup: no cpuacct (v1) or unified (v2) line")
+		return "", fmt.Errorf("/proc cgroup: no %s (v1) or unified (v2) line", controller)
 	}
 	return under(root, v2)
 }

@@ -51,17 +51,21 @@ func TestParseSchedstat(t *testing.T) {
 
 func TestParseCgroup(t *testing.T) {
 	v1 := "12:pids:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/system.slice/docker.service\n"
-	if got, err := parseCgroup([]byte(v1), "/sys/fs/cgroup"); err != nil || got != "/sys/fs/cgroup/cpu,cpuacct/docker/abc" {
+	if got, err := parseCgroup([]byte(v1), "/sys/fs/cgroup", "cpuacct"); err != nil || got != "/sys/fs/cgroup/cpu,cpuacct/docker/abc" {
 		t.Errorf("v1: %q, %v", got, err)
 	}
+	split := "9:cpu:/docker/abc\n8:cpuacct:/docker/abc\n"
+	if got, err := parseCgroup([]byte(split), "/sys/fs/cgroup", "cpu"); err != nil || got != "/sys/fs/cgroup/cpu/docker/abc" {
+		t.Errorf("v1, cpu on its own: %q, %v", got, err)
+	}
 	v2 := "0::/system.slice/docker-abc.scope\n"
-	if got, err := parseCgroup([]byte(v2), "/sys/fs/cgroup"); err != nil || got != "/sys/fs/cgroup/system.slice/docker-abc.scope" {
+	if got, err := parseCgroup([]byte(v2), "/sys/fs/cgroup", "cpuacct"); err != nil || got != "/sys/fs/cgroup/system.slice/docker-abc.scope" {
 		t.Errorf("v2: %q, %v", got, err)
 	}
-	if _, err := parseCgroup([]byte("3:memory:/x\n"), "/sys/fs/cgroup"); err == nil {
+	if _, err := parseCgroup([]byte("3:memory:/x\n"), "/sys/fs/cgroup", "cpuacct"); err == nil {
 		t.Error("no CPU accounting line: no error")
 	}
-	if dir, err := parseCgroup([]byte("0::/../../etc\n"), "/sys/fs/cgroup"); err == nil {
+	if dir, err := parseCgroup([]byte("0::/../../etc\n"), "/sys/fs/cgroup", "cpuacct"); err == nil {
 		t.Errorf("a path out of the root: %s", dir)
 	}
 }
@@ -156,7 +160,7 @@ func FuzzParsers(f *testing.F) {
 		if d, err := parseSchedstat(b); err == nil && d < 0 {
 			t.Fatalf("schedstat %q: %v", b, d)
 		}
-		if dir, err := parseCgroup(b, "/sys/fs/cgroup"); err == nil && !strings.HasPrefix(dir, "/sys/fs/cgroup") {
+		if dir, err := parseCgroup(b, "/sys/fs/cgroup", "cpuacct"); err == nil && !strings.HasPrefix(dir, "/sys/fs/cgroup") {
 			t.Fatalf("cgroup %q: %s is not under the root", b, dir)
 		}
 	})
