@@ -157,7 +157,7 @@ func TestRecoverAfterTheSupervisorDied(t *testing.T) {
 		{name: "at a3", stage: "a3", undo: true,
 			atStep: func(st supervisor.Step) bool { return strings.HasPrefix(st.Message, "PortChannel2 ready") }},
 		{name: "at b1, giving the new container its shares", stage: "b1", undo: true,
-			atCall: func(op string, args []string) bool { return op == "Update" && slices.Contains(args, "cpu-shares=1024") }},
+			atCall: givesSpeakingShares},
 		{name: "between the cutover and SIGUSR1", stage: "b1",
 			atCall: func(op string, args []string) bool { return op == "Kill" && slices.Equal(args, []string{"SIGUSR1"}) }},
 		{name: "at b2", stage: "b2",
@@ -273,6 +273,13 @@ func TestPausedNewContainerIsUnpaused(t *testing.T) {
 	fs.upgraded(o)
 }
 
+// givesSpeakingShares matches the engine call that gives the new container
+// the shares it keeps once its teamds speak: docker's default here, as the
+// old container has none set.
+func givesSpeakingShares(op string, args []string) bool {
+	return op == "Update" && slices.Contains(args, fmt.Sprintf("cpu-shares=%d", supervisor.DefaultCPUShares))
+}
+
 // failoverWhenReady is a progress hook that, once lag's standby is ready,
 // writes its .active of epoch 2 as a standby that took over on its own (its
 // old speaker died) does.
@@ -295,7 +302,7 @@ func TestRecoverGivesTheSpeakersTheirShares(t *testing.T) {
 	o := fs.options()
 	fs.deafLAG = "PortChannel2"
 	o.Progress = fs.failoverWhenReady("PortChannel1")
-	fs.dies(o, nil, func(op string, args []string) bool { return op == "Update" && slices.Contains(args, "cpu-shares=1024") })
+	fs.dies(o, nil, givesSpeakingShares)
 	if c, _ := fs.e.Get(fs.newID()); c.HostConfig.CPUShares != supervisor.DefaultStandbyCPUShares {
 		t.Fatalf("the run died with the new container at %d CPU shares; the test wants it at the standbys' %d", c.HostConfig.CPUShares, supervisor.DefaultStandbyCPUShares)
 	}
@@ -322,7 +329,7 @@ func TestFailoverBeforeTheCutoverRollsForward(t *testing.T) {
 			fs.deafLAG = "PortChannel2" // its standby never gets ready: a3 fails
 			if refuse {
 				fs.e.Fail = func(op, _ string, args ...string) error {
-					if op == "Update" && slices.Contains(args, "cpu-shares=1024") {
+					if givesSpeakingShares(op, args) {
 						return errors.New("dockerd is restarting")
 					}
 					return nil
