@@ -261,8 +261,7 @@ func rename(tmp, path string, durable bool) error {
 	if !durable {
 		return nil
 	}
-	dir := filepath.Dir(path)
-	return syncDir(dir)
+	return syncDir(filepath.Dir(path))
 }
 
 func syncDir(dir string) error {

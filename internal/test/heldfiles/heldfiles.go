@@ -38,9 +38,11 @@ func Unnamed(dir string, pids ...int) (map[uint64]int, error) {
 			if !ok {
 				continue
 			}
-			rest, ok = strings.CutSuffix(rest, " (deleted)")
+			if rest, ok = strings.CutSuffix(rest, " (deleted)"); !ok {
+				continue
+			}
 			ino, err := strconv.ParseUint(rest, 10, 64)
-			if !ok || err != nil {
+			if err != nil {
 				continue
 			}
 			pid, _ := strconv.Atoi(strings.Split(fd, "/")[2])
