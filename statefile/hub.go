@@ -63,7 +63,7 @@ func NewHub(ctx context.Context, dir string) (*Hub, error) {
 	return h, nil
 }
 
-// AllLAGs subscribes to every record's name.
+// AllLAGs subscribes to every record's name (of the kinds given, if any).
 const AllLAGs = "*"
 
 // wants says whether the subscription carries the name of a record of lag
@@ -71,7 +71,7 @@ const AllLAGs = "*"
 func (sub *hubSub) wants(lag string, kind proto.Kind) bool {
 	switch {
 	case sub.lag == AllLAGs:
-		return true
+		// Every LAG's, the journal's too: the kinds alone decide.
 	case kind == proto.KindJournal:
 		// The supervisor's own: no shim reads it, and it is written
 		// before every stage, with every shim waiting.
@@ -84,8 +84,9 @@ func (sub *hubSub) wants(lag string, kind proto.Kind) bool {
 
 // Subscribe returns the read end of a pipe that carries the names of lag's
 // records and of the cutover, of the given kinds if any are given (every
-// name for AllLAGs). The caller passes it on (to a child) and closes its
-// own copy; the subscription ends when the reader closes it.
+// LAG's for AllLAGs, and the journal's too if no kinds are given). The
+// caller passes it on (to a child) and closes its own copy; the
+// subscription ends when the reader closes it.
 func (h *Hub) Subscribe(lag string, kinds ...proto.Kind) (*os.File, error) {
 	r, w, err := os.Pipe()
 	if err != nil {

@@ -17,7 +17,8 @@ import (
 // One hub, two LAGs' subscribers, one of every LAG and one of a LAG's
 // .active alone: each LAG's pipe carries its own LAG's names and the
 // cutover's, never the other LAG's nor the journal's (no shim reads it);
-// the narrow one its LAG's .active alone; AllLAGs gets them all.
+// the narrow one its LAG's .active alone; AllLAGs gets them all, or those
+// of the kinds it names.
 func TestHubRoutesByLAG(t *testing.T) {
 	d, err := statefile.OpenDir(t.TempDir())
 	if err != nil {
@@ -30,11 +31,13 @@ func TestHubRoutesByLAG(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := map[string]<-chan string{}
-	for _, lag := range []string{"PortChannel1", "PortChannel2", statefile.AllLAGs, "PortChannel1 active"} {
+	for _, lag := range []string{"PortChannel1", "PortChannel2", statefile.AllLAGs, "PortChannel1 active", statefile.AllLAGs + " snapshot"} {
 		var r *os.File
 		var err error
 		if l, ok := strings.CutSuffix(lag, " active"); ok {
 			r, err = h.Subscribe(l, proto.KindActive)
+		} else if l, ok := strings.CutSuffix(lag, " snapshot"); ok {
+			r, err = h.Subscribe(l, proto.KindSnapshot)
 		} else {
 			r, err = h.Subscribe(lag)
 		}
@@ -58,6 +61,7 @@ func TestHubRoutesByLAG(t *testing.T) {
 		prototest.Journal(1, "b1", clock),
 		prototest.Cutover(1, nil, clock),
 		prototest.Active("PortChannel1", 2, 2, clock),
+		prototest.Snapshot("PortChannel3", 1, 2, clock),
 	} {
 		if _, err := d.Write(rec); err != nil {
 			t.Fatal(err)
@@ -67,8 +71,11 @@ func TestHubRoutesByLAG(t *testing.T) {
 	for lag, ch := range lines {
 		got := map[string]bool{}
 		last := cutover // written last of what each reads
-		if strings.HasPrefix(lag, "PortChannel1") || lag == statefile.AllLAGs {
+		switch {
+		case strings.HasPrefix(lag, "PortChannel1"):
 			last = "PortChannel1.active"
+		case strings.HasPrefix(lag, statefile.AllLAGs):
+			last = "PortChannel3.snapshot"
 		}
 		for !got[last] {
 			select {
@@ -88,7 +95,9 @@ func TestHubRoutesByLAG(t *testing.T) {
 		case "PortChannel1 active":
 			want = map[string]bool{"PortChannel1.active": true}
 		case statefile.AllLAGs:
-			want = map[string]bool{"PortChannel1.snapshot": true, "PortChannel2.snapshot": true, proto.FileName("", proto.KindJournal): true, cutover: true, "PortChannel1.active": true}
+			want = map[string]bool{"PortChannel1.snapshot": true, "PortChannel2.snapshot": true, proto.FileName("", proto.KindJournal): true, cutover: true, "PortChannel1.active": true, "PortChannel3.snapshot": true}
+		case statefile.AllLAGs + " snapshot":
+			want = map[string]bool{"PortChannel1.snapshot": true, "PortChannel2.snapshot": true, "PortChannel3.snapshot": true}
 		}
 		if !maps.Equal(got, want) {
 			t.Errorf("%s's pipe carried %v, want %v", lag, got, want)

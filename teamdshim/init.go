@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -233,6 +234,10 @@ type waves struct {
 	ready    <-chan string   // LAGs whose .standby landed; nil: no waves
 	timer    *time.Timer
 	launch   func(LAGConfig)
+	// unsubscribe ends the subscription ready is fed from, once no shim is
+	// left to start: it would otherwise carry every LAG's .standby through
+	// the container's life, its removal at each takeover included.
+	unsubscribe func()
 }
 
 func (in *initState) newWaves(ctx context.Context, configs []LAGConfig, launch func(LAGConfig)) *waves {
@@ -240,14 +245,16 @@ func (in *initState) newWaves(ctx context.Context, configs []LAGConfig, launch f
 	if os.Getenv(proto.EnvRole) != string(proto.RoleStandby) || in.hub == nil || len(configs) <= startWindow {
 		return w
 	}
-	r, err := in.hub.Subscribe(statefile.AllLAGs)
+	r, err := in.hub.Subscribe(statefile.AllLAGs, proto.KindStandby)
 	if err != nil {
 		in.log.Warn("every shim starts at once", "err", err)
 		return w
 	}
 	ready := make(chan string, len(configs))
+	var once sync.Once
+	w.unsubscribe = func() { once.Do(func() { r.Close() }) } // the reader below ends on it
 	go func() {
-		defer r.Close()
+		defer w.unsubscribe()
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			if lag, k, ok := proto.ParseFileName(sc.Text()); ok && k == proto.KindStandby {
@@ -272,9 +279,26 @@ func (w *waves) startMore() {
 		w.starting[c.LAG] = true
 		w.launch(c)
 	}
+	if len(w.pending) == 0 {
+		w.stop()
+		return
+	}
 	if w.timer != nil {
 		w.timer.Reset(startStall)
 	}
+}
+
+// stop starts no more shims: every one has started, or init stops or hands
+// over.
+func (w *waves) stop() {
+	w.pending = nil
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	if w.unsubscribe != nil {
+		w.unsubscribe()
+	}
+	w.ready = nil
 }
 
 // stall fires when no shim got ready for startStall while some wait.
@@ -382,12 +406,12 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 		select {
 		case <-ctx.Done():
 			in.forward(syscall.SIGTERM)
-			w.pending = nil
+			w.stop()
 			ctx = context.Background()
 		case sig := <-sigs:
 			if sig != syscall.SIGCHLD {
 				in.forward(sig.(syscall.Signal))
-				w.pending = nil // stopped or handing over: nothing more starts
+				w.stop() // stopped or handing over: nothing more starts
 				continue
 			}
 			in.reap()

@@ -15,7 +15,9 @@ func TestWavesStartAWindowAtATime(t *testing.T) {
 	}
 	var started []string
 	launch := func(c LAGConfig) { started = append(started, c.LAG) }
-	w := &waves{pending: configs, starting: map[string]bool{}, ready: make(chan string), timer: time.NewTimer(startStall), launch: launch}
+	unsubscribed := false
+	w := &waves{pending: configs, starting: map[string]bool{}, ready: make(chan string), timer: time.NewTimer(startStall), launch: launch,
+		unsubscribe: func() { unsubscribed = true }}
 	w.startMore()
 	if len(started) != startWindow {
 		t.Fatalf("first wave: %d started, want %d", len(started), startWindow)
@@ -30,8 +32,15 @@ func TestWavesStartAWindowAtATime(t *testing.T) {
 	if len(started) != 2*startWindow+1 {
 		t.Fatalf("after a stall: %d started, want %d", len(started), 2*startWindow+1)
 	}
-	if w.stall() == nil {
-		t.Fatal("no stall timer while shims wait to start")
+	if w.stall() == nil || unsubscribed {
+		t.Fatalf("while shims wait to start: stall timer %v, unsubscribed %v", w.stall(), unsubscribed)
+	}
+	// The last wave: the readiness subscription ends with it.
+	clear(w.starting)
+	w.startMore()
+	if len(started) != len(configs) || !unsubscribed || w.ready != nil || w.stall() != nil {
+		t.Fatalf("after the last wave: %d of %d started, unsubscribed %v, still waiting for readiness %v",
+			len(started), len(configs), unsubscribed, w.ready != nil || w.stall() != nil)
 	}
 
 	// Without readiness events (an active container), every shim at once.
