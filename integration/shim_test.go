@@ -158,7 +158,7 @@ func TestIntegrationShimHandsOverEightLAGs(t *testing.T) {
 	b := newBed(t, 8, 2)
 	dir, olds := shimsReadyToHandOver(t, b)
 
-	reserved, err := heldfiles.Unnamed(dir)
+	reserved, err := heldfiles.Unnamed(statefile.WritingDir(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

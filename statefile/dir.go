@@ -26,6 +26,14 @@ var ErrUnsafe = errors.New("unsafe record path")
 // tempPrefix starts every temp file name; Watch and List skip such names.
 const tempPrefix = "."
 
+// WritingDir is where Reserve's files are written and named before they
+// are renamed into the record directory dir: in a directory of its own,
+// their writes, their naming and the first half of their rename are events
+// of a directory nobody watches. In dir itself they woke every watcher of
+// the directory (each container's init) three times a record, for a name
+// they skip.
+func WritingDir(dir string) string { return filepath.Join(dir, tempPrefix+"writing") }
+
 // Dir is a record directory, e.g. /var/warmboot/teamdwarm.
 type Dir struct {
 	path string
@@ -116,8 +124,9 @@ func (d *Dir) store(rec proto.Record, durable bool) (string, error) {
 }
 
 // Reserve makes sure that the next n writes (Write, Publish) find their
-// file allocated: an unnamed file (O_TMPFILE) in the directory, which a
-// write fills and then names. Allocating an inode is the dear part of a
+// file allocated: an unnamed file (O_TMPFILE) in the writing directory
+// (WritingDir, made if missing), which a write fills, names and renames
+// into the record directory. Allocating an inode is the dear part of a
 // write: ext4 without a journal, for one, scans past every inode freed in
 // the last few seconds to find a free one, and a switch's handoffs free
 // and allocate one per LAG each. A shim reserves its handoff's files
@@ -131,8 +140,18 @@ func (d *Dir) Reserve(n int) error {
 	if d.noSpares != nil {
 		return fmt.Errorf("reserve a record file in %s: %w", d.path, d.noSpares)
 	}
+	if len(d.spares) >= n {
+		return nil
+	}
+	wd := WritingDir(d.path)
+	if err := os.Mkdir(wd, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("reserve a record file in %s: %w", d.path, err)
+	}
+	if err := checkDir(wd); err != nil {
+		return fmt.Errorf("reserve a record file in %s: %w", d.path, err)
+	}
 	for len(d.spares) < n {
-		fd, err := unix.Open(d.path, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		fd, err := unix.Open(wd, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return fmt.Errorf("reserve a record file in %s: %w", d.path, err)
 		}
@@ -172,11 +191,12 @@ func (e *linkError) Error() string { return "name an unnamed file: " + e.err.Err
 func (e *linkError) Unwrap() error { return e.err }
 
 // fillSpare writes b to path through fd, a file from Reserve, which it
-// closes: filled (and fsynced if durable), linked under a temp name, and
-// renamed into place as writeFile does.
+// closes: filled (and fsynced if durable), linked under a temp name in the
+// writing directory, and renamed into place as writeFile does.
 func fillSpare(fd int, path string, b []byte, durable bool) error {
 	defer unix.Close(fd)
-	tmp := tempName(path)
+	dir, name := filepath.Split(path)
+	tmp := tempName(filepath.Join(WritingDir(dir), name))
 	if err := writeAll(fd, b, durable); err != nil {
 		return fmt.Errorf("write %s: %w", path, &fs.PathError{Op: "write", Path: tmp, Err: err})
 	}
@@ -383,6 +403,29 @@ func (d *Dir) Remove(lag string, k proto.Kind) error {
 		return err
 	}
 	return nil
+}
+
+// RemoveVersion deletes the record of kind k for lag if the file is still
+// version v (see VersionOf): a writer removes its own record without
+// reading it, and leaves one written after it alone. It reports whether it
+// removed the file; a missing file is not an error.
+func (d *Dir) RemoveVersion(lag string, k proto.Kind, v Version) (bool, error) {
+	path := d.File(lag, k)
+	now, err := VersionOf(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case now != v:
+		return false, nil
+	}
+	if err := unix.Unlink(path); errors.Is(err, unix.ENOENT) {
+		return false, nil
+	} else if err != nil {
+		return false, &fs.PathError{Op: "remove", Path: path, Err: err}
+	}
+	return true, nil
 }
 
 // Entry is one record file found in a directory.

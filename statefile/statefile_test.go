@@ -554,3 +554,64 @@ func TestDecodeEarlierVersion(t *testing.T) {
 		t.Fatalf("absent fields decoded as %+v %+v", a.Teamd, a.Kernel)
 	}
 }
+
+// RemoveVersion removes a record only in the version its caller knows: a
+// writer's own, not one written after it.
+func TestRemoveVersion(t *testing.T) {
+	standby := func(epoch uint64) proto.Record { return prototest.Standby("PortChannel1", epoch, 2, clock) }
+	tests := []struct {
+		name        string
+		after       func(t *testing.T, d *statefile.Dir) // between the write and the removal
+		wantRemoved bool
+		wantEpoch   uint64 // of the record left; 0: none
+	}{
+		{name: "the version written", wantRemoved: true},
+		{
+			name: "rewritten since",
+			after: func(t *testing.T, d *statefile.Dir) {
+				if _, err := d.Publish(standby(3)); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantEpoch: 3,
+		},
+		{
+			name: "removed since",
+			after: func(t *testing.T, d *statefile.Dir) {
+				if err := d.Remove("PortChannel1", proto.KindStandby); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := statefile.OpenDir(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := d.Publish(standby(2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := statefile.VersionOf(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.after != nil {
+				tc.after(t, d)
+			}
+			removed, err := d.RemoveVersion("PortChannel1", proto.KindStandby, v)
+			if err != nil || removed != tc.wantRemoved {
+				t.Fatalf("RemoveVersion = %v, %v; want %v, nil", removed, err, tc.wantRemoved)
+			}
+			rec, err := d.Read("PortChannel1", proto.KindStandby)
+			switch {
+			case tc.wantEpoch == 0 && !errors.Is(err, fs.ErrNotExist):
+				t.Errorf("after it: %v, %v; want no record", rec, err)
+			case tc.wantEpoch != 0 && (err != nil || rec.RecordEpoch() != tc.wantEpoch):
+				t.Errorf("after it: %v, %v; want the record of epoch %d", rec, err, tc.wantEpoch)
+			}
+		})
+	}
+}

@@ -22,15 +22,32 @@ type Event struct {
 	Kind    proto.Kind   // from the name
 	Record  proto.Record // the complete record; nil if Removed or Err != nil
 	Removed bool         // the file was removed or renamed away
+	// Version is the version of the file the record (or Err) is of; zero
+	// if Removed. A reader that keeps it need not read that version again.
+	Version Version
 	// Err says why a file that is there could not be used (corrupt,
 	// unsafe, ...). With Name == "" it is an error of the watch itself.
 	Err error
 }
 
-// fileID tells apart two versions of a name: every atomic write is a new
-// inode.
-type fileID struct {
-	ino, mtime, size int64
+// Version tells apart two versions of a record file: every write of a
+// record is a new inode, renamed into place.
+type Version struct {
+	Ino, Mtime, Size int64
+}
+
+func versionOf(st *unix.Stat_t) Version {
+	return Version{Ino: int64(st.Ino), Mtime: st.Mtim.Nano(), Size: st.Size}
+}
+
+// VersionOf is the version of the file at path; a symlink's own, not its
+// target's.
+func VersionOf(path string) (Version, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return Version{}, &fs.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	return versionOf(&st), nil
 }
 
 // Watch watches the record directory dir until ctx is done, then closes the
@@ -116,7 +133,7 @@ func scan(ctx context.Context, dir string, keep func(lag string, k proto.Kind) b
 	ch := make(chan Event, 16)
 	go func() {
 		defer close(ch)
-		s := scanner{dir: dir, seen: map[string]fileID{}, out: ch, ctx: ctx, keep: keep}
+		s := scanner{dir: dir, seen: map[string]Version{}, out: ch, ctx: ctx, keep: keep}
 		if !s.rescan() {
 			return
 		}
@@ -151,7 +168,7 @@ func scan(ctx context.Context, dir string, keep func(lag string, k proto.Kind) b
 type scanner struct {
 	ctx  context.Context
 	dir  string
-	seen map[string]fileID // owned by the watch goroutine
+	seen map[string]Version // owned by the watch goroutine
 	out  chan<- Event
 	keep func(lag string, k proto.Kind) bool // nil: every record
 }
@@ -207,11 +224,12 @@ func (s *scanner) look(name string) bool {
 		}
 		return true
 	}
-	id := fileID{ino: int64(st.Ino), mtime: st.Mtim.Nano(), size: st.Size}
-	if prev, known := s.seen[name]; known && prev == id {
+	v := versionOf(&st)
+	if prev, known := s.seen[name]; known && prev == v {
 		return true
 	}
-	s.seen[name] = id
+	s.seen[name] = v
+	ev.Version = v
 	ev.Record, ev.Err = ReadFile(path)
 	return s.send(ev)
 }

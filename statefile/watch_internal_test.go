@@ -22,7 +22,7 @@ func TestRescan(t *testing.T) {
 		}
 	}
 	out := make(chan Event, 16)
-	s := scanner{ctx: context.Background(), dir: d.Path(), seen: map[string]fileID{}, out: out}
+	s := scanner{ctx: context.Background(), dir: d.Path(), seen: map[string]Version{}, out: out}
 	drain := func() []Event {
 		var evs []Event
 		for {

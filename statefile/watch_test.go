@@ -60,6 +60,11 @@ func TestWatch(t *testing.T) {
 	if !ok || ev.Err != nil || len(snap.Members) != 2 {
 		t.Fatalf("new snapshot: got %+v", ev)
 	}
+	// The event names the version it read, so that its reader need not
+	// read that version again.
+	if v, err := statefile.VersionOf(ev.Path); err != nil || v != ev.Version {
+		t.Errorf("event's version %+v, the file's %+v (%v)", ev.Version, v, err)
+	}
 
 	// A corrupt record is reported with its error, not dropped.
 	if err := os.WriteFile(filepath.Join(d.Path(), "PortChannel2.snapshot"), []byte("TDWRgarbage"), 0o600); err != nil {
@@ -83,7 +88,7 @@ func TestWatch(t *testing.T) {
 			break
 		}
 	}
-	if !ev.Removed {
+	if !ev.Removed || ev.Version != (statefile.Version{}) {
 		t.Fatalf("removal: got %+v", ev)
 	}
 

@@ -8,7 +8,6 @@ import (
 
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
-	"golang.org/x/sys/unix"
 )
 
 // The epochs fence the LAG's speakers: once a shim of a newer epoch has
@@ -19,33 +18,50 @@ import (
 // steps down: its teamd stops without touching the kernel's LAG, which the
 // new speaker runs now.
 
-// fileVersion tells two versions of a record file apart: every write is a
-// rename of a new inode.
-type fileVersion struct {
-	ino, mtime, size int64
+// seenActive is the LAG's .active as the shim last saw it: the version,
+// and the record if it is a valid .active of another epoch.
+type seenActive struct {
+	version statefile.Version
+	rec     *proto.Active
+}
+
+// newerActive returns the LAG's .active if it belongs to an epoch newer than
+// this shim's. It reads the file only if a stat finds a version the shim
+// has not seen yet, read or in a watch's event (noteActive).
+func (s *Shim) newerActive() *proto.Active {
+	path := s.dir.File(s.lag, proto.KindActive)
+	v, err := statefile.VersionOf(path)
+	if err != nil {
+		return nil
+	}
+	if v != s.seen.version {
+		rec, err := statefile.ReadFile(path)
+		s.noteActive(statefile.Event{Version: v, Record: rec, Err: err})
+	}
+	if a := s.seen.rec; a != nil && a.Epoch > s.epoch {
+		return a
+	}
+	return nil
+}
+
+// noteActive keeps what a watch's event (or a read) says the LAG's .active
+// holds, so that newerActive need not read that version again: init's
+// watch has read it for every shim that subscribes to it.
+func (s *Shim) noteActive(ev statefile.Event) {
+	s.seen.version, s.seen.rec = ev.Version, nil
+	if a, ok := ev.Record.(*proto.Active); ok && ev.Err == nil {
+		s.seen.rec = a
+	}
 }
 
 // fenced reports whether the LAG's .active now belongs to a newer epoch.
 func (s *Shim) fenced() bool {
-	var st unix.Stat_t
-	if err := unix.Stat(s.dir.File(s.lag, proto.KindActive), &st); err != nil {
+	a := s.newerActive()
+	if a == nil {
 		return false
 	}
-	v := fileVersion{int64(st.Ino), st.Mtim.Nano(), st.Size}
-	if v == s.fence {
-		return false
-	}
-	s.fence = v
-	rec, err := s.dir.Read(s.lag, proto.KindActive)
-	if err != nil {
-		return false
-	}
-	if rec.RecordEpoch() > s.epoch {
-		a := rec.(*proto.Active)
-		s.log.Error("a newer epoch speaks for the LAG: stepping down", "epoch", s.epoch, "newer", a.Epoch, "path", a.Path, "writer", a.Writer.Container)
-		return true
-	}
-	return false
+	s.log.Error("a newer epoch speaks for the LAG: stepping down", "epoch", s.epoch, "newer", a.Epoch, "path", a.Path, "writer", a.Writer.Container)
+	return true
 }
 
 // stepDown stops a fenced shim's teamd without taking the LAG down: the

@@ -150,9 +150,12 @@ func (s *Shim) awaitSuccessor(ctx context.Context) (takeBack bool) {
 			if sig != syscall.SIGUSR1 {
 				return false // stopped: the container goes
 			}
-		case _, ok := <-fence:
-			if !ok {
+		case ev, ok := <-fence:
+			switch {
+			case !ok:
 				fence = nil // the ticks still look
+			case ev.Kind == proto.KindActive && ev.LAG == s.lag:
+				s.noteActive(ev) // what the watch read, successorSpeaks need not
 			}
 		case <-tick.C:
 		}
@@ -188,10 +191,7 @@ func (s *Shim) successorAlive() bool {
 }
 
 // successorSpeaks reports whether a newer epoch's .active is there.
-func (s *Shim) successorSpeaks() bool {
-	rec, err := s.dir.Read(s.lag, proto.KindActive)
-	return err == nil && rec.RecordEpoch() > s.epoch
-}
+func (s *Shim) successorSpeaks() bool { return s.newerActive() != nil }
 
 // diedSnapshot: the active teamd died (not by the shim's doing). If a
 // standby of the next epoch is ready, the snapshot tells it at once that

@@ -84,14 +84,15 @@ type Shim struct {
 	sigs    chan os.Signal
 	role    proto.Role // as started: the branch taken once teamd answers
 	epoch   uint64
-	path    proto.Path    // how this shim became active
-	prev    *proto.Active // the LAG's .active found at start
-	members []string      // teamd's ports when it last answered
-	active  *proto.Active // the .active this shim wrote last
-	sb      *standbyWait  // while waiting-ready, standby and taking over
-	hearing *outgoing     // waiting-ready: the members' LACPDUs (see readyPeriod)
-	live    *ofdlock.Lock // the LAG's liveness lock at this epoch
-	fence   fileVersion   // the .active this shim last saw, for the fence check
+	path    proto.Path        // how this shim became active
+	prev    *proto.Active     // the LAG's .active found at start
+	members []string          // teamd's ports when it last answered
+	active  *proto.Active     // the .active this shim wrote last
+	sb      *standbyWait      // while waiting-ready, standby and taking over
+	hearing *outgoing         // waiting-ready: the members' LACPDUs (see readyPeriod)
+	live    *ofdlock.Lock     // the LAG's liveness lock at this epoch
+	seen    seenActive        // the LAG's .active as this shim last saw it, for the fence check
+	standby statefile.Version // the .standby this shim wrote last; zero if none
 
 	// Found at start.
 	info      *proto.TeamdInfo // the wrapped teamd and its profile
@@ -356,8 +357,10 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 			switch {
 			case !ok:
 				s.fenceWatch = nil // the member poll still looks
-			case ev.Kind == proto.KindActive && ev.LAG == s.lag && s.fenced():
-				return s.stepDown()
+			case ev.Kind == proto.KindActive && ev.LAG == s.lag:
+				if s.noteActive(ev); s.fenced() {
+					return s.stepDown()
+				}
 			}
 
 		case <-s.teamd.done:

@@ -185,7 +185,7 @@ func awaitReserved(t *testing.T, dir string, pid, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		held, err := heldfiles.Unnamed(dir, pid)
+		held, err := heldfiles.Unnamed(statefile.WritingDir(dir), pid)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -174,9 +174,13 @@ func (s *Shim) writeStandby(st *teamd.State) error {
 	// supervisor, the old shim), and none outlives the host. Nor does it
 	// get disk blocks if the takeover removes it within the kernel's
 	// writeback delay.
-	if _, err := s.dir.Publish(rec); err != nil {
+	path, err := s.dir.Publish(rec)
+	if err != nil {
 		return fmt.Errorf("standby record: %w", err)
 	}
+	// Only a shim of this epoch writes its .standby, and only one runs: the
+	// file is this one until this shim removes it.
+	s.standby, _ = statefile.VersionOf(path)
 	s.sb.readyMono = rec.ReadyMono
 	s.reserve(2)
 	s.log.Info("standby: ready", "epoch", s.epoch, "members", len(s.members))
@@ -460,8 +464,14 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 }
 
 // removeOwnStandby removes the LAG's .standby if it is this shim's epoch's
-// (another epoch's belongs to another shim).
+// (another epoch's belongs to another shim): the one it wrote, known by its
+// version without a read, or, if it wrote none (a restarted shim that
+// fails before it is ready), one of its epoch left by its predecessor.
 func (s *Shim) removeOwnStandby() error {
+	if s.standby != (statefile.Version{}) {
+		_, err := s.dir.RemoveVersion(s.lag, proto.KindStandby, s.standby)
+		return err
+	}
 	if rec, err := s.dir.Read(s.lag, proto.KindStandby); err != nil || rec.RecordEpoch() != s.epoch {
 		return nil
 	}
