@@ -19,7 +19,7 @@ import (
 // new speaker runs now.
 
 // seenActive is the LAG's .active as the shim last saw it: the version,
-// and the record if it is a valid .active of another epoch.
+// and the record if that version held a valid one.
 type seenActive struct {
 	version statefile.Version
 	rec     *proto.Active
