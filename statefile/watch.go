@@ -36,10 +36,6 @@ type Version struct {
 	Ino, Mtime, Size int64
 }
 
-func versionOf(st *unix.Stat_t) Version {
-	return Version{Ino: int64(st.Ino), Mtime: st.Mtim.Nano(), Size: st.Size}
-}
-
 // VersionOf is the version of the file at path; a symlink's own, not its
 // target's.
 func VersionOf(path string) (Version, error) {
@@ -47,7 +43,7 @@ func VersionOf(path string) (Version, error) {
 	if err := unix.Lstat(path, &st); err != nil {
 		return Version{}, &fs.PathError{Op: "lstat", Path: path, Err: err}
 	}
-	return versionOf(&st), nil
+	return Version{Ino: int64(st.Ino), Mtime: st.Mtim.Nano(), Size: st.Size}, nil
 }
 
 // Watch watches the record directory dir until ctx is done, then closes the
@@ -215,8 +211,8 @@ func (s *scanner) look(name string) bool {
 	}
 	path := filepath.Join(s.dir, name)
 	ev := Event{Name: name, Path: path, LAG: lag, Kind: kind}
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
+	v, err := VersionOf(path)
+	if err != nil {
 		if _, known := s.seen[name]; known && errors.Is(err, fs.ErrNotExist) {
 			delete(s.seen, name)
 			ev.Removed = true
@@ -224,7 +220,6 @@ func (s *scanner) look(name string) bool {
 		}
 		return true
 	}
-	v := versionOf(&st)
 	if prev, known := s.seen[name]; known && prev == v {
 		return true
 	}
