@@ -100,11 +100,15 @@ func parseStat(b []byte) (time.Duration, error) {
 	if u > maxTicks || s > maxTicks-u {
 		return 0, fmt.Errorf("/proc stat: utime %d + stime %d ticks is more than a Duration holds", u, s)
 	}
-	return time.Duration(u+s) * time.Second / userHZ, nil
+	return time.Duration(u+s) * tick, nil
 }
 
+// tick is one USER_HZ tick. Counts are multiplied by it whole: multiplying
+// by a second before dividing by USER_HZ overflows for large counts.
+const tick = time.Second / userHZ
+
 // maxTicks is the most USER_HZ ticks a Duration holds.
-const maxTicks = uint64(math.MaxInt64 / int64(time.Second) * userHZ)
+const maxTicks = uint64(math.MaxInt64 / int64(tick))
 
 // CgroupOf is the directory of process pid's CPU accounting cgroup:
 // cpuacct's under cgroup v1, the unified one under v2.

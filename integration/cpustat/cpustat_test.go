@@ -21,6 +21,9 @@ func TestParseStat(t *testing.T) {
 		{"short", "7 (x) R 1 7", 0, "fields after the name"},
 		{"no name", "7 x R 1", 0, "no command name"},
 		{"not a count", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 a 2 0", 0, "are not counts"},
+		{"ten billion ticks", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 10000000000 0 0", 10000000000 * 10 * time.Millisecond, ""},
+		{"the most a Duration holds", fmt.Sprintf("7 (x) R 1 7 7 0 -1 0 0 0 0 0 %d 0 0", maxTicks), time.Duration(maxTicks) * 10 * time.Millisecond, ""},
+		{"a tick more", fmt.Sprintf("7 (x) R 1 7 7 0 -1 0 0 0 0 0 %d 1 0", maxTicks), 0, "more than a Duration holds"},
 		{"too many ticks", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 18446744073709551615 2 0", 0, "more than a Duration holds"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
