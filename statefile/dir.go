@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/teamdwarm/teamdwarm/proto"
 	"golang.org/x/sys/unix"
@@ -249,6 +250,65 @@ func tempName(path string) string {
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	return filepath.Join(dir, tempPrefix+name+".tmp-"+hex.EncodeToString(rnd[:]))
+}
+
+// isTempName reports whether name is one tempName makes: the prefix, a
+// file name, ".tmp-" and twelve hex digits.
+func isTempName(name string) bool {
+	i := strings.LastIndex(name, ".tmp-")
+	if !strings.HasPrefix(name, tempPrefix) || i <= len(tempPrefix) {
+		return false
+	}
+	suffix := name[i+len(".tmp-"):]
+	_, err := hex.DecodeString(suffix)
+	return len(suffix) == 12 && err == nil
+}
+
+// RemoveLeftovers removes the temp files that writers left in the record
+// directory dir and its writing directory when they were killed between
+// naming a temp file and renaming it (or the host went down then): every
+// reader skips them, and nothing else would remove them. It takes only
+// names tempName makes, regular files, last written more than olderThan
+// ago: a live writer keeps a temp name for the length of one write. It
+// returns the paths it removed. Directories are checked as OpenDir checks
+// them (ErrUnsafe); a missing writing directory is not an error.
+func RemoveLeftovers(dir string, olderThan time.Duration) ([]string, error) {
+	if err := checkDir(dir); err != nil {
+		return nil, fmt.Errorf("remove leftovers: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, d := range []string{dir, WritingDir(dir)} {
+		if d != dir {
+			if err := checkDir(d); err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("remove leftovers: %w", err))
+				}
+				continue
+			}
+		}
+		des, err := os.ReadDir(d)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove leftovers: %w", err))
+			continue
+		}
+		for _, de := range des {
+			if !de.Type().IsRegular() || !isTempName(de.Name()) {
+				continue
+			}
+			path := filepath.Join(d, de.Name())
+			fi, err := os.Lstat(path)
+			if err != nil || !fi.Mode().IsRegular() || time.Since(fi.ModTime()) < olderThan {
+				continue // gone, replaced, or a write still under way
+			}
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove leftovers: %w", err))
+				continue
+			}
+			removed = append(removed, path)
+		}
+	}
+	return removed, errors.Join(errs...)
 }
 
 // writeAll writes b to fd, then fsyncs it if durable.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -448,6 +449,7 @@ func TestWriteKilledAnyInstant(t *testing.T) {
 		t.Fatal(err)
 	}
 	counts := map[uint64]int{}
+	leftovers := 0
 	for i := range runs {
 		dir := t.TempDir()
 		cmd := exec.Command(exe, "-test.run=^TestHelperWriter$")
@@ -463,6 +465,14 @@ func TestWriteKilledAnyInstant(t *testing.T) {
 		time.Sleep(time.Duration(rand.IntN(8000)) * time.Microsecond) // the random instant of the kill
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		removed, err := statefile.RemoveLeftovers(dir, 0)
+		if err != nil {
+			t.Fatalf("run %d: removing the leftovers: %v", i, err)
+		}
+		leftovers += len(removed)
+		if names := namesIn(t, dir, statefile.WritingDir(dir)); len(names) > 0 && !slices.Equal(names, []string{"PortChannel1.snapshot"}) {
+			t.Fatalf("run %d: after RemoveLeftovers the directories hold %q, want the record alone", i, names)
+		}
 		rec, err := statefile.ReadFile(filepath.Join(dir, "PortChannel1.snapshot"))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -473,9 +483,115 @@ func TestWriteKilledAnyInstant(t *testing.T) {
 			counts[rec.RecordEpoch()]++
 		}
 	}
-	t.Logf("after %d kills: %d no file yet, %d small version, %d large version", runs, counts[0], counts[1], counts[2])
+	t.Logf("after %d kills: %d no file yet, %d small version, %d large version; %d temp files left and removed", runs, counts[0], counts[1], counts[2], leftovers)
 	if counts[1]+counts[2] == 0 {
 		t.Fatal("no run got as far as a complete write: the test proves nothing")
+	}
+}
+
+// namesIn lists the regular files of dirs (a missing one holds none).
+func namesIn(t *testing.T, dirs ...string) []string {
+	t.Helper()
+	var names []string
+	for _, d := range dirs {
+		des, err := os.ReadDir(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, de := range des {
+			if de.Type().IsRegular() {
+				names = append(names, de.Name())
+			}
+		}
+	}
+	return names
+}
+
+// RemoveLeftovers takes the temp files a dead writer left, once they are
+// old enough, and nothing else.
+func TestRemoveLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	writing := statefile.WritingDir(dir)
+	if err := os.Mkdir(writing, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	for _, tc := range []struct {
+		path   string
+		what   string // file, dir, symlink
+		old    bool
+		remove bool
+	}{
+		{".PortChannel1.snapshot.tmp-0123456789ab", "file", true, true},
+		{".writing/.PortChannel2.active.tmp-a1b2c3d4e5f6", "file", true, true},
+		{".teamd-warm.journal.tmp-00000000000f", "file", true, true},
+		{".PortChannel1.active.tmp-0123456789ab", "file", false, false}, // a write under way
+		{".writing/.PortChannel3.active.tmp-a1b2c3d4e5f6", "file", false, false},
+		{"PortChannel1.snapshot", "file", true, false},                 // a record
+		{".PortChannel1.1.live", "file", true, false},                  // a liveness lock
+		{".teamd-warm.lock", "file", true, false},                      // the supervisor's lock
+		{".PortChannel4.active.tmp-zzzzzzzzzzzz", "file", true, false}, // not hex
+		{".PortChannel4.active.tmp-0123456789", "file", true, false},   // too short
+		{".tmp-0123456789ab", "file", true, false},                     // no file name
+		{".PortChannel5.active.tmp-0123456789ab", "symlink", true, false},
+		{".PortChannel6.active.tmp-0123456789ab", "dir", true, false},
+	} {
+		p := filepath.Join(dir, tc.path)
+		var err error
+		switch tc.what {
+		case "file":
+			err = os.WriteFile(p, []byte("x"), 0o600)
+		case "dir":
+			err = os.Mkdir(p, 0o700)
+		case "symlink":
+			err = os.Symlink(filepath.Join(dir, "PortChannel1.snapshot"), p)
+		}
+		if err == nil && tc.old {
+			err = os.Chtimes(p, old, old)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := statefile.RemoveLeftovers(dir, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		filepath.Join(dir, ".PortChannel1.snapshot.tmp-0123456789ab"),
+		filepath.Join(dir, ".teamd-warm.journal.tmp-00000000000f"),
+		filepath.Join(writing, ".PortChannel2.active.tmp-a1b2c3d4e5f6"),
+	}
+	slices.Sort(removed)
+	slices.Sort(want)
+	if !slices.Equal(removed, want) {
+		t.Fatalf("removed %q, want %q", removed, want)
+	}
+	for _, p := range want {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is still there (%v)", p, err)
+		}
+	}
+	if got := len(namesIn(t, dir, writing)); got != 8 {
+		t.Errorf("%d regular files left, want the 8 it must keep", got)
+	}
+
+	// Without a writing directory, and with nothing to remove.
+	if removed, err := statefile.RemoveLeftovers(t.TempDir(), time.Minute); err != nil || len(removed) != 0 {
+		t.Errorf("an empty directory: removed %q, %v", removed, err)
+	}
+	if _, err := statefile.RemoveLeftovers(filepath.Join(dir, "missing"), time.Minute); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing record directory: %v, want an error matching fs.ErrNotExist", err)
+	}
+	open := t.TempDir()
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := statefile.RemoveLeftovers(open, time.Minute); !errors.Is(err, statefile.ErrUnsafe) {
+		t.Errorf("a world-writable directory: %v, want an error matching ErrUnsafe", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -330,6 +331,11 @@ type wrapper struct {
 // does nothing more than the first.
 const listenGrace = 200 * time.Millisecond
 
+// leftoverAge is how old a temp file in the record directory must be for
+// init to take it for a dead writer's (statefile.RemoveLeftovers): far
+// longer than any write, even one that a loaded switch slows to seconds.
+const leftoverAge = time.Minute
+
 // Init runs one wrapper per LAG config and stays until every wrapper has
 // exited: it forwards SIGUSR1, SIGTERM, SIGINT, SIGQUIT and SIGHUP to every
 // wrapper (and to the orphaned teamd of a LAG whose wrapper is gone),
@@ -390,6 +396,11 @@ func Init(ctx context.Context, opts InitOptions) (int, error) {
 	defer stopHub()
 	if in.hub, err = statefile.NewHub(hubCtx, dir); err != nil {
 		log.Warn("no shared watch of the record directory: each standby shim watches it on its own", "err", err)
+	}
+	if gone, err := statefile.RemoveLeftovers(dir, leftoverAge); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Warn("temp files left by killed writers", "err", err)
+	} else if len(gone) > 0 {
+		log.Info("removed temp files that writers killed mid-write left", "files", gone)
 	}
 	// teamd is probed once for every shim: two execs of it per LAG cost a
 	// switch's start-up dearly.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/teamdwarm/teamdwarm/proto"
+	"github.com/teamdwarm/teamdwarm/statefile"
 	"github.com/teamdwarm/teamdwarm/teamd"
 	"github.com/teamdwarm/teamdwarm/teamdshim"
 )
@@ -88,13 +89,34 @@ func writeConfigs(t *testing.T, configs map[string]string) string {
 }
 
 // init runs a shim per LAG, forwards SIGUSR1 to all, and exits 0 once
-// every LAG is handed over.
+// every LAG is handed over. At start it removes the temp files that a
+// killed writer left in the record directory, but not one being written.
 func TestInitHandsOverEveryLAG(t *testing.T) {
 	e := newEnv(t)
+	if err := os.MkdirAll(statefile.WritingDir(e.dir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(statefile.WritingDir(e.dir), ".PortChannel1.active.tmp-0123456789ab")
+	fresh := filepath.Join(e.dir, ".PortChannel2.snapshot.tmp-0123456789ab")
+	for _, p := range []string{left, fresh} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(left, old, old); err != nil {
+		t.Fatal(err)
+	}
 	confs := writeConfigs(t, map[string]string{"PortChannel1.conf": config("PortChannel1"), "PortChannel2.json": config("PortChannel2"), "README": "not a config"})
 	p := start(t, e.vars(), bins.shim, "init", "--config-dir", confs, "--", "-L", e.dump)
 	for _, lag := range []string{"PortChannel1", "PortChannel2"} {
 		activeRecord(t, e.dir, lag, 1)
+	}
+	if _, err := os.Stat(left); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the hour-old temp file is still there (%v)", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("the fresh temp file: %v", err)
 	}
 	p.signal(t, syscall.SIGUSR1)
 	if code := p.exit(t, 10*time.Second); code != 0 {
