@@ -145,20 +145,8 @@ func (p *LACPDU) UnmarshalBinary(b []byte) error {
 // first field that is wrong.
 func ParseLACPDU(b []byte) (LACPDU, error) {
 	var p LACPDU
-	if len(b) < FrameLen {
-		// Name the first field the input does not fully hold.
-		return p, truncated(len(b))
-	}
-	if et := binary.BigEndian.Uint16(b[offEtherType:]); et != EtherTypeSlow {
-		return p, &FrameError{"ethertype", offEtherType, fmt.Sprintf("got %#04x, want %#04x", et, EtherTypeSlow)}
-	}
-	if b[offVersion] == 0 {
-		return p, &FrameError{"version_number", offVersion, "got 0, want 1 or later"}
-	}
-	for _, c := range &frameChecks {
-		if got := b[c.off]; got != c.want {
-			return p, &FrameError{c.field, c.off, fmt.Sprintf("got %#02x, want %#02x", got, c.want)}
-		}
+	if err := CheckLACPDU(b); err != nil {
+		return p, err
 	}
 	copy(p.Dst[:], b[offDst:])
 	copy(p.Src[:], b[offSrc:])
@@ -166,6 +154,27 @@ func ParseLACPDU(b []byte) (LACPDU, error) {
 	p.Partner = getInfo(b[offPartner:])
 	p.CollectorMaxDelay = binary.BigEndian.Uint16(b[offCollectorDly:])
 	return p, nil
+}
+
+// CheckLACPDU checks b as ParseLACPDU does, without decoding it: for a
+// reader that only needs to know that a frame it keeps is one.
+func CheckLACPDU(b []byte) error {
+	if len(b) < FrameLen {
+		// Name the first field the input does not fully hold.
+		return truncated(len(b))
+	}
+	if et := binary.BigEndian.Uint16(b[offEtherType:]); et != EtherTypeSlow {
+		return &FrameError{"ethertype", offEtherType, fmt.Sprintf("got %#04x, want %#04x", et, EtherTypeSlow)}
+	}
+	if b[offVersion] == 0 {
+		return &FrameError{"version_number", offVersion, "got 0, want 1 or later"}
+	}
+	for _, c := range &frameChecks {
+		if got := b[c.off]; got != c.want {
+			return &FrameError{c.field, c.off, fmt.Sprintf("got %#02x, want %#02x", got, c.want)}
+		}
+	}
+	return nil
 }
 
 // frameChecks are the bytes of a LACPDU that have one right value.

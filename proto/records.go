@@ -379,7 +379,14 @@ func checkDigest(d string) error {
 	return nil
 }
 
-var portStates = map[string]bool{"current": true, "expired": true, "defaulted": true, "disabled": true}
+// validPortState reports whether s is a state teamd gives a port.
+func validPortState(s string) bool {
+	switch s {
+	case "current", "expired", "defaulted", "disabled":
+		return true
+	}
+	return false
+}
 
 // Validate implements Record.
 func (r *Snapshot) Validate() error {
@@ -400,11 +407,11 @@ func (r *Snapshot) Validate() error {
 		if m.Name == "" {
 			return fieldErr(at(i, "name"), "missing")
 		}
-		if !portStates[m.State] {
+		if !validPortState(m.State) {
 			return fieldErr(at(i, "state"), "%q, want current, expired, defaulted or disabled", m.State)
 		}
 		if len(m.LastRx) != 0 {
-			if _, err := ParseLACPDU(m.LastRx); err != nil {
+			if err := CheckLACPDU(m.LastRx); err != nil {
 				return fieldErr(at(i, "last_rx"), "%v", err)
 			}
 		}

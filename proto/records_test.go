@@ -45,11 +45,22 @@ func TestValidate(t *testing.T) {
 			s.Members[0].State = "up"
 			return s
 		}, "members[0].state"},
+		{"member states", func() proto.Record {
+			s := prototest.Snapshot("PortChannel1", 3, 2, c)
+			s.Members[0].State, s.Members[1].State = "defaulted", "disabled"
+			return s
+		}, ""},
 		{"member last_rx", func() proto.Record {
 			s := prototest.Snapshot("PortChannel1", 3, 2, c)
 			s.Members[0].LastRx = s.Members[0].LastRx[:50]
 			return s
 		}, "members[0].last_rx"},
+		{"member last_rx subtype", func() proto.Record {
+			s := prototest.Snapshot("PortChannel1", 3, 2, c)
+			s.Members[1].LastRx = append([]byte(nil), s.Members[1].LastRx...)
+			s.Members[1].LastRx[14] = 2 // a marker PDU's subtype, not LACP's
+			return s
+		}, "members[1].last_rx"},
 		{"active path", func() proto.Record { a := prototest.Active("PortChannel1", 4, 2, c); a.Path = "magic"; return a }, "path"},
 		{"active from", func() proto.Record { a := prototest.Active("PortChannel1", 4, 2, c); a.FromEpoch = 0; return a }, "from_epoch"},
 		{"cutover epochs", func() proto.Record { x := prototest.Cutover(3, nil, c); x.ToEpoch = 5; return x }, "to_epoch"},
