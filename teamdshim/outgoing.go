@@ -77,7 +77,7 @@ func (o *outgoing) read(c *lacpsock.Conn) {
 }
 
 func (o *outgoing) frame(member string, fr lacpsock.Frame) {
-	if _, err := proto.ParseLACPDU(fr.Data); err != nil {
+	if err := proto.CheckLACPDU(fr.Data); err != nil {
 		return
 	}
 	if !fr.Outgoing {

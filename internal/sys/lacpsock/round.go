@@ -123,7 +123,7 @@ func NextRound(ctx context.Context, conns []*Conn) (time.Time, error) {
 				if err != nil {
 					return
 				}
-				if _, err := proto.ParseLACPDU(fr.Data); err != nil || !fr.Outgoing || fr.At.Before(since) {
+				if err := proto.CheckLACPDU(fr.Data); err != nil || !fr.Outgoing || fr.At.Before(since) {
 					continue
 				}
 				select {
