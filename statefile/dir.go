@@ -244,24 +244,30 @@ func writeFile(path string, b []byte, durable bool) (err error) {
 	return rename(tmp, path, durable)
 }
 
+// A temp file's name is tempPrefix, the file's own name, tempMark and
+// tempRandLen random bytes in hex: tempName makes it, isTempName knows it.
+const (
+	tempMark    = ".tmp-"
+	tempRandLen = 6
+)
+
 // tempName is a fresh temp file name beside path.
 func tempName(path string) string {
 	dir, name := filepath.Split(path)
-	var rnd [6]byte
+	var rnd [tempRandLen]byte
 	_, _ = rand.Read(rnd[:])
-	return filepath.Join(dir, tempPrefix+name+".tmp-"+hex.EncodeToString(rnd[:]))
+	return filepath.Join(dir, tempPrefix+name+tempMark+hex.EncodeToString(rnd[:]))
 }
 
-// isTempName reports whether name is one tempName makes: the prefix, a
-// file name, ".tmp-" and twelve hex digits.
+// isTempName reports whether name is one tempName makes.
 func isTempName(name string) bool {
-	i := strings.LastIndex(name, ".tmp-")
+	i := strings.LastIndex(name, tempMark)
 	if !strings.HasPrefix(name, tempPrefix) || i <= len(tempPrefix) {
 		return false
 	}
-	suffix := name[i+len(".tmp-"):]
+	suffix := name[i+len(tempMark):]
 	_, err := hex.DecodeString(suffix)
-	return len(suffix) == 12 && err == nil
+	return len(suffix) == 2*tempRandLen && err == nil
 }
 
 // RemoveLeftovers removes the temp files that writers left in the record
@@ -278,28 +284,28 @@ func RemoveLeftovers(dir string, olderThan time.Duration) ([]string, error) {
 	}
 	var removed []string
 	var errs []error
-	for _, d := range []string{dir, WritingDir(dir)} {
-		if d != dir {
-			if err := checkDir(d); err != nil {
-				if !errors.Is(err, fs.ErrNotExist) {
-					errs = append(errs, fmt.Errorf("remove leftovers: %w", err))
-				}
-				continue
-			}
-		}
+	dirs := []string{dir}
+	wd := WritingDir(dir)
+	switch err := checkDir(wd); {
+	case err == nil:
+		dirs = append(dirs, wd)
+	case !errors.Is(err, fs.ErrNotExist):
+		errs = append(errs, fmt.Errorf("remove leftovers: %w", err))
+	}
+	for _, d := range dirs {
 		des, err := os.ReadDir(d)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove leftovers: %w", err))
 			continue
 		}
 		for _, de := range des {
-			if !de.Type().IsRegular() || !isTempName(de.Name()) {
+			if !isTempName(de.Name()) {
 				continue
 			}
 			path := filepath.Join(d, de.Name())
 			fi, err := os.Lstat(path)
 			if err != nil || !fi.Mode().IsRegular() || time.Since(fi.ModTime()) < olderThan {
-				continue // gone, replaced, or a write still under way
+				continue // gone, not a regular file, or a write still under way
 			}
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, fmt.Errorf("remove leftovers: %w", err))
