@@ -21,8 +21,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
-	"github.com/teamdwarm/teamdwarm/integration/cpustat"
 	"github.com/teamdwarm/teamdwarm/integration/dut"
+	"github.com/teamdwarm/teamdwarm/internal/sys/cgroup"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
 	"github.com/teamdwarm/teamdwarm/supervisor"
@@ -266,6 +266,9 @@ func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, v
 	if got, ok := kernelCPUShares(t, c.State.Pid); ok && got != supervisor.DefaultCPUShares {
 		t.Errorf("new container's cgroup has cpu.shares %d after the run: want %d", got, supervisor.DefaultCPUShares)
 	}
+	if idle, err := cgroup.Idle(c.State.Pid); idle || (err != nil && !errors.Is(err, cgroup.ErrNoIdle)) {
+		t.Errorf("new container's cgroup after the run: idle %v (%v), want not idle", idle, err)
+	}
 	for _, kv := range []string{"TEAMDWARM_IMAGE_VERSION=" + version, "TEAMDWARM_ROLE=standby", fmt.Sprintf("TEAMDWARM_EPOCH=%d", epoch)} {
 		if !slices.Contains(c.Config.Env, kv) {
 			t.Errorf("new container's environment %q lacks %s", c.Config.Env, kv)
@@ -280,7 +283,7 @@ func (bx *box) upgraded(t *testing.T, rep *supervisor.Report, code int, oldID, v
 // controller); ok is false where there is none (cgroup v2).
 func kernelCPUShares(t *testing.T, pid int) (shares int64, ok bool) {
 	t.Helper()
-	dir, err := cpustat.ControllerCgroupOf(pid, "cpu")
+	dir, err := cgroup.Dir(pid, "cpu")
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 		t.Fatal(err) // no /proc/PID/cgroup
 	}
@@ -449,7 +452,8 @@ func (bx *box) inotifyInstances(ctx context.Context, t *testing.T, id string) ma
 
 // Eight standbys waiting for the cutover hold one inotify instance between
 // them (their init's shared watch), not one each: a switch's 128 LAGs stay
-// clear of fs.inotify.max_user_instances (128 per user by default).
+// clear of fs.inotify.max_user_instances (128 per user by default). Their
+// container stands idle meanwhile, where the kernel has cpu.idle.
 func TestIntegrationStandbysShareOneWatch(t *testing.T) {
 	bx := newBox(t, 8, 2, dut.Version{Name: "v1"}, dut.Version{Name: "v2"})
 	oldID := bx.runTeamd(t, "v1")
@@ -464,6 +468,10 @@ func TestIntegrationStandbysShareOneWatch(t *testing.T) {
 	newID := bx.awaitNewContainer(ctx, t, oldID)
 	awaitRecords(t, bx.Dir, proto.KindStandby, bx.Bed.LAGs, 30*time.Second, epochIs(2))
 	got := bx.inotifyInstances(ctx, t, newID)
+	idle, idleErr := false, error(nil)
+	if c := bx.inspect(t, newID); c != nil && c.State.Running {
+		idle, idleErr = cgroup.Idle(c.State.Pid)
+	}
 	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
@@ -475,5 +483,11 @@ func TestIntegrationStandbysShareOneWatch(t *testing.T) {
 	}
 	if total != 1 {
 		t.Errorf("the new container's processes hold %d inotify instances, want 1 (init's): %v", total, got)
+	}
+	switch {
+	case errors.Is(idleErr, cgroup.ErrNoIdle):
+		t.Logf("the standbys' idle is not checked: %v", idleErr)
+	case idleErr != nil || !idle:
+		t.Errorf("the new container's cgroup in a3: idle %v (%v), want idle", idle, idleErr)
 	}
 }

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/teamdwarm/teamdwarm/internal/sys/cgroup"
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/proto"
 	"github.com/teamdwarm/teamdwarm/statefile"
@@ -65,6 +67,13 @@ func (r *run) speakingShares(ctx context.Context, p *plan, newID, why string) er
 		return nil
 	}
 	o := r.s.opts
+	// Idle first: the kernel refuses an idle cgroup's shares.
+	if p.standbyIdle {
+		if err := r.leaveIdle(ctx, newID); err != nil {
+			return fmt.Errorf("take the new %s out of idle: %w", o.Container, err)
+		}
+		p.standbyIdle = false
+	}
 	to, what := fullShares(p.old), "the old one's"
 	if p.old.HostConfig == nil || p.old.HostConfig.CPUShares == 0 {
 		what = "the default; the old one had none set"
@@ -74,6 +83,37 @@ func (r *run) speakingShares(ctx context.Context, p *plan, newID, why string) er
 	}
 	p.standbyShares = 0
 	r.progress("the new %s runs at %d CPU shares from now on (%s), %s", o.Container, to, what, why)
+	return nil
+}
+
+// standbyIdle marks the new container, whose init is pid, idle until the
+// cutover (Options.CPUIdle).
+func (r *run) standbyIdle(p *plan, pid int) error {
+	if pid <= 0 {
+		return errors.New("its init's PID is not known")
+	}
+	if err := r.s.opts.CPUIdle(pid, true); err != nil {
+		return err
+	}
+	p.standbyIdle = true
+	return nil
+}
+
+// leaveIdle takes the new container out of idle. Its init is looked up
+// anew: a container restarted since its start has another. A container
+// that does not run has no cgroup; it gets a new one, not idle, when it
+// starts.
+func (r *run) leaveIdle(ctx context.Context, newID string) error {
+	c, err := r.s.engine.ContainerInspect(ctx, newID)
+	if err != nil {
+		return err
+	}
+	if c.State == nil || !c.State.Running || c.State.Pid <= 0 {
+		return nil
+	}
+	if err := r.s.opts.CPUIdle(c.State.Pid, false); err != nil && !errors.Is(err, cgroup.ErrNoIdle) {
+		return err
+	}
 	return nil
 }
 

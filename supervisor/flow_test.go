@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/teamdwarm/teamdwarm/internal/sys/cgroup"
 	"github.com/teamdwarm/teamdwarm/internal/sys/inotify"
 	"github.com/teamdwarm/teamdwarm/internal/sys/monoclock"
 	"github.com/teamdwarm/teamdwarm/internal/sys/ofdlock"
@@ -55,9 +56,35 @@ type fakeSwitch struct {
 	profile     string // the old shims' teamd profile ("" = not said)
 	noLocks     bool   // the old shims hold no liveness locks (an earlier teamdwarm)
 
+	noIdle    bool  // the kernel has no cpu.idle
+	idleError error // marking a cgroup idle or not fails so
+
 	mu    sync.Mutex
 	log   []string                   // what the stand-in shims did; guarded by mu
 	locks map[string][]*ofdlock.Lock // container ID -> its shims' liveness locks; guarded by mu
+	idle  []idleCall                 // Options.CPUIdle's calls; guarded by mu
+}
+
+// idleCall is one call of Options.CPUIdle: which process, to what, and how
+// many engine calls had been made before it.
+type idleCall struct {
+	pid        int
+	idle       bool
+	afterCalls int
+}
+
+// cpuIdle is the switch's Options.CPUIdle: it records the call.
+func (fs *fakeSwitch) cpuIdle(pid int, idle bool) error {
+	if fs.noIdle {
+		return fmt.Errorf("/sys/fs/cgroup/cpu/docker/x: %w", cgroup.ErrNoIdle)
+	}
+	if fs.idleError != nil {
+		return fs.idleError
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.idle = append(fs.idle, idleCall{pid: pid, idle: idle, afterCalls: len(fs.e.Calls())})
+	return nil
 }
 
 const oldDigest = "sha256:0123"
@@ -309,7 +336,8 @@ func (fs *fakeSwitch) options() supervisor.Options {
 		Deadline: 200 * time.Millisecond, TakeoverTimeout: 2 * time.Second, ExitTimeout: 2 * time.Second, StopTimeout: time.Second,
 		InotifyUsage: func() (inotify.Usage, error) {
 			return inotify.Usage{Instances: 10, Watches: 10, MaxInstances: 128, MaxWatches: 8192}, nil
-		}}
+		},
+		CPUIdle: fs.cpuIdle}
 }
 
 func (fs *fakeSwitch) upgrade(ctx context.Context, o supervisor.Options) (*supervisor.Report, error) {
@@ -709,9 +737,33 @@ func TestCutoverAsksForWaves(t *testing.T) {
 	}
 }
 
-// The standbys stand up at the least CPU shares, behind the old teamds; the
-// new container gets the old one's before the cutover is written, or
-// docker's default if the old one had none. A refusal rolls the run back.
+// checkIdle checks that the new container, whose init is pid, was marked
+// idle at its start and left idle before its shares were given, if marked
+// says so; else that no cgroup was marked.
+func (fs *fakeSwitch) checkIdle(t *testing.T, marked bool, pid int) {
+	t.Helper()
+	fs.mu.Lock()
+	calls := slices.Clone(fs.idle)
+	fs.mu.Unlock()
+	if !marked {
+		if len(calls) != 0 {
+			t.Errorf("cgroups marked idle or not: %+v, want none", calls)
+		}
+		return
+	}
+	give := slices.IndexFunc(fs.e.Calls(), func(c string) bool {
+		return strings.HasPrefix(c, "Update ") && !strings.HasPrefix(c, "Update "+fs.oldID) && strings.Contains(c, "cpu-shares=")
+	})
+	if len(calls) != 2 || calls[0].pid != pid || !calls[0].idle || calls[1].pid != pid || calls[1].idle || calls[1].afterCalls > give {
+		t.Errorf("cgroups marked idle or not: %+v; want pid %d idle, then not idle before engine call %d (the shares)", calls, pid, give)
+	}
+}
+
+// The standbys stand up at the least CPU shares and idle, behind the old
+// teamds; the new container leaves idle and gets the old one's shares
+// before the cutover is written, or docker's default if the old one had
+// none. A refusal rolls the run back; a kernel without cpu.idle leaves the
+// shares alone to rank the standbys.
 func TestStandbysStandUpAtTheLeastCPUShares(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
@@ -720,6 +772,8 @@ func TestStandbysStandUpAtTheLeastCPUShares(t *testing.T) {
 		lowered   bool  // whether the standbys ran at fewer shares
 		want      int64 // the new container's after the run
 		refuse    bool  // the update is refused
+		noIdle    bool  // the kernel has no cpu.idle
+		idleError error // leaving idle fails so
 		wantError string
 	}{
 		{name: "old has none", want: supervisor.DefaultCPUShares, lowered: true},
@@ -728,9 +782,13 @@ func TestStandbysStandUpAtTheLeastCPUShares(t *testing.T) {
 		{name: "turned off", standby: -1, want: 0},
 		{name: "update refused", refuse: true, lowered: true,
 			wantError: "give the new teamd its CPU shares (1024): dockerd is restarting"},
+		{name: "no cpu.idle", noIdle: true, want: supervisor.DefaultCPUShares, lowered: true},
+		{name: "leaving idle refused", idleError: errors.New("permission denied"), lowered: true,
+			wantError: "take the new teamd out of idle: permission denied"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
+			fs.noIdle = tt.noIdle
 			ctx := context.Background()
 			if tt.old != 0 {
 				if _, err := fs.e.ContainerUpdate(ctx, fs.oldID, container.UpdateConfig{Resources: container.Resources{CPUShares: tt.old}}); err != nil {
@@ -756,13 +814,15 @@ func TestStandbysStandUpAtTheLeastCPUShares(t *testing.T) {
 				}
 				return nil
 			}
+			newPID := 0
 			o.Progress = func(st supervisor.Step) {
 				if st.Stage == supervisor.StageStart && strings.Contains(st.Message, "started the new") {
 					for _, c := range fs.e.List() {
 						if c.ID != fs.oldID {
-							created = c.HostConfig.CPUShares
+							created, newPID = c.HostConfig.CPUShares, c.Pid
 						}
 					}
+					fs.idleError = tt.idleError // marking it idle went through
 				}
 			}
 			rep, err := fs.upgrade(ctx, o)
@@ -776,6 +836,10 @@ func TestStandbysStandUpAtTheLeastCPUShares(t *testing.T) {
 			}
 			if err != nil || rep.Result != supervisor.ResultOK {
 				t.Fatalf("result %s: %v", rep.Result, err)
+			}
+			fs.checkIdle(t, tt.lowered && !tt.noIdle, newPID)
+			if onlyShares := slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, "stand behind at 2 CPU shares only") }); onlyShares != (tt.lowered && tt.noIdle) {
+				t.Errorf("notes %q: a note that the shares alone rank the standbys: %v, want %v", rep.Notes, onlyShares, tt.lowered && tt.noIdle)
 			}
 			switch {
 			case tt.lowered && created != supervisor.DefaultStandbyCPUShares:

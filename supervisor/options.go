@@ -2,9 +2,11 @@ package supervisor
 
 import (
 	"fmt"
-	"github.com/teamdwarm/teamdwarm/internal/sys/inotify"
 	"log/slog"
 	"time"
+
+	"github.com/teamdwarm/teamdwarm/internal/sys/cgroup"
+	"github.com/teamdwarm/teamdwarm/internal/sys/inotify"
 )
 
 // Defaults; each is an Options field.
@@ -41,7 +43,11 @@ const (
 	// shims and teamds); the old container's teamds, which must send a
 	// PDU every second meanwhile, then come first. The shares are a
 	// cgroup's weight, so they rank the containers whatever the nice
-	// values inside them.
+	// values inside them. Where the kernel has it, the new container's
+	// cgroup is also marked idle until then (Options.CPUIdle): shares
+	// rank it only among its siblings, and a running teamd woken on a CPU
+	// that a process outside Docker's cgroup holds still waited, while
+	// the other CPU ran the standbys' start-up.
 	DefaultStandbyCPUShares = 2
 	// DefaultCPUShares is what a container without --cpu-shares gets
 	// (cgroup v1's cpu.shares): the new container's shares from the
@@ -97,6 +103,12 @@ type Options struct {
 	// InotifyUsage reads root's inotify use and limits, which the run's
 	// watches count against (preflight); inotify.Read of /proc if nil.
 	InotifyUsage func() (inotify.Usage, error)
+	// CPUIdle marks the cgroup of process pid (the new container's init)
+	// idle or not; cgroup.SetIdle if nil. The new container is idle from
+	// its start to the cutover if its standbys stand behind
+	// (StandbyCPUShares); an error matching cgroup.ErrNoIdle means the
+	// kernel cannot, and the shares alone rank it.
+	CPUIdle func(pid int, idle bool) error
 }
 
 // Step is one line of progress.
@@ -153,6 +165,9 @@ func (o *Options) defaults() error {
 	if o.InotifyUsage == nil {
 		// The containers' shims run as root, whoever runs teamd-warm.
 		o.InotifyUsage = func() (inotify.Usage, error) { return inotify.Read("/proc", 0) }
+	}
+	if o.CPUIdle == nil {
+		o.CPUIdle = cgroup.SetIdle
 	}
 	return nil
 }

@@ -34,6 +34,9 @@ type plan struct {
 	// standbyShares are the new container's CPU shares from its start to
 	// the cutover; 0 if it runs with the old one's throughout.
 	standbyShares int64
+	// standbyIdle: the new container's cgroup is (or may be) marked idle
+	// (Options.CPUIdle) until the cutover.
+	standbyIdle bool
 }
 
 type lagPlan struct {

@@ -76,16 +76,25 @@ func (r *run) prepare(ctx context.Context, p *plan) (string, error) {
 	if err := e.ContainerStart(ctx, newID, container.StartOptions{}); err != nil {
 		return "", fmt.Errorf("start the new %s: %w", o.Container, err)
 	}
+	pid := 0
 	if c, err := e.ContainerInspect(ctx, newID); err == nil {
 		r.rep.New = containerInfo(c)
+		if c.State != nil {
+			pid = c.State.Pid
+		}
 	} else {
 		r.rep.New = &ContainerInfo{Name: o.Container, ID: newID, Image: o.Image}
 	}
-	shares := ""
+	behind := ""
 	if p.standbyShares > 0 {
-		shares = fmt.Sprintf(", at %d CPU shares until the cutover", p.standbyShares)
+		behind = fmt.Sprintf(", at %d CPU shares until the cutover", p.standbyShares)
+		if err := r.standbyIdle(p, pid); err != nil {
+			r.note("the new %s's standbys stand behind at %d CPU shares only: %v", o.Container, p.standbyShares, err)
+		} else {
+			behind = fmt.Sprintf(", idle and at %d CPU shares until the cutover", p.standbyShares)
+		}
 	}
-	r.progress("started the new %s (%s) from %s: standbys at epoch %d%s", o.Container, shortID(newID), o.Image, p.epoch+1, shares)
+	r.progress("started the new %s (%s) from %s: standbys at epoch %d%s", o.Container, shortID(newID), o.Image, p.epoch+1, behind)
 
 	r.enter(StageReady)
 	if err := r.journal(string(StageReady)); err != nil {

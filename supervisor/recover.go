@@ -202,7 +202,8 @@ func (r *run) finishForward(ctx context.Context, p *plan, newID string, cut *pro
 	// it still has the standbys'.
 	if c, err := r.s.engine.ContainerInspect(ctx, newID); err == nil && c.HostConfig != nil {
 		if s := c.HostConfig.CPUShares; s > 0 && s <= r.s.opts.StandbyCPUShares && s < fullShares(p.old) {
-			p.standbyShares = s
+			// It may be idle too: leaving idle is harmless if it is not.
+			p.standbyShares, p.standbyIdle = s, true
 			if err := r.speakingShares(ctx, p, newID, "to finish the run"); err != nil {
 				r.warn("%v", err)
 			}

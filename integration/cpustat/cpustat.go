@@ -5,8 +5,6 @@
 package cpustat
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -17,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/teamdwarm/teamdwarm/internal/sys/cgroup"
 	"github.com/teamdwarm/teamdwarm/internal/sys/procstat"
 )
 
@@ -112,55 +111,7 @@ const maxTicks = uint64(math.MaxInt64 / int64(tick))
 
 // CgroupOf is the directory of process pid's CPU accounting cgroup:
 // cpuacct's under cgroup v1, the unified one under v2.
-func CgroupOf(pid int) (string, error) { return ControllerCgroupOf(pid, "cpuacct") }
-
-// ControllerCgroupOf is the directory of process pid's cgroup of the cgroup
-// v1 controller (e.g. "cpu"), or its unified one under v2.
-func ControllerCgroupOf(pid int, controller string) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return "", err
-	}
-	return parseCgroup(b, "/sys/fs/cgroup", controller)
-}
-
-// parseCgroup finds controller's cgroup in a /proc/PID/cgroup file under
-// root: a v1 line naming controller wins over the v2 "0::" line.
-func parseCgroup(b []byte, root, controller string) (string, error) {
-	var v2 string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		id, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		ctrls, path, ok := strings.Cut(rest, ":")
-		if !ok {
-			continue
-		}
-		for _, c := range strings.Split(ctrls, ",") {
-			if c == controller {
-				return under(root, filepath.Join(ctrls, path))
-			}
-		}
-		if id == "0" && ctrls == "" {
-			v2 = path
-		}
-	}
-	if v2 == "" {
-		return "", fmt.Errorf("/proc cgroup: no %s (v1) or unified (v2) line", controller)
-	}
-	return under(root, v2)
-}
-
-// under joins rel to root, refusing a rel that leads out of it.
-func under(root, rel string) (string, error) {
-	dir := filepath.Join(root, rel)
-	if dir != root && !strings.HasPrefix(dir, root+"/") {
-		return "", fmt.Errorf("/proc cgroup: %q leads out of %s", rel, root)
-	}
-	return dir, nil
-}
+func CgroupOf(pid int) (string, error) { return cgroup.Dir(pid, "cpuacct") }
 
 // Cgroup is the CPU time the processes of cgroup dir (and of the cgroups
 // below it) have used, those that exited included.

@@ -81,7 +81,7 @@ func upgrade(ctx context.Context, op supervisor.Operation, args []string, io cli
 	fs.DurationVar(&o.ExitTimeout, "exit-timeout", supervisor.DefaultExitTimeout, "c1: kill the old container if it has not exited by then")
 	fs.IntVar(&o.HandoverWindow, "handover-window", supervisor.DefaultHandoverWindow, "b1: how many LAGs hand over per fast period (in waves, in the LAGs' order)")
 	fs.Int64Var(&o.StandbyCPUShares, "standby-cpu-shares", supervisor.DefaultStandbyCPUShares,
-		"a2 to b1: the new container's CPU shares while its standbys stand up, so that the old teamds come first (-1: the old container's throughout)")
+		"a2 to b1: the new container's CPU shares while its standbys stand up, idle too where the kernel has cpu.idle, so that the old teamds come first (-1: the old container's shares throughout, not idle)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
