@@ -220,11 +220,15 @@ func SharedWatch() *os.File {
 // starts when one of those starting is ready (its .standby lands, seen
 // through the shared watch) or when none has been for startStall. A
 // switch's 64 teamds and shims starting at once on two cores starved the
-// running container's teamds (the peer saw gaps near 2 s). An active
-// container, one without the shared watch, and one with few LAGs start
-// every shim at once.
+// running container's teamds (the peer saw gaps near 2 s). A standby is
+// ready when its teamd hears the partner, a PDU a second, so the window
+// also sets a3's pace: 16 at once took 8 s for 128 LAGs on two cores, 32
+// took 6.9 s (medians), and with the container idle (teamd-warm marks its
+// cgroup so) the running teamds' gaps did not grow (BENCHMARKS.md). An
+// active container, one without the shared watch, and one with few LAGs
+// start every shim at once.
 const (
-	startWindow = 16
+	startWindow = 32
 	startStall  = 3 * time.Second
 )
 

@@ -10,7 +10,7 @@ import (
 // that gets ready, a whole window more when none did for a while.
 func TestWavesStartAWindowAtATime(t *testing.T) {
 	var configs []LAGConfig
-	for i := range 40 {
+	for i := range 3*startWindow - 8 {
 		configs = append(configs, LAGConfig{LAG: fmt.Sprintf("PortChannel%d", i+1)})
 	}
 	var started []string
@@ -24,7 +24,7 @@ func TestWavesStartAWindowAtATime(t *testing.T) {
 	}
 	delete(w.starting, "PortChannel3") // ready
 	w.startMore()
-	if len(started) != startWindow+1 || started[len(started)-1] != "PortChannel17" {
+	if next := fmt.Sprintf("PortChannel%d", startWindow+1); len(started) != startWindow+1 || started[len(started)-1] != next {
 		t.Fatalf("after one ready: %d started, the last %s", len(started), started[len(started)-1])
 	}
 	clear(w.starting) // stalled
