@@ -308,9 +308,22 @@ func TestRecoverGivesTheSpeakersTheirShares(t *testing.T) {
 	}
 	fs.deafLAG = ""
 	o.Progress = nil
+	fs.mu.Lock()
+	fs.idle = nil
+	fs.mu.Unlock()
+	calls := len(fs.e.Calls())
 	rep, err := fs.recover(o)
 	if err != nil || rep.Result != supervisor.ResultOK {
 		t.Fatalf("recover: %s (%v), want ok", rep.Result, err)
+	}
+	// It takes the container out of idle too, before the shares.
+	c, _ := fs.e.Get(fs.newID())
+	give := calls + slices.IndexFunc(fs.e.Calls()[calls:], func(c string) bool { return givesSpeakingShares(strings.Fields(c)[0], strings.Fields(c)) })
+	fs.mu.Lock()
+	idle := slices.Clone(fs.idle)
+	fs.mu.Unlock()
+	if len(idle) != 1 || idle[0].pid != c.Pid || idle[0].idle || idle[0].afterCalls > give {
+		t.Errorf("recover's cgroup calls %+v; want pid %d out of idle before engine call %d (the shares)", idle, c.Pid, give)
 	}
 	fs.upgraded(o)
 }

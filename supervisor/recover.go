@@ -202,8 +202,12 @@ func (r *run) finishForward(ctx context.Context, p *plan, newID string, cut *pro
 	// it still has the standbys'.
 	if c, err := r.s.engine.ContainerInspect(ctx, newID); err == nil && c.HostConfig != nil {
 		if s := c.HostConfig.CPUShares; s > 0 && s <= r.s.opts.StandbyCPUShares && s < fullShares(p.old) {
-			// It may be idle too: leaving idle is harmless if it is not.
-			p.standbyShares, p.standbyIdle = s, true
+			// It may be idle too (leaving idle is harmless if it is not);
+			// if that cannot be told, the shares' update says so.
+			if err := r.leaveIdle(ctx, newID); err != nil {
+				r.note("the new %s may still be idle: %v", r.s.opts.Container, err)
+			}
+			p.standbyShares = s
 			if err := r.speakingShares(ctx, p, newID, "to finish the run"); err != nil {
 				r.warn("%v", err)
 			}
