@@ -64,9 +64,14 @@ func parse(b []byte, root, controller string) (dir string, top bool, err error) 
 			continue
 		}
 		for _, c := range strings.Split(ctrls, ",") {
-			if c == controller {
-				return under(root, ctrls, path)
+			if c != controller {
+				continue
 			}
+			// The hierarchy's directory is named by its controllers.
+			if strings.Contains(ctrls, "/") {
+				return "", false, fmt.Errorf("/proc cgroup: controllers %q do not name a directory", ctrls)
+			}
+			return under(root, ctrls, path)
 		}
 		if id == "0" && ctrls == "" {
 			v2 = path

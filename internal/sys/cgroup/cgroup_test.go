@@ -29,6 +29,8 @@ func TestParse(t *testing.T) {
 		{"out of the hierarchy", "0::/../../etc\n", "cpu", "", false, "leads out of"},
 		{"v1 out of its mount", "4:cpu:/../memory/x\n", "cpu", "", false, "leads out of"},
 		{"garbage", "cpu\n::\n", "cpu", "", false, "no cpu (v1)"},
+		{"controllers with a slash", ":cpu,/0:\n", "cpu", "", false, "do not name a directory"},
+		{"controllers up a directory", "4:cpu,../..:/x\n", "cpu", "", false, "do not name a directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, top, err := parse([]byte(tc.file), "/sys/fs/cgroup", tc.controller)
