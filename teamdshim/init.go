@@ -223,7 +223,7 @@ func SharedWatch() *os.File {
 // running container's teamds (the peer saw gaps near 2 s). A standby is
 // ready when its teamd hears the partner, a PDU a second, so the window
 // also sets a3's pace: 16 at once took 8.2 s for 128 LAGs on two cores, 32
-// took 6.9 s (medians), and with the container idle (teamd-warm marks its
+// took 7.3 s (medians), and with the container idle (teamd-warm marks its
 // cgroup so) the running teamds' gaps did not grow (BENCHMARKS.md). An
 // active container, one without the shared watch, and one with few LAGs
 // start every shim at once.
