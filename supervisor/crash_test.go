@@ -318,7 +318,10 @@ func TestRecoverGivesTheSpeakersTheirShares(t *testing.T) {
 	}
 	// It takes the container out of idle too, before the shares.
 	c, _ := fs.e.Get(fs.newID())
-	give := calls + slices.IndexFunc(fs.e.Calls()[calls:], func(c string) bool { return givesSpeakingShares(strings.Fields(c)[0], strings.Fields(c)) })
+	give := calls + slices.IndexFunc(fs.e.Calls()[calls:], func(c string) bool {
+		f := strings.Fields(c)
+		return givesSpeakingShares(f[0], f[1:])
+	})
 	fs.mu.Lock()
 	idle := slices.Clone(fs.idle)
 	fs.mu.Unlock()

@@ -87,12 +87,12 @@ func (r *run) prepare(ctx context.Context, p *plan) (string, error) {
 	}
 	behind := ""
 	if p.standbyShares > 0 {
-		behind = fmt.Sprintf(", at %d CPU shares until the cutover", p.standbyShares)
+		idle := "idle and "
 		if err := r.standbyIdle(p, pid); err != nil {
+			idle = ""
 			r.note("the new %s's standbys stand behind at %d CPU shares only: %v", o.Container, p.standbyShares, err)
-		} else {
-			behind = fmt.Sprintf(", idle and at %d CPU shares until the cutover", p.standbyShares)
 		}
+		behind = fmt.Sprintf(", %sat %d CPU shares until the cutover", idle, p.standbyShares)
 	}
 	r.progress("started the new %s (%s) from %s: standbys at epoch %d%s", o.Container, shortID(newID), o.Image, p.epoch+1, behind)
 

@@ -98,47 +98,41 @@ func under(root, mount, path string) (dir string, top bool, err error) {
 // every task in it, those that start later included. It refuses the root
 // of a hierarchy, which is every process's that is in no cgroup of its own.
 func SetIdle(pid int, idle bool) error {
-	dir, top, err := find(pid, "cpu")
+	path, top, err := idlePath(pid)
 	if err != nil {
-		return fmt.Errorf("cgroup of pid %d: %w", pid, err)
+		return err
 	}
 	if top {
-		return fmt.Errorf("pid %d is in the root cgroup (%s): not marking that idle", pid, dir)
+		return fmt.Errorf("pid %d is in the root cgroup (%s): not marking that idle", pid, filepath.Dir(path))
 	}
 	v := "0"
 	if idle {
 		v = "1"
 	}
 	// O_WRONLY without O_CREATE: a missing file is a kernel without it.
-	f, err := os.OpenFile(filepath.Join(dir, "cpu.idle"), os.O_WRONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: %w", dir, ErrNoIdle)
-	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
-		return err
+		return noIdle(path, err)
 	}
 	_, err = f.WriteString(v)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("set %s/cpu.idle to %s: %w", dir, v, err)
+		return fmt.Errorf("set %s to %s: %w", path, v, err)
 	}
 	return nil
 }
 
 // Idle reports whether process pid's cgroup is marked idle.
 func Idle(pid int) (bool, error) {
-	dir, err := Dir(pid, "cpu")
-	if err != nil {
-		return false, fmt.Errorf("cgroup of pid %d: %w", pid, err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "cpu.idle"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("%s: %w", dir, ErrNoIdle)
-	}
+	path, _, err := idlePath(pid)
 	if err != nil {
 		return false, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, noIdle(path, err)
 	}
 	switch v := strings.TrimSpace(string(b)); v {
 	case "0":
@@ -146,6 +140,25 @@ func Idle(pid int) (bool, error) {
 	case "1":
 		return true, nil
 	default:
-		return false, fmt.Errorf("%s/cpu.idle: %q, want 0 or 1", dir, v)
+		return false, fmt.Errorf("%s: %q, want 0 or 1", path, v)
 	}
+}
+
+// idlePath is the cpu.idle file of process pid's cgroup; top says the
+// cgroup is its hierarchy's root.
+func idlePath(pid int) (path string, top bool, err error) {
+	dir, top, err := find(pid, "cpu")
+	if err != nil {
+		return "", false, fmt.Errorf("cgroup of pid %d: %w", pid, err)
+	}
+	return filepath.Join(dir, "cpu.idle"), top, nil
+}
+
+// noIdle is err, the failure to open path, as ErrNoIdle if the file is
+// not there: a kernel or cgroup without it.
+func noIdle(path string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", filepath.Dir(path), ErrNoIdle)
+	}
+	return err
 }
