@@ -1,9 +1,11 @@
 package supervisor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -207,7 +209,7 @@ func kernelVerdict(snap *proto.Snapshot, a *proto.Active) string {
 					why = v.Err
 				}
 			}
-			return "unknown (" + why + ")"
+			return kernelUnknown + " (" + why + ")"
 		}
 		changes = append(changes, views[i-1].Diff(views[i])...)
 	}
@@ -215,6 +217,20 @@ func kernelVerdict(snap *proto.Snapshot, a *proto.Active) string {
 		return "changed: " + strings.Join(changes, ", ")
 	}
 	return "unchanged"
+}
+
+// kernelUnknown is the verdict on a kernel's LAG that could not be read
+// (the report gives why in parentheses after it).
+const kernelUnknown = "unknown"
+
+// kernelUnknownWhy says why the kernel's LAG is unknown if the verdict v
+// says it is.
+func kernelUnknownWhy(v string) (string, bool) {
+	why, ok := strings.CutPrefix(v, kernelUnknown+" (")
+	if !ok {
+		return "", false
+	}
+	return strings.CutSuffix(why, ")")
 }
 
 // MemberReport is one member port.
@@ -259,7 +275,8 @@ func ResultOf(err error) Result {
 }
 
 // WriteText prints the report for a person: a summary line, one line per
-// member, and the stages' times.
+// member, below them the counts and largest gaps of a large table, and
+// the stages' times.
 func (r *Report) WriteText(w io.Writer) error {
 	what := fmt.Sprintf("%s %s to %s", r.Operation, r.Container, r.Image)
 	if r.ToEpoch != 0 {
@@ -273,45 +290,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "  %s\n", r.Error)
 	}
 	if len(r.LAGs) > 0 {
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		// Past the cutover every LAG has a result; before it, the table is
 		// the LAGs as preflight found them.
 		handed := slices.ContainsFunc(r.LAGs, func(l LAGReport) bool { return l.Result != "" })
-		if handed {
-			fmt.Fprintln(tw, "LAG\tRATE\tPATH\tRESULT\tTAKEOVER\tKERNEL\tMEMBER\tGAP\tNOTE")
-		} else {
-			fmt.Fprintln(tw, "LAG\tRATE\tBUDGET\tTEAMD\tOLD SPEAKER\tMEMBER\tSTATE\tSELECTED")
-		}
-		for _, l := range r.LAGs {
-			for i, m := range l.Members {
-				lagCols := []string{l.LAG, l.Rate, orDash(string(l.Path)), orDash(l.Result), durOrDash(l.Takeover), orDash(l.Kernel)}
-				if !handed {
-					lagCols = []string{l.LAG, l.Rate, l.Budget.String(), orDash(l.Teamd), orDash(l.OldSpeaker)}
-				}
-				if i > 0 {
-					for j := range lagCols {
-						lagCols[j] = ""
-					}
-				}
-				row := append(lagCols, m.Name)
-				if handed {
-					gap := durOrDash(m.Gap)
-					if m.GapFrom == "cutover" {
-						gap += " (from cutover)"
-					}
-					note := ""
-					if i == 0 {
-						note = l.Note
-					}
-					row = append(row, gap, note)
-				} else {
-					row = append(row, m.State, yesno(m.Selected))
-				}
-				fmt.Fprintln(tw, strings.Join(row, "\t"))
-			}
-		}
-		if err := tw.Flush(); err != nil {
+		if err := r.writeTable(w, handed); err != nil {
 			return err
+		}
+		if handed {
+			r.writeSummary(w)
 		}
 	}
 	if len(r.Stages) > 0 {
@@ -328,6 +314,114 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "warning: %s\n", n)
 	}
 	return nil
+}
+
+// writeTable prints a line per member, the LAG's columns on its first.
+// A KERNEL that could not be read says "unknown" there and why below
+// (writeSummary): the reason is the same for every LAG of a kernel
+// without team.ko, and would make the table too wide to read.
+func (r *Report) writeTable(w io.Writer, handed bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if handed {
+		fmt.Fprintln(tw, "LAG\tRATE\tPATH\tRESULT\tTAKEOVER\tKERNEL\tMEMBER\tGAP\tNOTE")
+	} else {
+		fmt.Fprintln(tw, "LAG\tRATE\tBUDGET\tTEAMD\tOLD SPEAKER\tMEMBER\tSTATE\tSELECTED")
+	}
+	for _, l := range r.LAGs {
+		lagCols := []string{l.LAG, l.Rate, l.Budget.String(), orDash(l.Teamd), orDash(l.OldSpeaker)}
+		if handed {
+			kernel := l.Kernel
+			if _, ok := kernelUnknownWhy(kernel); ok {
+				kernel = kernelUnknown
+			}
+			lagCols = []string{l.LAG, l.Rate, orDash(string(l.Path)), orDash(l.Result), durOrDash(l.Takeover), orDash(kernel)}
+		}
+		for i, m := range l.Members {
+			if i == 1 {
+				lagCols = make([]string, len(lagCols))
+			}
+			row := append(slices.Clip(lagCols), m.Name)
+			if handed {
+				gap := durOrDash(m.Gap)
+				if m.GapFrom == "cutover" {
+					gap += " (from cutover)"
+				}
+				note := ""
+				if i == 0 {
+					note = l.Note
+				}
+				row = append(row, gap, note)
+			} else {
+				row = append(row, m.State, yesno(m.Selected))
+			}
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
+		}
+	}
+	return tw.Flush()
+}
+
+// writeSummary sums up a table past the cutover. Above tallyEach LAGs,
+// too many lines to read, it counts the results and paths and names the
+// largest gaps; at any size it says once why the kernel's LAG is unknown,
+// for the LAGs whose KERNEL column says so.
+func (r *Report) writeSummary(w io.Writer) {
+	if len(r.LAGs) > tallyEach {
+		results, paths := map[string]int{}, map[string]int{}
+		type memberGap struct {
+			lag string
+			m   MemberReport
+		}
+		var gaps []memberGap
+		for _, l := range r.LAGs {
+			results[orDash(l.Result)]++
+			if l.Path != "" {
+				paths[string(l.Path)]++
+			}
+			for _, m := range l.Members {
+				if m.Gap > 0 {
+					gaps = append(gaps, memberGap{l.LAG, m})
+				}
+			}
+		}
+		line := fmt.Sprintf("%d LAGs: %s", len(r.LAGs), countsText(results))
+		if len(paths) > 0 {
+			line += "; paths: " + countsText(paths)
+		}
+		fmt.Fprintln(w, line)
+		slices.SortStableFunc(gaps, func(a, b memberGap) int { return cmp.Compare(b.m.Gap, a.m.Gap) })
+		var largest []string
+		for _, g := range gaps[:min(len(gaps), tallyNames)] {
+			s := fmt.Sprintf("%s on %s %v", g.m.Name, g.lag, g.m.Gap)
+			if g.m.GapFrom == "cutover" {
+				s += " (from cutover)"
+			}
+			largest = append(largest, s)
+		}
+		if len(largest) > 0 {
+			fmt.Fprintf(w, "largest gaps: %s\n", strings.Join(largest, ", "))
+		}
+	}
+	unknown := map[string][]string{} // why: the LAGs
+	for _, l := range r.LAGs {
+		if why, ok := kernelUnknownWhy(l.Kernel); ok {
+			unknown[why] = append(unknown[why], l.LAG)
+		}
+	}
+	whys := slices.Collect(maps.Keys(unknown))
+	slices.SortFunc(whys, func(a, b string) int {
+		return cmp.Or(cmp.Compare(len(unknown[b]), len(unknown[a])), strings.Compare(a, b))
+	})
+	for _, why := range whys {
+		lags := unknown[why]
+		who := fmt.Sprintf("%d LAGs (%s)", len(lags), someNames(lags, tallyNames))
+		switch {
+		case len(lags) == len(r.LAGs) && len(lags) > 1:
+			who = fmt.Sprintf("every LAG (%d)", len(lags))
+		case len(lags) == 1:
+			who = lags[0]
+		}
+		fmt.Fprintf(w, "kernel unknown for %s: %s\n", who, why)
+	}
 }
 
 func orDash(s string) string {

@@ -53,11 +53,16 @@ func (t *tally) waysText() string {
 	if len(t.ways) == 0 {
 		return ""
 	}
+	return " (" + countsText(t.ways) + ")"
+}
+
+// countsText lists counts by name: "deadline 2, snapshot 98".
+func countsText(counts map[string]int) string {
 	var parts []string
-	for _, w := range slices.Sorted(maps.Keys(t.ways)) {
-		parts = append(parts, fmt.Sprintf("%s %d", w, t.ways[w]))
+	for _, name := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%s %d", name, counts[name]))
 	}
-	return " (" + strings.Join(parts, ", ") + ")"
+	return strings.Join(parts, ", ")
 }
 
 // someNames lists up to most of names, then how many more there are.
