@@ -362,7 +362,7 @@ func (r *Report) writeTable(w io.Writer, handed bool) error {
 
 // writeSummary sums up a table past the cutover. Above tallyEach LAGs,
 // too many lines to read, it counts the results and paths and names the
-// largest gaps; at any size it says once why the kernel's LAG is unknown,
+// LAGs with the largest gaps; at any size it says once why the kernel's LAG is unknown,
 // for the LAGs whose KERNEL column says so.
 func (r *Report) writeSummary(w io.Writer) {
 	if len(r.LAGs) > tallyEach {
@@ -377,10 +377,17 @@ func (r *Report) writeSummary(w io.Writer) {
 			if l.Path != "" {
 				paths[string(l.Path)]++
 			}
+			// A LAG's members hand over together: its largest gap
+			// speaks for it, and five LAGs are named rather than
+			// two members of each.
+			var largest MemberReport
 			for _, m := range l.Members {
-				if m.Gap > 0 {
-					gaps = append(gaps, memberGap{l.LAG, m})
+				if m.Gap > largest.Gap {
+					largest = m
 				}
+			}
+			if largest.Gap > 0 {
+				gaps = append(gaps, memberGap{l.LAG, largest})
 			}
 		}
 		line := fmt.Sprintf("%d LAGs: %s", len(r.LAGs), countsText(results))

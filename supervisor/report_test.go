@@ -40,7 +40,7 @@ func TestWriteTextSumsUpALargeTable(t *testing.T) {
 			lags: lags(20, func(i int, l *LAGReport) { l.Kernel = kernelUnknown + " (" + noTeam + ")" }),
 			want: []string{
 				"20 LAGs: ok 20; paths: snapshot 20\n",
-				"largest gaps: Ethernet152 on PortChannel20 29ms, Ethernet156 on PortChannel20 29ms, Ethernet144 on PortChannel19 28ms, Ethernet148 on PortChannel19 28ms, Ethernet136 on PortChannel18 27ms\n",
+				"largest gaps: Ethernet152 on PortChannel20 29ms, Ethernet144 on PortChannel19 28ms, Ethernet136 on PortChannel18 27ms, Ethernet128 on PortChannel17 26ms, Ethernet120 on PortChannel16 25ms\n",
 				"kernel unknown for every LAG (20): " + noTeam + "\n",
 			},
 			not: []string{"unknown (" + noTeam},
@@ -61,7 +61,7 @@ func TestWriteTextSumsUpALargeTable(t *testing.T) {
 			}),
 			want: []string{
 				"20 LAGs: no-takeover 1, ok 19; paths: deadline 1, snapshot 18\n",
-				"largest gaps: Ethernet24 on PortChannel4 2s (from cutover), Ethernet152 on PortChannel20 29ms,",
+				"largest gaps: Ethernet24 on PortChannel4 2s (from cutover), Ethernet152 on PortChannel20 29ms, Ethernet144 on PortChannel19 28ms,",
 				"kernel unknown for 10 LAGs (PortChannel11 PortChannel12 PortChannel13 PortChannel14 PortChannel15 and 5 more): " + noTeam + "\n" +
 					"kernel unknown for PortChannel4: not recorded\n",
 			},
