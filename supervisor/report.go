@@ -360,54 +360,62 @@ func (r *Report) writeTable(w io.Writer, handed bool) error {
 	return tw.Flush()
 }
 
-// writeSummary sums up a table past the cutover. Above tallyEach LAGs,
-// too many lines to read, it counts the results and paths and names the
-// LAGs with the largest gaps; at any size it says once why the kernel's LAG is unknown,
-// for the LAGs whose KERNEL column says so.
+// writeSummary sums up a table past the cutover: above tallyEach LAGs,
+// too many lines to read, the results and paths counted and the LAGs with
+// the largest gaps named; at any size, once, why the kernel's LAG is
+// unknown for the LAGs whose KERNEL column says so.
 func (r *Report) writeSummary(w io.Writer) {
 	if len(r.LAGs) > tallyEach {
-		results, paths := map[string]int{}, map[string]int{}
-		type memberGap struct {
-			lag string
-			m   MemberReport
+		r.writeCounts(w)
+	}
+	r.writeKernelUnknown(w)
+}
+
+func (r *Report) writeCounts(w io.Writer) {
+	results, paths := map[string]int{}, map[string]int{}
+	type lagGap struct {
+		lag string
+		m   MemberReport
+	}
+	var gaps []lagGap
+	for _, l := range r.LAGs {
+		results[orDash(l.Result)]++
+		if l.Path != "" {
+			paths[string(l.Path)]++
 		}
-		var gaps []memberGap
-		for _, l := range r.LAGs {
-			results[orDash(l.Result)]++
-			if l.Path != "" {
-				paths[string(l.Path)]++
-			}
-			// A LAG's members hand over together: its largest gap
-			// speaks for it, and five LAGs are named rather than
-			// two members of each.
-			var largest MemberReport
-			for _, m := range l.Members {
-				if m.Gap > largest.Gap {
-					largest = m
-				}
-			}
-			if largest.Gap > 0 {
-				gaps = append(gaps, memberGap{l.LAG, largest})
+		// A LAG's members hand over together: its largest gap speaks for
+		// it, and five LAGs are named rather than two members of each.
+		var worst MemberReport
+		for _, m := range l.Members {
+			if m.Gap > worst.Gap {
+				worst = m
 			}
 		}
-		line := fmt.Sprintf("%d LAGs: %s", len(r.LAGs), countsText(results))
-		if len(paths) > 0 {
-			line += "; paths: " + countsText(paths)
-		}
-		fmt.Fprintln(w, line)
-		slices.SortStableFunc(gaps, func(a, b memberGap) int { return cmp.Compare(b.m.Gap, a.m.Gap) })
-		var largest []string
-		for _, g := range gaps[:min(len(gaps), tallyNames)] {
-			s := fmt.Sprintf("%s on %s %v", g.m.Name, g.lag, g.m.Gap)
-			if g.m.GapFrom == "cutover" {
-				s += " (from cutover)"
-			}
-			largest = append(largest, s)
-		}
-		if len(largest) > 0 {
-			fmt.Fprintf(w, "largest gaps: %s\n", strings.Join(largest, ", "))
+		if worst.Gap > 0 {
+			gaps = append(gaps, lagGap{l.LAG, worst})
 		}
 	}
+	line := fmt.Sprintf("%d LAGs: %s", len(r.LAGs), countsText(results))
+	if len(paths) > 0 {
+		line += "; paths: " + countsText(paths)
+	}
+	fmt.Fprintln(w, line)
+	if len(gaps) == 0 {
+		return
+	}
+	slices.SortStableFunc(gaps, func(a, b lagGap) int { return cmp.Compare(b.m.Gap, a.m.Gap) })
+	var named []string
+	for _, g := range gaps[:min(len(gaps), tallyNames)] {
+		s := fmt.Sprintf("%s on %s %v", g.m.Name, g.lag, g.m.Gap)
+		if g.m.GapFrom == "cutover" {
+			s += " (from cutover)"
+		}
+		named = append(named, s)
+	}
+	fmt.Fprintf(w, "largest gaps: %s\n", strings.Join(named, ", "))
+}
+
+func (r *Report) writeKernelUnknown(w io.Writer) {
 	unknown := map[string][]string{} // why: the LAGs
 	for _, l := range r.LAGs {
 		if why, ok := kernelUnknownWhy(l.Kernel); ok {
