@@ -274,3 +274,42 @@ func TestIntegrationStrandedHandoffIsTakenBack(t *testing.T) {
 		t.Fatalf("the peer noticed:\n%s", old.log.String())
 	}
 }
+
+// The standby is stopped (its container with it) while the old shim waits
+// for its LAG's turn in a later wave, and its teamd is slow to stop (here:
+// frozen). The standby lets go of its record and lock at once, and the old
+// shim, finding no shim of the next epoch at its turn, keeps the LAG
+// instead of leaving it silent.
+func TestIntegrationStandbyStoppedBeforeTheTurnKeepsTheLAG(t *testing.T) {
+	b := newBed(t, 1, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	old, standby, w := standbyOf(t, b, dir, dump)
+	if err := syscall.Kill(teamdPID(t, standby), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// The LAG second in waves of one: its turn is a fast period away.
+	writeCutoverInWaves(t, dir, 1, []testbed.LAG{{Name: "PortChannel99"}, b.LAGs[0]}, 1)
+	old.signal(syscall.SIGUSR1)
+	if !old.log.WaitFor("handing over in a later wave", 5*time.Second) {
+		t.Fatalf("the old shim does not wait for its turn:\n%s", old.log.String())
+	}
+	standby.signal(syscall.SIGTERM)
+	shimGone(t, dir, b.LAGs[0].Name, 2)
+	select {
+	case <-standby.done:
+		t.Fatal("the standby's shim exited: its frozen teamd cannot have stopped")
+	default: // it let its lock go while it waits for its teamd
+	}
+	if !old.log.WaitFor("handoff called off at the LAG's turn", 5*time.Second) {
+		t.Fatalf("the old shim did not call its handoff off:\n%s", old.log.String())
+	}
+	noRecord(t, dir, b.LAGs[0].Name, proto.KindSnapshot, 1, time.Second)
+	select {
+	case <-old.done:
+		t.Fatalf("the old shim exited:\n%s", old.log.String())
+	default:
+	}
+	if v := judgeSettled(t, b, w, "standby stopped before the LAG's turn"); !v.Clean() {
+		t.Fatalf("the peer noticed:\n%s", old.log.String())
+	}
+}

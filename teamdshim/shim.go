@@ -121,6 +121,9 @@ type Shim struct {
 	// the handoff just wrote, and transmits at once).
 	takeBack, takingBack bool
 	noReserve            bool // record files could not be reserved: said once
+	// withdrawn: a standby told to stop let its record and lock go at
+	// once (withdraw); it takes nothing over after that.
+	withdrawn bool
 }
 
 // New checks the options and teamd's command line.
@@ -510,6 +513,15 @@ func (s *Shim) handOverRequested(ctx context.Context) (done bool, err error) {
 	}
 	if toNext {
 		s.awaitRound(cut)
+		// The turn can be periods away (a later wave), and the next epoch
+		// can go meanwhile (its container stopped at the cutover):
+		// stopping teamd then would leave the LAG silent until it is
+		// taken back.
+		if _, running := s.standbyState(); !running {
+			s.log.Error("handoff called off at the LAG's turn: no shim of the next epoch runs any more; keeping the LAG",
+				"epoch", s.epoch, "next", s.epoch+1)
+			return false, nil
+		}
 	}
 	if err := s.handOver(ctx, EventHandOver); err != nil {
 		return true, err
@@ -541,6 +553,7 @@ func (s *Shim) cutoverToNext() *proto.Cutover {
 // says the shim is done.
 func (s *Shim) stopRequested(ctx context.Context) (handed bool, err error) {
 	if s.state != StateActive || !s.profile.WarmStop() {
+		s.withdraw()
 		s.relay(syscall.SIGTERM)
 		return false, nil
 	}

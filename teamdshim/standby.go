@@ -419,6 +419,10 @@ func short(digest string) string {
 // takeOver is taking-over: the takeover signal, the wait for teamd's first
 // PDU on every member, .active, and the standby record withdrawn.
 func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) error {
+	if s.withdrawn {
+		s.log.Warn("not taking the LAG over: this standby is stopping", "on", ev)
+		return nil
+	}
 	if err := s.enter(StateTakingOver, ev); err != nil {
 		return err
 	}
@@ -461,6 +465,24 @@ func (s *Shim) takeOver(ev Event, path proto.Path, from uint64, note string) err
 	s.sb.close()
 	s.sb = nil
 	return s.enter(StateActive, EventTransmits)
+}
+
+// withdraw is a standby's first answer to SIGTERM: its .standby goes and
+// its liveness lock is let go before its teamd stops, which can take a
+// while (a whole container stopping on a busy switch). The LAG's old shim
+// then knows at once that nobody of this epoch will take the LAG over: if
+// its turn to hand over has not come, it keeps the LAG; if it has handed
+// over, it takes the LAG back. A standby that withdrew takes nothing over.
+func (s *Shim) withdraw() {
+	if s.role != proto.RoleStandby || s.state >= StateTakingOver || s.withdrawn {
+		return
+	}
+	s.withdrawn = true
+	if err := s.removeOwnStandby(); err != nil {
+		s.log.Warn("removing the standby record", "err", err)
+	}
+	s.live.Release(false)
+	s.log.Info("stopping: the standby record and the liveness lock let go before teamd stops", "epoch", s.epoch)
 }
 
 // removeOwnStandby removes the LAG's .standby if it is this shim's epoch's
