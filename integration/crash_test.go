@@ -171,6 +171,35 @@ func TestIntegrationStopHandsOverToAReadyStandby(t *testing.T) {
 	}
 }
 
+// docker stop of the old container as the supervisor writes the cutover:
+// the old shim's snapshot, begun before the cutover, lands after it (here
+// its teamd ignores SIGUSR1 and transmits until killed at the shim's
+// bound). It was taken after the standby was ready, so it is this
+// handoff's, not a leftover: the standby takes over from it rather than
+// on the deadline.
+func TestIntegrationStopJustBeforeTheCutoverHandsOver(t *testing.T) {
+	b := newBed(t, 1, 2)
+	dir, dump := recordDir(t), t.TempDir()
+	old := startShim(t, b, b.LAGs[0], shimOpts{dir: dir, dumpDir: dump, fault: "ignore-sigusr1", flags: []string{"--stop-timeout", "700ms"}})
+	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
+	negotiated(t, b)
+	startShim(t, b, b.LAGs[0], shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump})
+	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
+	w := mark(t, b)
+	old.signal(syscall.SIGTERM)
+	if !old.log.WaitFor("handing over", 5*time.Second) {
+		t.Fatalf("the old shim does not hand over:\n%s", old.log.String())
+	}
+	writeCutover(t, dir, 1, b.LAGs)
+	a := awaitRecords(t, dir, proto.KindActive, b.LAGs, 10*time.Second, epochIs(2))[b.LAGs[0].Name].(*proto.Active)
+	if a.Path != proto.PathSnapshot || !strings.Contains(a.Note, "just before the cutover") {
+		t.Errorf("path %s (%s), want the snapshot taken just before the cutover", a.Path, a.Note)
+	}
+	if v := judgeSettled(t, b, w, "SIGTERM to the old shim just before the cutover"); !v.Clean() {
+		t.Fatal("the peer noticed")
+	}
+}
+
 // An old container frozen (docker pause) falls silent with its sockets
 // open: with no cutover, the standby fails over after two quiet periods
 // (so the peer's gap stays under 2.5 s, short of its 3 s expiry); thawed,

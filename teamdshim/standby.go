@@ -18,9 +18,10 @@ import (
 )
 
 // errNoCutover holds a snapshot back until the cutover it belongs to is
-// seen: a snapshot is only trusted if it was taken after the cutover, or,
-// with none, after this standby was ready (the old shim handed over as its
-// container was stopped).
+// seen: a snapshot is only trusted if it was taken after the cutover or
+// after this standby was ready (the old shim handed over on its own, its
+// container stopped, with or without a cutover coming after). One taken
+// before both is a leftover.
 var errNoCutover = errors.New("no cutover for this epoch yet")
 
 // Paces of a standby's look at the old speaker: while it waits (is the
@@ -239,6 +240,9 @@ func (s *Shim) record(ev statefile.Event) error {
 		w.rejected = append(w.rejected, err.Error())
 		return nil
 	}
+	if snap := ev.Record.(*proto.Snapshot); w.cut != nil && snap.TakenMono < w.cut.StartedMono {
+		note = "the old shim handed over on its own just before the cutover (" + snap.TeamdStop + ")"
+	}
 	w.timings.SnapshotSeen = seen
 	return s.takeOver(EventSnapshot, proto.PathSnapshot, ev.Record.(*proto.Snapshot).Epoch, note)
 }
@@ -395,8 +399,8 @@ func (s *Shim) judgeSnapshot(ev statefile.Event, cut *proto.Cutover) error {
 		return fmt.Errorf("config digest %s, this teamd runs %s: the configuration changed", short(snap.ConfigDigest), short(s.digest))
 	case cut == nil:
 		return errNoCutover
-	case snap.TakenMono < cut.StartedMono:
-		return fmt.Errorf("taken %v before the cutover: a leftover", time.Duration(cut.StartedMono-snap.TakenMono))
+	case snap.TakenMono < cut.StartedMono && snap.TakenMono <= s.sb.readyMono:
+		return fmt.Errorf("taken %v before the cutover, before this standby was ready: a leftover", time.Duration(cut.StartedMono-snap.TakenMono))
 	}
 	var names []string
 	for _, m := range snap.Members {
