@@ -111,6 +111,32 @@ func TestIntegrationFaultMatrix(t *testing.T) {
 	}
 }
 
+// The faults whose timing a switch's size changes, on 128 LAGs x 2: a
+// container stopped as the run reaches a3's end. The new one's 257
+// processes take seconds to stop, so the cutover can come while its
+// standbys go; the old one's shims all hand over on their own at once,
+// racing the cutover. Each case must leave every LAG served, by the new
+// container or the old, with no expiry and the matrix's gap bound.
+func TestIntegrationFaultsAtScale(t *testing.T) {
+	bx := newBox(t, 128, 2, dut.Version{Name: "v1"}, dut.Version{Name: "v2"})
+	bx.runTeamd(t, "v1")
+	image, epoch := "v1", uint64(1)
+	for _, fc := range []faultCase{{"docker stop new", "a3"}, {"docker stop old", "a3"}} {
+		next := map[string]string{"v1": "v2", "v2": "v1"}[image]
+		var res faultResult
+		if !t.Run(strings.ReplaceAll(fc.String(), " ", "_"), func(t *testing.T) {
+			res = bx.faultCase(t, fc, bx.Images[next], epoch)
+		}) {
+			return // the next case would start from a broken switch
+		}
+		t.Logf("%s: exit %d, %s, epoch %d, largest gap %v", fc, res.Exit, res.Result, res.Epoch, res.MaxGap.Round(time.Millisecond))
+		if res.Epoch > epoch {
+			image = next
+		}
+		epoch = res.Epoch
+	}
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return "-"
