@@ -187,7 +187,7 @@ func TestIntegrationStopJustBeforeTheCutoverHandsOver(t *testing.T) {
 	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
 	w := mark(t, b)
 	old.signal(syscall.SIGTERM)
-	if !old.log.WaitFor("handing over", 5*time.Second) {
+	if !old.log.WaitFor(`msg="handing over"`, 5*time.Second) {
 		t.Fatalf("the old shim does not hand over:\n%s", old.log.String())
 	}
 	writeCutover(t, dir, 1, b.LAGs)
