@@ -179,12 +179,8 @@ func TestIntegrationStopHandsOverToAReadyStandby(t *testing.T) {
 // on the deadline.
 func TestIntegrationStopJustBeforeTheCutoverHandsOver(t *testing.T) {
 	b := newBed(t, 1, 2)
-	dir, dump := recordDir(t), t.TempDir()
-	old := startShim(t, b, b.LAGs[0], shimOpts{dir: dir, dumpDir: dump, fault: "ignore-sigusr1", flags: []string{"--stop-timeout", "700ms"}})
-	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
-	negotiated(t, b)
-	startShim(t, b, b.LAGs[0], shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump})
-	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
+	dir := recordDir(t)
+	old := ignoringOldBesideStandby(t, b, dir)
 	w := mark(t, b)
 	old.signal(syscall.SIGTERM)
 	if !old.log.WaitFor(`msg="handing over"`, 5*time.Second) {

@@ -286,13 +286,8 @@ func TestIntegrationCorruptSnapshotDeadlineTakeover(t *testing.T) {
 // the LAG still hands over by snapshot inside the deadline.
 func TestIntegrationOldTeamdIgnoringSIGUSR1IsBounded(t *testing.T) {
 	b := newBed(t, 1, 2)
-	dir, dump := recordDir(t), t.TempDir()
-	old := startShim(t, b, b.LAGs[0], shimOpts{dir: dir, dumpDir: dump, fault: "ignore-sigusr1", flags: []string{"--stop-timeout", "700ms"}})
-	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
-	negotiated(t, b)
-	startShim(t, b, b.LAGs[0], shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump})
-	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
-
+	dir := recordDir(t)
+	old := ignoringOldBesideStandby(t, b, dir)
 	w := mark(t, b)
 	writeCutover(t, dir, 1, b.LAGs)
 	old.signal(syscall.SIGUSR1)
@@ -311,6 +306,20 @@ func TestIntegrationOldTeamdIgnoringSIGUSR1IsBounded(t *testing.T) {
 	if v := judgeSettled(t, b, w, "old teamd ignoring SIGUSR1"); !v.Clean() {
 		t.Fatal("the peer noticed")
 	}
+}
+
+// ignoringOldBesideStandby starts, for the bed's one LAG, an old active
+// shim whose teamd ignores SIGUSR1 (and transmits until the shim kills it,
+// 700 ms on) and a ready standby, and returns the old one.
+func ignoringOldBesideStandby(t *testing.T, b *testbed.Bed, dir string) *sim {
+	t.Helper()
+	dump := t.TempDir()
+	old := startShim(t, b, b.LAGs[0], shimOpts{dir: dir, dumpDir: dump, fault: "ignore-sigusr1", flags: []string{"--stop-timeout", "700ms"}})
+	awaitRecords(t, dir, proto.KindActive, b.LAGs, 15*time.Second, epochIs(1))
+	negotiated(t, b)
+	startShim(t, b, b.LAGs[0], shimOpts{role: "standby", epoch: 2, dir: dir, dumpDir: dump})
+	awaitRecords(t, dir, proto.KindStandby, b.LAGs, 15*time.Second, epochIs(2))
+	return old
 }
 
 // A standby whose teamd never hears the partner never says it is ready,

@@ -240,11 +240,12 @@ func (s *Shim) record(ev statefile.Event) error {
 		w.rejected = append(w.rejected, err.Error())
 		return nil
 	}
-	if snap := ev.Record.(*proto.Snapshot); w.cut != nil && snap.TakenMono < w.cut.StartedMono {
+	snap := ev.Record.(*proto.Snapshot)
+	if w.cut != nil && snap.TakenMono < w.cut.StartedMono {
 		note = "the old shim handed over on its own just before the cutover (" + snap.TeamdStop + ")"
 	}
 	w.timings.SnapshotSeen = seen
-	return s.takeOver(EventSnapshot, proto.PathSnapshot, ev.Record.(*proto.Snapshot).Epoch, note)
+	return s.takeOver(EventSnapshot, proto.PathSnapshot, snap.Epoch, note)
 }
 
 // deadline: the cutover's budget is spent without a valid snapshot. The
