@@ -41,7 +41,7 @@ teamd:
 	@libteam/build.sh $(TEAMD_PREFIX)
 
 unit:
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 # Every fuzz target, one after the other, for FUZZTIME each (scripts/fuzz.sh
 # says how it treats a failure).
