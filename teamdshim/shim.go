@@ -367,8 +367,17 @@ func (s *Shim) loop(ctx context.Context) (int, error) {
 			}
 
 		case <-s.teamd.done:
-			if s.state == StateStarting && st.answered.IsZero() {
-				return s.finish(EventTeamdExited, fmt.Errorf("teamd exited (%s) before its control socket answered: %w", s.teamd.describe(), st.lastErr))
+			// A teamd that exits by itself before it ever answered did not
+			// start (its configuration, its run directory): the shim fails,
+			// and init does not restart it. One killed (kill -9, the OOM
+			// killer) ends the shim as any teamd death does, with teamd's
+			// status, so that init restarts it.
+			if s.state == StateStarting && st.answered.IsZero() && s.teamd.exitCode() < 128 {
+				err := fmt.Errorf("teamd exited (%s) before its control socket answered", s.teamd.describe())
+				if st.lastErr != nil {
+					err = fmt.Errorf("%w: %w", err, st.lastErr)
+				}
+				return s.finish(EventTeamdExited, err)
 			}
 			if s.state == StateActive {
 				s.diedSnapshot()

@@ -125,6 +125,21 @@ func TestRelaysSignalsAndExitsWithTeamdStatus(t *testing.T) {
 	}
 }
 
+// A teamd killed before it ever answered (kill -9 or the OOM killer at its
+// start) ends the shim with teamd's status, as any teamd death does, so
+// that init restarts it: it is no failure of teamd's to start. (Here teamd
+// answers elsewhere, so that it cannot answer the shim first.)
+func TestTeamdKilledBeforeItAnsweredIsRestartable(t *testing.T) {
+	e := newEnv(t)
+	elsewhere := t.TempDir()
+	p := runShim(t, e, "PortChannel1", nil, "TEAMDSIM_RUN_DIR="+elsewhere)
+	awaitOutput(t, p, "teamd stand-in started")
+	_ = syscall.Kill(readPID(t, filepath.Join(elsewhere, "PortChannel1.pid")), syscall.SIGKILL)
+	if code := p.exit(t, 5*time.Second); code != 128+9 {
+		t.Fatalf("exit %d, want %d (teamd's, killed)\n%s", code, 128+9, p.out.String())
+	}
+}
+
 // Epochs fence: a shim of the LAG's current epoch comes back active
 // whatever role it is given; an older one refuses to run.
 func TestEpochs(t *testing.T) {
