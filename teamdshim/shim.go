@@ -526,7 +526,8 @@ func (s *Shim) handOverRequested(ctx context.Context) (done bool, err error) {
 		// can go meanwhile (its container stopped at the cutover):
 		// stopping teamd then would leave the LAG silent until it is
 		// taken back.
-		if _, running := s.standbyState(); !running {
+		// The lock alone: this is between teamd's PDU and its stop.
+		if _, alive, err := s.dir.Alive(s.lag, s.epoch+1); err != nil || !alive {
 			s.log.Error("handoff called off at the LAG's turn: no shim of the next epoch runs any more; keeping the LAG",
 				"epoch", s.epoch, "next", s.epoch+1)
 			return false, nil
