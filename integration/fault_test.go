@@ -77,34 +77,8 @@ type faultResult struct {
 func TestIntegrationFaultMatrix(t *testing.T) {
 	bx := newBox(t, 2, 2, dut.Version{Name: "v1"}, dut.Version{Name: "v2"})
 	bx.runTeamd(t, "v1")
-	image, epoch := "v1", uint64(1)
-	var results []faultResult
-	for _, fc := range faultMatrix() {
-		next := map[string]string{"v1": "v2", "v2": "v1"}[image]
-		var res faultResult
-		ok := t.Run(strings.ReplaceAll(fc.String(), " ", "_"), func(t *testing.T) {
-			res = bx.faultCase(t, fc, bx.Images[next], epoch)
-		})
-		res.Case = fc.String()
-		results = append(results, res)
-		if !ok {
-			// Start the next case from a clean switch.
-			bx.resetTeamd(t, "v1")
-			image, epoch = "v1", 1
-			continue
-		}
-		if res.Epoch > epoch {
-			image = next
-		}
-		epoch = res.Epoch
-	}
-	var table strings.Builder
-	fmt.Fprintf(&table, "%-28s %5s %-16s %-12s %5s %8s  %s\n", "CASE", "EXIT", "RESULT", "RECOVER", "EPOCH", "MAX GAP", "PROBLEMS")
-	for _, r := range results {
-		fmt.Fprintf(&table, "%-28s %5d %-16s %-12s %5d %8v  %s\n", r.Case, r.Exit, r.Result, orNone(r.Recovered), r.Epoch,
-			r.MaxGap.Round(time.Millisecond), strings.Join(r.Problems, "; "))
-	}
-	t.Logf("fault matrix:\n%s", table.String())
+	results := bx.runFaults(t, faultMatrix())
+	t.Logf("fault matrix:\n%s", faultTable(results))
 	if path := os.Getenv("TEAMDWARM_FAULT_RESULTS"); path != "" {
 		b, _ := json.MarshalIndent(results, "", "  ")
 		_ = os.WriteFile(path, b, 0o644)
@@ -120,21 +94,46 @@ func TestIntegrationFaultMatrix(t *testing.T) {
 func TestIntegrationFaultsAtScale(t *testing.T) {
 	bx := newBox(t, 128, 2, dut.Version{Name: "v1"}, dut.Version{Name: "v2"})
 	bx.runTeamd(t, "v1")
+	results := bx.runFaults(t, []faultCase{{"docker stop new", "a3"}, {"docker stop old", "a3"}})
+	t.Logf("faults at 128 LAGs:\n%s", faultTable(results))
+}
+
+// runFaults runs the cases in turn as subtests, each an upgrade to the
+// other image from where the case before left the switch. A failed case's
+// switch is reset to v1 first, so that one failure does not hide the rest.
+func (bx *box) runFaults(t *testing.T, cases []faultCase) []faultResult {
 	image, epoch := "v1", uint64(1)
-	for _, fc := range []faultCase{{"docker stop new", "a3"}, {"docker stop old", "a3"}} {
+	var results []faultResult
+	for _, fc := range cases {
 		next := map[string]string{"v1": "v2", "v2": "v1"}[image]
 		var res faultResult
-		if !t.Run(strings.ReplaceAll(fc.String(), " ", "_"), func(t *testing.T) {
+		ok := t.Run(strings.ReplaceAll(fc.String(), " ", "_"), func(t *testing.T) {
 			res = bx.faultCase(t, fc, bx.Images[next], epoch)
-		}) {
-			return // the next case would start from a broken switch
+		})
+		res.Case = fc.String()
+		results = append(results, res)
+		if !ok {
+			bx.resetTeamd(t, "v1")
+			image, epoch = "v1", 1
+			continue
 		}
-		t.Logf("%s: exit %d, %s, epoch %d, largest gap %v", fc, res.Exit, res.Result, res.Epoch, res.MaxGap.Round(time.Millisecond))
 		if res.Epoch > epoch {
 			image = next
 		}
 		epoch = res.Epoch
 	}
+	return results
+}
+
+// faultTable lays out the results one case a line, for the test log.
+func faultTable(results []faultResult) string {
+	var table strings.Builder
+	fmt.Fprintf(&table, "%-28s %5s %-16s %-12s %5s %8s  %s\n", "CASE", "EXIT", "RESULT", "RECOVER", "EPOCH", "MAX GAP", "PROBLEMS")
+	for _, r := range results {
+		fmt.Fprintf(&table, "%-28s %5d %-16s %-12s %5d %8v  %s\n", r.Case, r.Exit, r.Result, orNone(r.Recovered), r.Epoch,
+			r.MaxGap.Round(time.Millisecond), strings.Join(r.Problems, "; "))
+	}
+	return table.String()
 }
 
 func orNone(s string) string {
