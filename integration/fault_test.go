@@ -24,9 +24,9 @@ import (
 )
 
 // The fault matrix: a warm upgrade on the live dockerd, 2 LAGs x 2 members
-// facing Open vSwitch, with one fault injected at one stage: kill -9 of
-// teamd-warm, of the old or new shim or teamd (of PortChannel1), at a2, at
-// a3 (every standby ready), right after the cutover record lands, at b2 and
+// (TEAMDWARM_FAULT_LAGS sets another number of LAGs) facing Open vSwitch,
+// with one fault injected at one stage: kill -9 of teamd-warm, of the old
+// or new shim or teamd (of PortChannel1), at a2, at a3 (every standby ready), right after the cutover record lands, at b2 and
 // at c1; docker stop and docker pause of either container at a3; the
 // record directory made read-only (on the supervisor's side) at a3. After
 // the documented recovery (teamd-warm recover when status says the run was
@@ -75,7 +75,15 @@ type faultResult struct {
 }
 
 func TestIntegrationFaultMatrix(t *testing.T) {
-	bx := newBox(t, 2, 2, dut.Version{Name: "v1"}, dut.Version{Name: "v2"})
+	lags := 2
+	if s := os.Getenv("TEAMDWARM_FAULT_LAGS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 256 {
+			t.Fatalf("TEAMDWARM_FAULT_LAGS=%q: want a number of LAGs from 1 to 256", s)
+		}
+		lags = n
+	}
+	bx := newBox(t, lags, 2, dut.Version{Name: "v1"}, dut.Version{Name: "v2"})
 	bx.runTeamd(t, "v1")
 	results := bx.runFaults(t, faultMatrix())
 	t.Logf("fault matrix:\n%s", faultTable(results))
