@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -289,9 +290,10 @@ func (r *run) stopOld(ctx context.Context, id string) {
 
 // waitActive is b2/b3: every LAG's .active of the new epoch, or the
 // takeover timeout. Meanwhile it undoes a pause of the new container (its
-// standbys could not take over), and once the deadline has passed with
-// LAGs missing while the old container still runs, it sends SIGUSR1 again:
-// a shim restarted after the first one has not had it.
+// standbys could not take over), names the LAGs it still waits for every
+// Options.WaitingEvery, and once the deadline has passed with LAGs missing
+// while the old container still runs, it sends SIGUSR1 again: a shim
+// restarted after the first one has not had it.
 func (r *run) waitActive(ctx context.Context, p *plan, newID string, slack time.Duration) map[string]*proto.Active {
 	e, o := r.s.engine, r.s.opts
 	ctx, cancel := context.WithTimeout(ctx, o.TakeoverTimeout+slack)
@@ -304,9 +306,14 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string, slack time.
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	say := time.NewTicker(o.WaitingEvery)
+	defer say.Stop()
 	resendAfter := o.Deadline + time.Second + slack
 	resendAt, resent := time.Now().Add(resendAfter), false
 	tl := r.newTally("taken over", len(p.lags))
+	left := func() []string {
+		return slices.DeleteFunc(p.lagNames(), func(l string) bool { return got[l] != nil })
+	}
 	for len(got) < len(p.lags) {
 		select {
 		case ev, ok := <-events:
@@ -331,20 +338,32 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string, slack time.
 			if !resent && time.Now().After(resendAt) && p.first == nil { // a first upgrade's old teamds were stopped one by one
 				resent = true
 				if c, err := e.ContainerInspect(ctx, p.old.ID); err == nil && c.State != nil && c.State.Running {
-					left := missing(p.lagNames(), func() map[string]bool {
-						m := map[string]bool{}
-						for l := range got {
-							m[l] = true
-						}
-						return m
-					}())
-					r.note("%s not taken over %v after the cutover while %s still runs: SIGUSR1 sent again", someNames(left, tallyNames), resendAfter, o.Backup)
+					r.note("%s not taken over %v after the cutover while %s still runs: SIGUSR1 sent again", someNames(left(), tallyNames), resendAfter, o.Backup)
 					_ = e.ContainerKill(ctx, p.old.ID, "SIGUSR1")
 				}
 			}
+		case <-say.C:
+			r.progress("%s", r.takeoversWaited(ctx, newID, left(), len(p.lags)))
 		}
 	}
 	return got
+}
+
+// takeoversWaited says what b2 still waits for: the LAGs not taken over,
+// whether the new container can take them (on a switch at its size a
+// stopped one leaves the run waiting out its bound), and how long the
+// wait may last.
+func (r *run) takeoversWaited(ctx context.Context, newID string, left []string, total int) string {
+	o := r.s.opts
+	msg := fmt.Sprintf("waiting for %s (%d/%d taken over)", someNames(left, tallyNames), total-len(left), total)
+	if c, err := r.s.engine.ContainerInspect(ctx, newID); err == nil && c.State != nil && !c.State.Running {
+		msg += fmt.Sprintf("; the new %s is %s (exit code %d): its standbys take nothing over, the old shims keep or take back their LAGs",
+			o.Container, c.State.Status, c.State.ExitCode)
+	}
+	if end, ok := ctx.Deadline(); ok {
+		msg += fmt.Sprintf("; the takeovers' bound ends in %v", time.Until(end).Round(100*time.Millisecond))
+	}
+	return msg
 }
 
 // verify fills each LAG's result from its .active and the old teamd's

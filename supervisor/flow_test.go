@@ -623,6 +623,49 @@ func TestNoTakeover(t *testing.T) {
 	}
 }
 
+// While b2 waits, it names the LAGs not taken over, says so when the new
+// container stopped (its standbys take nothing over; a run at a switch's
+// size then waits out its bound) and how long the wait may last; then the
+// old container, which kept every LAG, is the switch again.
+func TestTakeoverWaitSaysWhatFor(t *testing.T) {
+	fs := newSwitch(t, []string{"PortChannel1", "PortChannel2"})
+	fs.ignoreUSR1 = true // the old shims keep their LAGs: no standby runs
+	fs.onUSR1 = func() {
+		for _, c := range fs.e.List() {
+			if c.Running && epochOf(&c) == 2 {
+				fs.e.Exit(c.ID, 143)
+			}
+		}
+	}
+	o := fs.options()
+	o.TakeoverTimeout, o.WaitingEvery = 600*time.Millisecond, 100*time.Millisecond
+	var mu sync.Mutex
+	var waits []string
+	o.Progress = func(st supervisor.Step) {
+		mu.Lock()
+		defer mu.Unlock()
+		if st.Stage == supervisor.StageTakeover && strings.HasPrefix(st.Message, "waiting for ") {
+			waits = append(waits, st.Message)
+		}
+	}
+	rep, err := fs.upgrade(context.Background(), o)
+	if rep.Result != supervisor.ResultRolledBack {
+		t.Fatalf("result %s (%v), want rolled-back", rep.Result, err)
+	}
+	fs.restored()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(waits) == 0 {
+		t.Fatal("b2 waited without saying what for")
+	}
+	for _, want := range []string{"waiting for PortChannel1 PortChannel2 (0/2 taken over)",
+		"the new teamd is exited (exit code 143): its standbys take nothing over", "the takeovers' bound ends in "} {
+		if !strings.Contains(waits[0], want) {
+			t.Errorf("b2's waiting line %q does not say %q", waits[0], want)
+		}
+	}
+}
+
 // A run that would exhaust root's inotify instances is refused with the
 // numbers, before anything changes: a standby that cannot watch never
 // takes its LAG over.

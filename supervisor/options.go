@@ -55,6 +55,9 @@ const (
 	// runtime turns shares into cpu.weight, and depending on its version
 	// 1024 may come out below v2's default weight (100).
 	DefaultCPUShares = 1024
+	// DefaultWaitingEvery is how often a stage that waits on LAGs (a3, b2)
+	// names those it still waits for.
+	DefaultWaitingEvery = 5 * time.Second
 	// DefaultStopTimeout is how long a rolled-back new container gets to
 	// stop (its standbys remove their records) before it is killed.
 	DefaultStopTimeout = 5 * time.Second
@@ -88,6 +91,9 @@ type Options struct {
 	TakeoverTimeout time.Duration
 	ExitTimeout     time.Duration
 	StopTimeout     time.Duration
+	// WaitingEvery is how often a3 and b2 name the LAGs they still wait
+	// for (DefaultWaitingEvery if 0).
+	WaitingEvery time.Duration
 	// HandoverWindow is how many LAGs hand over per fast period at b1
 	// (DefaultHandoverWindow if 0); a run with no more LAGs than that
 	// hands every one over in the first.
@@ -136,7 +142,7 @@ func (o *Options) defaults() error {
 		def time.Duration
 	}{{&o.ReadyTimeout, DefaultReadyTimeout}, {&o.Deadline, DefaultDeadline},
 		{&o.TakeoverTimeout, DefaultTakeoverTimeout}, {&o.ExitTimeout, DefaultExitTimeout},
-		{&o.StopTimeout, DefaultStopTimeout}} {
+		{&o.StopTimeout, DefaultStopTimeout}, {&o.WaitingEvery, DefaultWaitingEvery}} {
 		if *d.to == 0 {
 			*d.to = d.def
 		}

@@ -175,7 +175,7 @@ func (r *run) waitReady(ctx context.Context, p *plan, newID string) error {
 			ready[l.name] = true
 		}
 	}
-	tick := time.NewTicker(5 * time.Second)
+	tick := time.NewTicker(o.WaitingEvery)
 	defer tick.Stop()
 	tl := r.newTally("ready", len(p.lags))
 	for len(ready) < len(p.lags) {
