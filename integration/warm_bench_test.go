@@ -17,16 +17,19 @@ import (
 // handover (b1+b2: cutover to the last .active), and over all runs the
 // largest takeover (cutover to a LAG's first new PDU), the largest member
 // gap (old teamd's last PDU to the new one's first) and the largest gap
-// the peer saw between two PDUs. The peer's verdict must be clean.
+// the peer saw between two PDUs. The peer's verdict on each run, judged
+// alone three fast periods after it, must be clean: upgrades back to back
+// hand over more often than once in five periods, where proto.Speakers
+// would count the new speakers' first PDUs as a second train.
 func BenchmarkWarmUpgrade(b *testing.B) {
 	bx := newBox(b, 8, 2, dut.Version{Name: "v1"}, dut.Version{Name: "v2"})
 	bx.runTeamd(b, "v1")
-	w := mark(b, bx.Bed)
 	var total, ready, handover []time.Duration
-	var takeover, gap time.Duration
+	var takeover, gap, peerGap time.Duration
 	next := "v2"
 	b.ResetTimer()
 	for range b.N {
+		w := mark(b, bx.Bed)
 		s, err := supervisor.New(bx.Lab.Docker, supervisor.Options{Container: bx.Name, Image: bx.Images[next], Dir: bx.Dir})
 		if err != nil {
 			b.Fatal(err)
@@ -53,13 +56,15 @@ func BenchmarkWarmUpgrade(b *testing.B) {
 			}
 		}
 		next = map[string]string{"v1": "v2", "v2": "v1"}[next]
+		b.StopTimer()
+		v := judgeSettled(b, bx.Bed, w, "teamd-warm upgrade to "+rep.Image)
+		if !v.Clean() {
+			b.Fatal("the peer noticed")
+		}
+		peerGap = max(peerGap, v.MaxGap())
+		b.StartTimer()
 	}
 	b.StopTimer()
-	time.Sleep(3500 * time.Millisecond) // three fast periods: an expiry the last run caused shows
-	v := judge(b, bx.Bed, w, "teamd-warm upgrades")
-	if !v.Clean() {
-		b.Fatal("the peer noticed")
-	}
 	for _, d := range [][]time.Duration{total, ready, handover} {
 		slices.Sort(d)
 	}
@@ -69,6 +74,6 @@ func BenchmarkWarmUpgrade(b *testing.B) {
 	b.ReportMetric(ms(pct(handover, 50)), "handover-p50-ms")
 	b.ReportMetric(ms(takeover), "takeover-max-ms")
 	b.ReportMetric(ms(gap), "member-gap-max-ms")
-	b.ReportMetric(float64(v.MaxGap().Milliseconds()), "peer-max-gap-ms")
+	b.ReportMetric(float64(peerGap.Milliseconds()), "peer-max-gap-ms")
 	b.ReportMetric(0, "ns/op") // an upgrade's wall time is the figures above
 }
