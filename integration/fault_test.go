@@ -26,9 +26,10 @@ import (
 // The fault matrix: a warm upgrade on the live dockerd, 2 LAGs x 2 members
 // (TEAMDWARM_FAULT_LAGS sets another number of LAGs) facing Open vSwitch,
 // with one fault injected at one stage: kill -9 of teamd-warm, of the old
-// or new shim or teamd (of PortChannel1), at a2, at a3 (every standby ready), right after the cutover record lands, at b2 and
-// at c1; docker stop and docker pause of either container at a3; the
-// record directory made read-only (on the supervisor's side) at a3. After
+// or new shim or teamd (of PortChannel1), at a2, at a3 (every standby
+// ready), right after the cutover record lands, at b2 and at c1; docker
+// stop and docker pause of either container at a3; the record directory
+// made read-only (on the supervisor's side) at a3. After
 // the documented recovery (teamd-warm recover when status says the run was
 // interrupted; docker unpause and a writable directory where the fault
 // left them so) every case is judged by the peer (no expiry, no PDU

@@ -350,9 +350,9 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string, slack time.
 }
 
 // takeoversWaited says what b2 still waits for: the LAGs not taken over,
-// whether the new container can take them (on a switch at its size a
-// stopped one leaves the run waiting out its bound), and how long the
-// wait may last.
+// whether the new container still runs to take them (a stopped one leaves
+// the run waiting out its bound, then undone), and how long the wait may
+// last.
 func (r *run) takeoversWaited(ctx context.Context, newID string, left []string, total int) string {
 	o := r.s.opts
 	msg := fmt.Sprintf("waiting for %s (%d/%d taken over)", someNames(left, tallyNames), total-len(left), total)
