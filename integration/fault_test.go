@@ -29,14 +29,14 @@ import (
 // or new shim or teamd (of PortChannel1), at a2, at a3 (every standby
 // ready), right after the cutover record lands, at b2 and at c1; docker
 // stop and docker pause of either container at a3; the record directory
-// made read-only (on the supervisor's side) at a3. After
-// the documented recovery (teamd-warm recover when status says the run was
-// interrupted; docker unpause and a writable directory where the fault
-// left them so) every case is judged by the peer (no expiry, no PDU
-// without Sync, no two speakers, a bounded gap) and by the end state: every
-// LAG served by exactly one container, named as before, with its restart
-// policy. The cases run one after the other on one box, each from the end
-// state of the one before.
+// made read-only (on the supervisor's side) at a3. After the documented
+// recovery (teamd-warm recover when status says the run was interrupted;
+// docker unpause and a writable directory where the fault left them so)
+// every case is judged by the peer (no expiry, no PDU without Sync, no two
+// speakers, a bounded gap) and by the end state: every LAG served by
+// exactly one container, named as before, with its restart policy. The
+// cases run one after the other on one box, each from the end state of the
+// one before.
 
 // faultCase is one cell of the matrix.
 type faultCase struct {
