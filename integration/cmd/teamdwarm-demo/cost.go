@@ -195,27 +195,44 @@ func (c *cost) close() {
 	})
 }
 
-// atRest measures the bed for d while nothing but LACP runs, and says it
-// in one line: each part's share of one core.
-func (c *cost) atRest(ctx context.Context, d time.Duration) (string, error) {
+// restCost is the bed's CPU at rest, in cores (1 is one core busy); a
+// part with too few samples is absent.
+type restCost struct {
+	Over  time.Duration      `json:"over_ns"`
+	Cores map[string]float64 `json:"cores"` // ovs-vswitchd, ovsdb-server, observer, containers, stand-ins
+}
+
+// String says it in one line: each part's share of one core.
+func (r restCost) String() string {
+	pct := func(name string) string {
+		c, ok := r.Cores[name]
+		if !ok {
+			return "?"
+		}
+		return fmt.Sprintf("%.1f%%", 100*c)
+	}
+	return fmt.Sprintf("CPU at rest over %v, in %% of one core: ovs-vswitchd %s, ovsdb-server %s, the observer %s; the old container %s, its teamd stand-ins %s, counted apart",
+		r.Over, pct("ovs-vswitchd"), pct("ovsdb-server"), pct("observer"), pct("containers"), pct("stand-ins"))
+}
+
+// atRest measures the bed for d while nothing but LACP runs.
+func (c *cost) atRest(ctx context.Context, d time.Duration) (restCost, error) {
 	from := time.Now()
 	select {
 	case <-time.After(d):
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return restCost{}, ctx.Err()
 	}
 	to := time.Now()
-	pct := func(name string) string {
-		r, ok := c.rate(name, from, to)
-		if !ok {
-			return "?"
+	r := restCost{Over: d, Cores: map[string]float64{}}
+	for _, name := range []string{"ovs-vswitchd", "ovsdb-server", "observer", "containers", "stand-ins"} {
+		if cores, ok := c.rate(name, from, to); ok {
+			r.Cores[name] = cores
 		}
-		return fmt.Sprintf("%.1f%%", 100*r)
 	}
 	c.oldAtRest, _ = c.rate("old", from, to)
-	c.standInsRest, _ = c.rate("stand-ins", from, to)
-	return fmt.Sprintf("CPU at rest over %v, in %% of one core: ovs-vswitchd %s, ovsdb-server %s, the observer %s; the old container %s, its teamd stand-ins %s, counted apart",
-		d, pct("ovs-vswitchd"), pct("ovsdb-server"), pct("observer"), pct("containers"), pct("stand-ins")), nil
+	c.standInsRest = r.Cores["stand-ins"]
+	return r, nil
 }
 
 // rate is the CPU counter name used from from to to, in cores; ok is
@@ -228,22 +245,72 @@ func (c *cost) rate(name string, from, to time.Time) (cores float64, ok bool) {
 	return used.Seconds() / span.Seconds(), true
 }
 
-// handoff says what the handoff cost: the containers' CPU (the product's:
-// shims and inits) from the cutover to the last takeover, less what each
-// would have used at rest meanwhile (the old one's rate before the
-// upgrade, the new one's after it), per LAG; what the stand-ins (the
-// bed's) used; and Open vSwitch meanwhile. dir is the record directory;
-// the sampler must have run two seconds past the last takeover.
-func (c *cost) handoff(dir string, lags int) string {
+// handoffCost is what the handoff cost: the containers' CPU (the
+// product's: shims and inits) from the cutover to the last takeover, less
+// what each would have used at rest meanwhile (the old one's rate before
+// the upgrade, the new one's after it), per LAG; what the stand-ins (the
+// bed's) used; the critical paths; and Open vSwitch meanwhile. Durations
+// in nanoseconds, rates in cores.
+type handoffCost struct {
+	NotMeasured  string        `json:"not_measured,omitempty"` // why, if it was not
+	TakenOver    int           `json:"taken_over"`
+	Window       time.Duration `json:"window_ns"` // the cutover to the last takeover
+	Containers   time.Duration `json:"containers_ns"`
+	OverRest     time.Duration `json:"containers_over_rest_ns"`
+	OldAtRest    float64       `json:"old_at_rest_cores"`
+	NewAtRest    float64       `json:"new_at_rest_cores"`
+	PerHandoff   time.Duration `json:"per_handoff_ns"`
+	StandIns     *standInCost  `json:"stand_ins,omitempty"`
+	CriticalPath *quantiles    `json:"critical_path,omitempty"` // the old shim's handoff to the new teamd's signal
+	OVSVswitchd  *float64      `json:"ovs_vswitchd_cores,omitempty"`
+}
+
+type standInCost struct {
+	Used       time.Duration `json:"used_ns"`
+	PerHandoff time.Duration `json:"per_handoff_ns"`
+	RestBefore float64       `json:"at_rest_before_cores"`
+	RestAfter  float64       `json:"at_rest_after_cores"`
+}
+
+type quantiles struct {
+	P50 time.Duration `json:"p50_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	Max time.Duration `json:"max_ns"`
+}
+
+// String says it in one line.
+func (h handoffCost) String() string {
+	if h.NotMeasured != "" {
+		return "CPU of the handoff: not measured (" + h.NotMeasured + ")"
+	}
+	line := fmt.Sprintf("CPU of the handoff: %d LAGs taken over in %v; the containers (shims and inits) used %v in it, %v more than at rest (old %.0f%%, new %.0f%% of a core): %v per handoff",
+		h.TakenOver, h.Window.Round(time.Millisecond), h.Containers.Round(time.Millisecond), h.OverRest.Round(time.Millisecond),
+		100*h.OldAtRest, 100*h.NewAtRest, h.PerHandoff)
+	if s := h.StandIns; s != nil {
+		line += fmt.Sprintf("; the teamd stand-ins (the bed's, counted apart) used %v in it, %v per handoff (at rest %.0f%% of a core before, %.0f%% after)",
+			s.Used.Round(time.Millisecond), s.PerHandoff, 100*s.RestBefore, 100*s.RestAfter)
+	}
+	if q := h.CriticalPath; q != nil {
+		line += fmt.Sprintf("; critical path (old shim's handoff to the new teamd's signal) p50 %v, p99 %v, max %v", q.P50, q.P99, q.Max)
+	}
+	if o := h.OVSVswitchd; o != nil {
+		line += fmt.Sprintf("; ovs-vswitchd %.0f%% of a core meanwhile", 100**o)
+	}
+	return line
+}
+
+// handoff measures the handoff's cost. dir is the record directory; the
+// sampler must have run two seconds past the last takeover.
+func (c *cost) handoff(dir string, lags int) handoffCost {
 	c.close()
 	rec, err := statefile.ReadFile(filepath.Join(dir, proto.FileName("", proto.KindCutover)))
 	if err != nil {
-		return fmt.Sprintf("CPU of the handoff: not measured (no cutover record: %v)", err)
+		return handoffCost{NotMeasured: fmt.Sprintf("no cutover record: %v", err)}
 	}
 	cut := rec.(*proto.Cutover)
 	es, err := statefile.List(dir)
 	if err != nil {
-		return fmt.Sprintf("CPU of the handoff: not measured (%v)", err)
+		return handoffCost{NotMeasured: err.Error()}
 	}
 	var last time.Time
 	n := 0
@@ -276,39 +343,38 @@ func (c *cost) handoff(dir string, lags int) string {
 	}
 	slices.Sort(paths)
 	if n == 0 || !last.After(cut.Started) {
-		return "CPU of the handoff: not measured (no takeover after the cutover)"
+		return handoffCost{NotMeasured: "no takeover after the cutover"}
 	}
-	window := last.Sub(cut.Started)
+	h := handoffCost{TakenOver: n, Window: last.Sub(cut.Started), OldAtRest: c.oldAtRest}
 	during, span, ok1 := c.sampler.Used("containers", cut.Started, last)
 	// The old container is gone by then: the containers' CPU is the new one's.
 	newAtRest, ok2 := c.rate("containers", last.Add(time.Second), last.Add(3*time.Second))
 	if !ok1 || !ok2 || span <= 0 {
-		return "CPU of the handoff: not measured (too few samples)"
+		return handoffCost{NotMeasured: "too few samples"}
 	}
-	extra := during - time.Duration((c.oldAtRest+newAtRest)*float64(span))
 	perLAG := func(d time.Duration) time.Duration {
 		return (d / time.Duration(max(lags, 1))).Round(100 * time.Microsecond)
 	}
-	line := fmt.Sprintf("CPU of the handoff: %d LAGs taken over in %v; the containers (shims and inits) used %v in it, %v more than at rest (old %.0f%%, new %.0f%% of a core): %v per handoff",
-		n, window.Round(time.Millisecond), during.Round(time.Millisecond), extra.Round(time.Millisecond),
-		100*c.oldAtRest, 100*newAtRest, perLAG(extra))
+	h.Containers, h.NewAtRest = during, newAtRest
+	h.OverRest = during - time.Duration((c.oldAtRest+newAtRest)*float64(span))
+	h.PerHandoff = perLAG(h.OverRest)
 	// The stand-ins' figure is what they used, with their rates at rest
 	// beside it, not less them: a passive standby's teamd does not
 	// transmit, so the sum of both sides' rates is no baseline for them.
 	sDuring, sSpan, ok1 := c.sampler.Used("stand-ins", cut.Started, last)
 	sAfter, ok2 := c.rate("stand-ins", last.Add(time.Second), last.Add(3*time.Second))
 	if ok1 && ok2 && sSpan > 0 {
-		line += fmt.Sprintf("; the teamd stand-ins (the bed's, counted apart) used %v in it, %v per handoff (at rest %.0f%% of a core before, %.0f%% after)",
-			sDuring.Round(time.Millisecond), perLAG(sDuring), 100*c.standInsRest, 100*sAfter)
+		h.StandIns = &standInCost{Used: sDuring, PerHandoff: perLAG(sDuring), RestBefore: c.standInsRest, RestAfter: sAfter}
 	}
 	if len(paths) > 0 {
 		q := func(p float64) time.Duration {
 			return paths[int(p*float64(len(paths)-1))].Round(100 * time.Microsecond)
 		}
-		line += fmt.Sprintf("; critical path (old shim's handoff to the new teamd's signal) p50 %v, p99 %v, max %v", q(0.5), q(0.99), q(1))
+		h.CriticalPath = &quantiles{P50: q(0.5), P99: q(0.99), Max: q(1)}
 	}
 	if ovs, ovsSpan, ok := c.sampler.Used("ovs-vswitchd", cut.Started, last); ok && ovsSpan > 0 {
-		line += fmt.Sprintf("; ovs-vswitchd %.0f%% of a core meanwhile", 100*ovs.Seconds()/ovsSpan.Seconds())
+		cores := ovs.Seconds() / ovsSpan.Seconds()
+		h.OVSVswitchd = &cores
 	}
-	return line
+	return h
 }
