@@ -17,7 +17,7 @@ import (
 )
 
 // bins holds the binaries TestMain builds for the tests.
-var bins struct{ teamdsim, shim, warm, pause, teammgrd string }
+var bins struct{ teamdsim, shim, warm, pause, teammgrd, demo string }
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -38,14 +38,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	built, err := testbin.Build(dir, "cmd/teamd-shim", "integration/cmd/teamdsim", "cmd/teamd-warm", "integration/cmd/pause", "integration/cmd/teammgrd")
+	built, err := testbin.Build(dir, "cmd/teamd-shim", "integration/cmd/teamdsim", "cmd/teamd-warm", "integration/cmd/pause", "integration/cmd/teammgrd",
+		"integration/cmd/teamdwarm-demo")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	bins.shim, bins.teamdsim = built["cmd/teamd-shim"], built["integration/cmd/teamdsim"]
 	bins.warm, bins.pause = built["cmd/teamd-warm"], built["integration/cmd/pause"]
-	bins.teammgrd = built["integration/cmd/teammgrd"]
+	bins.teammgrd, bins.demo = built["integration/cmd/teammgrd"], built["integration/cmd/teamdwarm-demo"]
 	code := m.Run()
 	os.RemoveAll(dir)
 	if os.Geteuid() == 0 {
