@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -311,9 +310,6 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string, slack time.
 	resendAfter := o.Deadline + time.Second + slack
 	resendAt, resent := time.Now().Add(resendAfter), false
 	tl := r.newTally("taken over", len(p.lags))
-	left := func() []string {
-		return slices.DeleteFunc(p.lagNames(), func(l string) bool { return got[l] != nil })
-	}
 	for len(got) < len(p.lags) {
 		select {
 		case ev, ok := <-events:
@@ -338,12 +334,12 @@ func (r *run) waitActive(ctx context.Context, p *plan, newID string, slack time.
 			if !resent && time.Now().After(resendAt) && p.first == nil { // a first upgrade's old teamds were stopped one by one
 				resent = true
 				if c, err := e.ContainerInspect(ctx, p.old.ID); err == nil && c.State != nil && c.State.Running {
-					r.note("%s not taken over %v after the cutover while %s still runs: SIGUSR1 sent again", someNames(left(), tallyNames), resendAfter, o.Backup)
+					r.note("%s not taken over %v after the cutover while %s still runs: SIGUSR1 sent again", someNames(missing(p.lagNames(), got), tallyNames), resendAfter, o.Backup)
 					_ = e.ContainerKill(ctx, p.old.ID, "SIGUSR1")
 				}
 			}
 		case <-say.C:
-			r.progress("%s", r.takeoversWaited(ctx, newID, left(), len(p.lags)))
+			r.progress("%s", r.takeoversWaited(ctx, newID, missing(p.lagNames(), got), len(p.lags)))
 		}
 	}
 	return got

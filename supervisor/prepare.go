@@ -240,8 +240,9 @@ func (r *run) readyLeft() time.Duration {
 	return max(r.s.opts.ReadyTimeout-time.Since(r.stageStart), time.Millisecond)
 }
 
-func missing(all []string, have map[string]bool) []string {
-	return slices.DeleteFunc(slices.Clone(all), func(l string) bool { return have[l] })
+// missing lists the names in all that have has no entry for, in order.
+func missing[V any](all []string, have map[string]V) []string {
+	return slices.DeleteFunc(slices.Clone(all), func(l string) bool { _, ok := have[l]; return ok })
 }
 
 // logTail is the end of a container's log, for an error message.

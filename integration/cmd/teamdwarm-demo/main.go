@@ -34,7 +34,7 @@ import (
 )
 
 func main() {
-	cfg := config{bin: "bin"}
+	var cfg config
 	flag.IntVar(&cfg.lags, "lags", 8, "LAGs")
 	flag.IntVar(&cfg.members, "members", 2, "members per LAG")
 	flag.StringVar(&cfg.bin, "bin", "bin", "directory with teamd-shim, teamd-warm, teamdsim, pause and teammgrd")
