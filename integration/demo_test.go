@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/teamdwarm/teamdwarm/integration/dut"
+	"github.com/teamdwarm/teamdwarm/integration/testbed"
 	"github.com/teamdwarm/teamdwarm/supervisor"
 )
 
@@ -79,46 +76,19 @@ func TestDemo(t *testing.T) {
 }
 
 // demoLeftovers lists what the demo with process ID pid made and did not
-// remove: containers and images labelled with its lab's ID, namespaces
-// named after it.
+// remove: its labs' containers and images, its beds' namespaces.
 func demoLeftovers(t *testing.T, pid int) []string {
 	t.Helper()
-	ctx := context.Background()
-	c, err := supervisor.Dial()
+	left, err := dut.Left(context.Background(), pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	ours := func(labels map[string]string) bool {
-		return strings.HasPrefix(labels[dut.Label], fmt.Sprintf("%dx", pid))
-	}
-	var left []string
-	cs, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", dut.Label))})
+	ns, err := testbed.Namespaces(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ct := range cs {
-		if ours(ct.Labels) {
-			left = append(left, "container "+strings.Join(ct.Names, ","))
-		}
-	}
-	ims, err := c.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", dut.Label))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, im := range ims {
-		if ours(im.Labels) {
-			left = append(left, "image "+strings.Join(im.RepoTags, ","))
-		}
-	}
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if name, _, _ := strings.Cut(line, " "); strings.HasPrefix(name, fmt.Sprintf("tdw%dx", pid)) {
-			left = append(left, "namespace "+name)
-		}
+	for _, name := range ns {
+		left = append(left, "namespace "+name)
 	}
 	return left
 }

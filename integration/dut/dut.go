@@ -316,20 +316,14 @@ func Sweep(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
-	cs, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", Label))})
-	if err != nil {
-		return err
-	}
-	ims, err := c.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", Label))})
+	ls, err := listLabelled(ctx, c)
 	if err != nil {
 		return err
 	}
 	dead := map[string]bool{}
-	for _, labels := range append(labelsOf(cs), imageLabels(ims)...) {
-		id := labels[Label]
-		pid, err := strconv.Atoi(strings.SplitN(id, "x", 2)[0])
-		if err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) != nil {
-			dead[id] = true
+	for _, l := range ls {
+		if pid, ok := labOwner(l.lab); ok && pid != os.Getpid() && syscall.Kill(pid, 0) != nil {
+			dead[l.lab] = true
 		}
 	}
 	var errs []error
@@ -339,18 +333,55 @@ func Sweep(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func labelsOf(cs []container.Summary) []map[string]string {
-	var out []map[string]string
-	for _, c := range cs {
-		out = append(out, c.Labels)
+// Left lists the containers and images that labs of process pid made and
+// that are still there.
+func Left(ctx context.Context, pid int) ([]string, error) {
+	c, err := supervisor.Dial()
+	if err != nil {
+		return nil, err
 	}
-	return out
+	defer c.Close()
+	ls, err := listLabelled(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range ls {
+		if owner, ok := labOwner(l.lab); ok && owner == pid {
+			out = append(out, l.what)
+		}
+	}
+	return out, nil
 }
 
-func imageLabels(ims []image.Summary) []map[string]string {
-	var out []map[string]string
-	for _, im := range ims {
-		out = append(out, im.Labels)
+// labelled is a container or image that carries Label.
+type labelled struct {
+	lab  string // the lab's ID
+	what string // "container NAME" or "image TAG"
+}
+
+func listLabelled(ctx context.Context, c *client.Client) ([]labelled, error) {
+	f := filters.NewArgs(filters.Arg("label", Label))
+	cs, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, err
 	}
-	return out
+	ims, err := c.ImageList(ctx, image.ListOptions{Filters: f})
+	if err != nil {
+		return nil, err
+	}
+	var out []labelled
+	for _, ct := range cs {
+		out = append(out, labelled{ct.Labels[Label], "container " + strings.Join(ct.Names, ",")})
+	}
+	for _, im := range ims {
+		out = append(out, labelled{im.Labels[Label], "image " + strings.Join(im.RepoTags, ",")})
+	}
+	return out, nil
+}
+
+// labOwner is the process that made a lab, from its ID ("<pid>x<random>").
+func labOwner(id string) (pid int, ok bool) {
+	pid, err := strconv.Atoi(strings.SplitN(id, "x", 2)[0])
+	return pid, err == nil
 }

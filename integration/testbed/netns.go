@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -97,10 +98,43 @@ func detachNetns(ns string) error {
 // binary killed before its cleanup ran), and those of pid itself if
 // self is true. It touches only names this package makes.
 func Sweep(pid int, self bool) {
-	out, err := run(context.Background(), "ip", "netns", "list")
+	names, err := bedNamespaces()
 	if err != nil {
 		return
 	}
+	for name, owner := range names {
+		alive := syscall.Kill(owner, 0) == nil
+		if (owner == pid && self) || (owner != pid && !alive) {
+			_ = deleteNetns(name)
+		}
+	}
+}
+
+// Namespaces lists the namespaces that beds of process pid made and that
+// are still there.
+func Namespaces(pid int) ([]string, error) {
+	names, err := bedNamespaces()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for name, owner := range names {
+		if owner == pid {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// bedNamespaces lists the namespaces beds made, each with the process that
+// made it ("tdw<pid>x<n>-dut").
+func bedNamespaces() (map[string]int, error) {
+	out, err := run(context.Background(), "ip", "netns", "list")
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]int{}
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) == 0 || !strings.HasPrefix(f[0], namePrefix) {
@@ -111,13 +145,9 @@ func Sweep(pid int, self bool) {
 		if x < 0 {
 			continue
 		}
-		owner, err := strconv.Atoi(rest[:x])
-		if err != nil {
-			continue
-		}
-		alive := syscall.Kill(owner, 0) == nil
-		if (owner == pid && self) || (owner != pid && !alive) {
-			_ = deleteNetns(f[0])
+		if owner, err := strconv.Atoi(rest[:x]); err == nil {
+			names[f[0]] = owner
 		}
 	}
+	return names, nil
 }
